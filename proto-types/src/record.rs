@@ -1,0 +1,60 @@
+//! Field names of the job and session hashes, shared by the Lua scripts
+//! (which spell them literally; a test keeps them in step) and the Rust
+//! adapters that read them.
+//!
+//! Times are milliseconds since the Unix epoch, stored as decimal strings.
+//! State fields hold the wire names of [`crate::state`].
+
+/// Fields of `{sm}:job:{job_id}`.
+pub mod job {
+    /// Session id.
+    pub const SESSION: &str = "session_id";
+    /// Command wire name.
+    pub const COMMAND: &str = "command";
+    /// [`crate::JobState`] wire name.
+    pub const STATE: &str = "state";
+    /// Session generation the job was issued for.
+    pub const GENERATION: &str = "generation";
+    /// When the api accepted it.
+    pub const REQUESTED_AT: &str = "requested_at_ms";
+    /// When a worker first started it.
+    pub const STARTED_AT: &str = "started_at_ms";
+    /// When it reached a terminal state.
+    pub const FINISHED_AT: &str = "finished_at_ms";
+    /// How many times a worker started it.
+    pub const ATTEMPTS: &str = "attempts";
+    /// Error message of a failed or dead job.
+    pub const ERROR: &str = "error";
+    /// Id of its entry in the jobs stream.
+    pub const STREAM_ID: &str = "stream_id";
+    /// The client's idempotency key, if any.
+    pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
+}
+
+/// Fields of `{sm}:session:{id}`.
+pub mod session {
+    /// Owner.
+    pub const USER: &str = "user_id";
+    /// [`crate::SessionState`] wire name.
+    pub const STATUS: &str = "status";
+    /// [`crate::DesiredState`] wire name.
+    pub const DESIRED: &str = "desired";
+    /// Bumped by every accepted command; jobs carry the value they were issued for.
+    pub const GENERATION: &str = "generation";
+    /// Creation time.
+    pub const CREATED_AT: &str = "created_at_ms";
+    /// Last command or status change.
+    pub const LAST_ACTIVITY: &str = "last_activity_ms";
+    /// Ready replicas last observed by the worker.
+    pub const REPLICAS: &str = "replicas";
+    /// Last error, empty when the last job succeeded.
+    pub const LAST_ERROR: &str = "last_error";
+    /// File name of the backup written on delete.
+    pub const BACKUP_FILE: &str = "backup_file";
+    /// Highest fencing token that has written this record.
+    pub const FENCE: &str = "fence";
+    /// Id of the last job enqueued for it.
+    pub const LAST_JOB: &str = "last_job_id";
+    /// Workspace URL handed to the client at create.
+    pub const WORKSPACE_URL: &str = "workspace_url";
+}

@@ -1,0 +1,78 @@
+-- Enqueue one job atomically (see proto_types::scripts::enqueue).
+-- KEYS: 1 session hash, 2 job hash, 3 jobs stream, 4 sessions index,
+--       5 user sessions set, 6 idempotency key
+-- ARGV: 1 job_id, 2 session_id, 3 command, 4 payload, 5 now_ms,
+--       6 expected generation, 7 desired, 8 status, 9 user_id,
+--       10 max sessions per user (0 = no limit), 11 use idempotency ("1"/"0"),
+--       12 request fingerprint, 13 idempotency ttl secs, 14 workspace url,
+--       15 idempotency key (as sent by the client)
+-- Replies: {"ok", stream_id} | {"idem", job_id, "same"|"different"}
+--          | {"conflict", current_generation} | {"limit", live_count}
+
+if ARGV[11] == "1" then
+  local prior = redis.call("GET", KEYS[6])
+  if prior then
+    local sep = string.find(prior, " ", 1, true)
+    local prior_job = string.sub(prior, 1, sep - 1)
+    local prior_fp = string.sub(prior, sep + 1)
+    if prior_fp == ARGV[12] then
+      return {"idem", prior_job, "same"}
+    end
+    return {"idem", prior_job, "different"}
+  end
+end
+
+local current = redis.call("HGET", KEYS[1], "generation")
+if not current then current = "0" end
+if current ~= ARGV[6] then
+  return {"conflict", current}
+end
+
+local generation = tostring(tonumber(current) + 1)
+local is_create = ARGV[3] == "create"
+
+if is_create then
+  local max = tonumber(ARGV[10])
+  if max > 0 then
+    local live = redis.call("SCARD", KEYS[5])
+    if live >= max then
+      return {"limit", tostring(live)}
+    end
+  end
+  redis.call("HSET", KEYS[1],
+    "user_id", ARGV[9],
+    "created_at_ms", ARGV[5],
+    "replicas", "0",
+    "last_error", "",
+    "backup_file", "",
+    "fence", "0",
+    "workspace_url", ARGV[14])
+  redis.call("ZADD", KEYS[4], ARGV[5], ARGV[2])
+  redis.call("SADD", KEYS[5], ARGV[2])
+end
+
+redis.call("HSET", KEYS[1],
+  "status", ARGV[8],
+  "desired", ARGV[7],
+  "generation", generation,
+  "last_activity_ms", ARGV[5],
+  "last_job_id", ARGV[1])
+
+local stream_id = redis.call("XADD", KEYS[3], "*", "job", ARGV[4])
+
+redis.call("HSET", KEYS[2],
+  "session_id", ARGV[2],
+  "command", ARGV[3],
+  "state", "queued",
+  "generation", generation,
+  "requested_at_ms", ARGV[5],
+  "attempts", "0",
+  "error", "",
+  "stream_id", stream_id,
+  "idempotency_key", ARGV[15])
+
+if ARGV[11] == "1" then
+  redis.call("SET", KEYS[6], ARGV[1] .. " " .. ARGV[12], "EX", ARGV[13])
+end
+
+return {"ok", stream_id}

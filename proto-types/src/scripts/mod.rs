@@ -1,0 +1,40 @@
+//! The Lua scripts that make each queue step atomic, as data.
+//!
+//! Each script is a `pub const` source text plus a typed builder that
+//! produces its `KEYS` and `ARGV` in the documented order, and a parser for
+//! its reply. The adapters (`api` for enqueue, `worker` for the rest) only
+//! load the text with `redis::Script` and pass what the builder produced, so
+//! the contract cannot drift between the two sides.
+//!
+//! Replies are flat arrays of strings whose first element names the outcome.
+//!
+//! Scripts:
+//! - [`enqueue`]: idempotency check, compare-and-set on the session
+//!   generation, per-user limit, job hash, session desired state, `XADD`.
+
+pub mod enqueue;
+
+/// A script reply did not have the documented shape.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unexpected reply from the {script} script: {reply:?}")]
+pub struct ReplyError {
+    /// Which script.
+    pub script: &'static str,
+    /// What it returned.
+    pub reply: Vec<String>,
+}
+
+impl ReplyError {
+    pub(crate) fn new(script: &'static str, reply: &[String]) -> Self {
+        Self { script, reply: reply.to_vec() }
+    }
+}
+
+/// Keys and arguments for one script call, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    /// `KEYS`, in order.
+    pub keys: Vec<String>,
+    /// `ARGV`, in order (binary-safe: the payload is MessagePack).
+    pub args: Vec<Vec<u8>>,
+}
