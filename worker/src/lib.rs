@@ -1,1 +1,4 @@
-//! placeholder
+//! The session-manager worker: consumes jobs from the Redis Stream and
+//! converges sessions on Kubernetes.
+
+pub mod executor;

@@ -1,0 +1,80 @@
+//! The seam between the queue runner and the code that acts on Kubernetes.
+//!
+//! The runner (`crate::runner`) owns delivery: reading the stream, the
+//! session lease, retries, finishing and acking. An [`Executor`] owns one
+//! thing: converge one session to its desired state and say what it
+//! observed. The Kubernetes executor (`crate::k8s`) is the production
+//! implementation; tests use in-memory ones.
+//!
+//! Executors must be idempotent: `converge` may be called again for the same
+//! target after a crash at any point, and must end in the same state.
+
+use std::future::Future;
+
+use proto_types::{Command, DesiredState, JobId, SessionId, SessionState};
+
+/// What the runner asks an executor to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The session to converge.
+    pub session_id: SessionId,
+    /// The state to converge to: the session's *latest* desired state, read
+    /// when the job started (level-triggered), not the job's own command.
+    pub desired: DesiredState,
+    /// Session generation the desired state belongs to.
+    pub generation: u64,
+    /// The job being executed (for spans and logs).
+    pub job_id: JobId,
+    /// The job's command (for spans and logs).
+    pub command: Command,
+    /// Delivery attempt, starting at 1.
+    pub attempt: u32,
+    /// Workspace URL recorded at create (host of the Ingress), if any.
+    pub workspace_url: Option<String>,
+}
+
+/// What the executor observed once the session reached its desired state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    /// Status to record: `running`, `sleeping` or `deleted`.
+    pub status: SessionState,
+    /// Ready replicas observed.
+    pub replicas: u32,
+    /// Backup file written by a delete, e.g. `app-abc-20251120-130829.zip`.
+    pub backup_file: Option<String>,
+}
+
+/// Why converging did not finish. The classification decides what the
+/// runner does: retry with backoff, or fail the job at once.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExecError {
+    /// Worth retrying: 429, 5xx, timeouts, conflicts, connection errors.
+    #[error("retryable: {message}")]
+    Retryable {
+        /// What went wrong.
+        message: String,
+    },
+    /// Retrying cannot help (403, 422, invalid object, backup failed,
+    /// workspace never became ready within the bound). The job fails and
+    /// the session records `status` and the message.
+    #[error("{message}")]
+    Permanent {
+        /// What went wrong, including the Kubernetes message where there is one.
+        message: String,
+        /// Session status to record (usually `failed`).
+        status: SessionState,
+    },
+}
+
+impl ExecError {
+    /// Whether the runner should retry.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ExecError::Retryable { .. })
+    }
+}
+
+/// Converges one session to its desired state.
+pub trait Executor: Send + Sync + 'static {
+    /// Converge `target.session_id` to `target.desired`; idempotent.
+    fn converge(&self, target: &Target) -> impl Future<Output = Result<Outcome, ExecError>> + Send;
+}
