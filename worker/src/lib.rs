@@ -2,3 +2,6 @@
 //! converges sessions on Kubernetes.
 
 pub mod executor;
+pub mod k8s;
+pub mod queue;
+pub mod runner;

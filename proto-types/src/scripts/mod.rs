@@ -11,8 +11,24 @@
 //! Scripts:
 //! - [`enqueue`]: idempotency check, compare-and-set on the session
 //!   generation, per-user limit, job hash, session desired state, `XADD`.
+//! - [`start`]: a worker picked an entry: terminal already? else mark
+//!   running and read the session's current generation and desired state.
+//! - [`lease`]: per-session lease with a fencing token (acquire, renew,
+//!   release by compare-and-delete).
+//! - [`finish`]: terminal job state, fenced session write, demand list,
+//!   tombstone, event, `XACK`, in one step.
+//! - [`dead_letter`]: move an entry to `{sm}:dead`, mark the job dead, `XACK`.
+//! - [`trim`]: `XTRIM MINID` below every pending and unread entry.
+//! - [`touch`]: heartbeat: reset a pending entry's idle time while this
+//!   consumer still owns it.
 
+pub mod dead_letter;
 pub mod enqueue;
+pub mod finish;
+pub mod lease;
+pub mod start;
+pub mod touch;
+pub mod trim;
 
 /// A script reply did not have the documented shape.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

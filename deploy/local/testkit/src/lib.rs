@@ -7,8 +7,12 @@
 //! - [`free_port`]: a currently unused loopback port.
 //! - [`ChildGuard`]: a child process killed when the guard drops, so a
 //!   failing test never leaves servers behind.
+//! - [`otlp::OtlpReceiver`]: an in-test OTLP/HTTP trace receiver that
+//!   collects exported spans and lets a test wait for them.
 //!
 //! Not for production code: nothing outside `[dev-dependencies]` may use it.
+
+pub mod otlp;
 
 use std::io;
 use std::net::TcpListener;

@@ -1,0 +1,211 @@
+//! One function per endpoint: parse what the route needs, call the store,
+//! shape the answer with `views`. Authentication and rate limiting already
+//! happened in `service`; routing in `routes`.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderMap, StatusCode};
+use proto_types::{Command, JobId, JobState, Refusal, SessionId};
+
+use crate::auth::KeyId;
+use crate::error::ApiError;
+use crate::response::{HttpResponse, json_response, now_ms, text_response};
+use crate::routes::{Matched, RouteId};
+use crate::service::AppState;
+use crate::store::{EnqueueError, EnqueueOutcome, EnqueueRequest, StoreError};
+use crate::{validate, views};
+
+/// The OpenAPI document, served as is.
+pub const OPENAPI: &str = include_str!("../openapi.json");
+
+/// What a handler gets besides the shared state.
+#[derive(Debug)]
+pub struct Input<'a> {
+    /// The matched route.
+    pub matched: Matched<'a>,
+    /// Request headers.
+    pub headers: &'a HeaderMap,
+    /// The query string.
+    pub query: Option<&'a str>,
+    /// The whole body (already capped).
+    pub body: Bytes,
+    /// The authenticated key, for routes that need one.
+    pub key: Option<KeyId>,
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Redis(_) | StoreError::Contended => ApiError::StoreUnavailable,
+            _ => ApiError::Internal,
+        }
+    }
+}
+
+fn session_id(param: Option<&str>) -> Result<SessionId, ApiError> {
+    SessionId::parse(param.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_uuid", format!("invalid session uuid: {e}")))
+}
+
+/// Runs the endpoint.
+pub async fn handle(state: &Arc<AppState>, input: Input<'_>) -> Result<HttpResponse, ApiError> {
+    match input.matched.spec.id {
+        RouteId::Health => Ok(health(state).await),
+        RouteId::Livez => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
+        RouteId::Readyz => match state.store.ping().await {
+            Ok(()) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))),
+            Err(_) => Err(ApiError::StoreUnavailable),
+        },
+        RouteId::Metrics => Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())),
+        RouteId::OpenApi => Ok(text_response(StatusCode::OK, "application/json", OPENAPI)),
+        RouteId::GetSession => get_session(state, &input).await,
+        RouteId::ListSessions => list_sessions(state, &input).await,
+        RouteId::GetJob => get_job(state, &input).await,
+        RouteId::Create => command(state, &input, Command::Create).await,
+        RouteId::Command(c) => command(state, &input, c).await,
+    }
+}
+
+async fn health(state: &Arc<AppState>) -> HttpResponse {
+    let up = state.store.ping().await.is_ok();
+    let body = views::Health {
+        status: if up { "healthy" } else { "unhealthy" },
+        version: env!("CARGO_PKG_VERSION"),
+        redis: if up { "connected" } else { "disconnected" },
+        timestamp: crate::response::iso_ms(now_ms()),
+    };
+    json_response(if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
+}
+
+async fn get_session(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
+    let id = session_id(input.matched.param)?;
+    let rec = state.store.session(&id).await?.ok_or_else(|| ApiError::SessionNotFound(id.to_string()))?;
+    let pending = state.store.job_state(&rec.last_job_id).await?.is_some_and(|s| !s.is_terminal());
+    Ok(json_response(StatusCode::OK, &views::session_status(&rec, u64::from(pending), now_ms())))
+}
+
+async fn list_sessions(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
+    let q = validate::list_query(input.query)?;
+    let page = state.store.list_sessions(q.cursor, q.limit, q.user_id.as_deref()).await?;
+    let sessions: Vec<_> = page.sessions.iter().map(views::session_item).collect();
+    let body = views::SessionList { count: sessions.len(), sessions, next_cursor: page.next_cursor };
+    Ok(json_response(StatusCode::OK, &body))
+}
+
+async fn get_job(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
+    let raw = input.matched.param.unwrap_or("");
+    let id = JobId::parse(raw).map_err(|_| ApiError::bad_request("invalid_job_id", "job_id must be 32 lowercase hex characters"))?;
+    let rec = state.store.job(&id).await?.ok_or_else(|| ApiError::JobNotFound(id.to_string()))?;
+    let position = match rec.state {
+        JobState::Queued => Some(state.store.queue_position(&rec.stream_id).await?),
+        _ => None,
+    };
+    Ok(json_response(StatusCode::OK, &views::job_status(&rec, position)))
+}
+
+/// Builds the command response for a job (a fresh one or an idempotent replay).
+fn command_body(
+    command: Command,
+    sid: &str,
+    job_id: &str,
+    user_id: &str,
+    workspace_url: &str,
+    created_at_ms: u64,
+) -> serde_json::Value {
+    let status_url = views::status_url(job_id);
+    let value = match command {
+        Command::Create => serde_json::to_value(views::Created {
+            uuid: sid.to_owned(),
+            user_id: user_id.to_owned(),
+            status: "created",
+            workspace_url: workspace_url.to_owned(),
+            created_at: crate::response::iso_ms(created_at_ms),
+            job_id: job_id.to_owned(),
+            status_url,
+        }),
+        Command::Delete => {
+            let (_, status, message) = views::action_words(command);
+            serde_json::to_value(views::Deleting { uuid: sid.to_owned(), status, message, job_id: job_id.to_owned(), status_url })
+        }
+        _ => {
+            let (action, status, message) = views::action_words(command);
+            serde_json::to_value(views::Action { uuid: sid.to_owned(), action, status, message, job_id: job_id.to_owned(), status_url })
+        }
+    };
+    value.unwrap_or_default()
+}
+
+async fn command(state: &Arc<AppState>, input: &Input<'_>, command: Command) -> Result<HttpResponse, ApiError> {
+    let result = command_inner(state, input, command).await;
+    if let Err(e) = &result {
+        state.metrics.enqueue_failed(e.code());
+    }
+    result
+}
+
+async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Command) -> Result<HttpResponse, ApiError> {
+    let (session, user_id) = if command == Command::Create {
+        validate::require_json(input.headers)?;
+        let body: validate::CreateBody = validate::parse_json(&input.body)?;
+        validate::user_id(&body.user_id)?;
+        (None, body.user_id)
+    } else {
+        let sid = session_id(input.matched.param)?;
+        validate::parse_empty(input.headers, &input.body)?;
+        (Some(sid), String::new())
+    };
+    let idem_key = validate::idempotency_key(input.headers)?;
+    let scope = input.key.as_ref().map(|k| k.0.as_str()).unwrap_or("-");
+    let path = format!("{}/{}", input.matched.spec.template, input.matched.param.unwrap_or(""));
+    let fp = validate::fingerprint(input.matched.spec.method, &path, &input.body);
+    let req = EnqueueRequest {
+        command,
+        session,
+        user_id: &user_id,
+        idempotency: idem_key.as_deref().map(|k| (scope, k, fp.as_str())),
+        max_sessions_per_user: state.config.max_sessions_per_user,
+        workspace_url_pattern: &state.config.workspace_url_pattern,
+    };
+    match state.store.enqueue(&req).await {
+        Ok(EnqueueOutcome::Accepted(a)) => {
+            tracing::info!(job.id = %a.job.job_id, session.id = %a.job.session_id, command = %command, "enqueued");
+            let body = command_body(
+                command,
+                a.job.session_id.as_str(),
+                a.job.job_id.as_str(),
+                &a.user_id,
+                &a.workspace_url,
+                a.created_at_ms,
+            );
+            Ok(json_response(StatusCode::ACCEPTED, &body))
+        }
+        Ok(EnqueueOutcome::Replay(job_id)) => replay(state, &job_id).await,
+        Err(EnqueueError::Refused(Refusal::NotFound)) => {
+            Err(ApiError::SessionNotFound(input.matched.param.unwrap_or("").to_owned()))
+        }
+        Err(EnqueueError::Refused(Refusal::InvalidState { command, current })) => {
+            Err(ApiError::InvalidState { command, current })
+        }
+        // Only create can meet AlreadyExists, and the store retries it with a new id.
+        Err(EnqueueError::Refused(Refusal::AlreadyExists)) => Err(ApiError::StoreUnavailable),
+        Err(EnqueueError::Limit(live)) => {
+            Err(ApiError::SessionLimit { live, max: state.config.max_sessions_per_user })
+        }
+        Err(EnqueueError::IdempotencyMismatch(job_id)) => Err(ApiError::IdempotencyMismatch { job_id }),
+        Err(EnqueueError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// The original job's response, with 200, for a repeated Idempotency-Key.
+async fn replay(state: &Arc<AppState>, job_id: &JobId) -> Result<HttpResponse, ApiError> {
+    let job = state.store.job(job_id).await?.ok_or(ApiError::Internal)?;
+    let (user_id, url, created) = match SessionId::parse(&job.session_id) {
+        Ok(sid) => match state.store.session(&sid).await? {
+            Some(s) => (s.user_id, s.workspace_url, s.created_at_ms),
+            None => (String::new(), String::new(), job.requested_at_ms),
+        },
+        Err(_) => return Err(ApiError::Internal),
+    };
+    let body = command_body(job.command, &job.session_id, job_id.as_str(), &user_id, &url, created);
+    Ok(json_response(StatusCode::OK, &body))
+}

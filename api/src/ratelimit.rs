@@ -1,0 +1,108 @@
+//! The shared rate limit: a GCRA (generic cell rate algorithm) bucket per
+//! client IP and per API key, kept in Redis so every api replica enforces
+//! one budget. Both buckets are checked in one pipelined round trip.
+//!
+//! GCRA stores one number per bucket (the theoretical arrival time) and
+//! allows a burst of the whole per-minute budget, then one request every
+//! `60 s / limit`. It uses Redis' clock, so replicas need no clock sync.
+//!
+//! When Redis is unreachable the limiter **fails open** (the request goes
+//! on, a metric counts it): every endpoint that could be abused needs Redis
+//! anyway and answers 503 on its own, so failing closed would only turn the
+//! health endpoints into a second outage.
+//!
+//! This module builds buckets and interprets replies; the round trip is
+//! [`crate::store::Store::rate_limit`].
+
+use http::{HeaderMap, HeaderValue};
+
+/// Script source.
+pub const GCRA_SOURCE: &str = include_str!("lua/gcra.lua");
+
+/// Length of the window the limits are expressed in, in ms.
+pub const PERIOD_MS: u64 = 60_000;
+
+/// One bucket to check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bucket {
+    /// Redis key (`proto_types::keys::rate_limit`).
+    pub key: String,
+    /// Requests per minute.
+    pub limit: u32,
+    /// Metric label: `ip` or `key`.
+    pub scope: &'static str,
+}
+
+/// The answer for one bucket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verdict {
+    /// Whether the request may proceed.
+    pub allowed: bool,
+    /// The bucket's limit.
+    pub limit: u32,
+    /// Requests left right now.
+    pub remaining: u64,
+    /// Milliseconds until the bucket is full again.
+    pub reset_ms: u64,
+    /// Milliseconds until a request would be accepted (0 when allowed).
+    pub retry_after_ms: u64,
+}
+
+impl Verdict {
+    /// Parses the script reply `{allowed, remaining, reset_ms, retry_after_ms}`.
+    pub fn from_reply(limit: u32, reply: &[i64]) -> Option<Self> {
+        let [allowed, remaining, reset, retry] = reply else { return None };
+        let u = |v: &i64| u64::try_from(*v).unwrap_or(0);
+        Some(Self {
+            allowed: *allowed == 1,
+            limit,
+            remaining: u(remaining),
+            reset_ms: u(reset),
+            retry_after_ms: u(retry),
+        })
+    }
+
+    /// Whole seconds to wait, at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        self.retry_after_ms.div_ceil(1000).max(1)
+    }
+
+    /// Adds `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`.
+    pub fn apply(&self, headers: &mut HeaderMap) {
+        headers.insert("ratelimit-limit", HeaderValue::from(self.limit));
+        headers.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
+        headers.insert("ratelimit-reset", HeaderValue::from(self.reset_ms.div_ceil(1000)));
+    }
+}
+
+/// The most restrictive of several verdicts: a refusal first (the longest
+/// wait), else the one with the fewest requests left.
+pub fn tightest(verdicts: &[Verdict]) -> Option<Verdict> {
+    let refused = verdicts.iter().filter(|v| !v.allowed).max_by_key(|v| v.retry_after_ms);
+    refused.or_else(|| verdicts.iter().min_by_key(|v| v.remaining)).copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_and_picks_the_tightest() {
+        let a = Verdict::from_reply(100, &[1, 40, 36_000, 0]).expect("shape");
+        let b = Verdict::from_reply(10, &[1, 3, 42_000, 0]).expect("shape");
+        assert_eq!(tightest(&[a, b]), Some(b));
+        let c = Verdict::from_reply(10, &[0, 0, 60_000, 5_500]).expect("shape");
+        assert_eq!(tightest(&[a, c]), Some(c));
+        assert_eq!(c.retry_after_secs(), 6);
+        assert!(Verdict::from_reply(1, &[1, 2]).is_none());
+    }
+
+    #[test]
+    fn headers() {
+        let mut h = HeaderMap::new();
+        Verdict { allowed: true, limit: 100, remaining: 7, reset_ms: 1_200, retry_after_ms: 0 }.apply(&mut h);
+        assert_eq!(h["ratelimit-limit"], "100");
+        assert_eq!(h["ratelimit-remaining"], "7");
+        assert_eq!(h["ratelimit-reset"], "2");
+    }
+}

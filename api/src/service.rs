@@ -1,0 +1,148 @@
+//! The request pipeline every request goes through, in order: route (404 /
+//! 405), API key (checked locally), rate limit (one Redis round trip, per IP
+//! and per key), body read under the cap, the endpoint, metrics. One
+//! tracing span per request; never logs keys or bodies.
+//!
+//! Probes (`/health`, `/livez`, `/readyz`) skip the key and the rate limit.
+//! A 401 is still counted against the client's IP bucket, so guessing keys
+//! is rate-limited too.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use http::Request;
+use proto_types::keys;
+use tracing::Instrument;
+
+use crate::auth::{KeyId, Presented};
+use crate::config::Config;
+use crate::error::ApiError;
+use crate::handlers::{self, Input};
+use crate::metrics::{Metrics, method_label};
+use crate::net::client_ip;
+use crate::ratelimit::{Bucket, Verdict, tightest};
+use crate::response::HttpResponse;
+use crate::routes::{self, Matched};
+use crate::store::Store;
+use crate::validate;
+
+/// Everything a request may use.
+#[derive(Debug)]
+pub struct AppState {
+    /// Validated configuration.
+    pub config: Config,
+    /// The Redis store.
+    pub store: Store,
+    /// Metrics.
+    pub metrics: Metrics,
+}
+
+/// Answers one request; never fails (every error is a JSON response).
+pub async fn serve_request<B>(state: Arc<AppState>, peer: SocketAddr, req: Request<B>) -> HttpResponse
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let matched = routes::resolve(&method, &path);
+    let route = routes::label(matched.as_ref());
+    let span = tracing::info_span!("request", http.method = %method_label(&method), http.route = route, http.status = tracing::field::Empty);
+    let timeout = state.config.request_timeout;
+    let result = async {
+        match tokio::time::timeout(timeout, pipeline(&state, peer, matched, req)).await {
+            Ok(r) => r,
+            Err(_) => ApiError::Timeout.into_response(),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let status = result.status().as_u16();
+    span.record("http.status", status);
+    state.metrics.observe(route, method_label(&method), status, started.elapsed().as_secs_f64());
+    result
+}
+
+async fn pipeline<B>(state: &Arc<AppState>, peer: SocketAddr, matched: Result<Matched<'_>, ApiError>, req: Request<B>) -> HttpResponse
+where
+    B: hyper::body::Body,
+    B::Error: std::error::Error + Send + Sync + 'static,
+{
+    let matched = match matched {
+        Ok(m) => m,
+        Err(e) => return e.into_response(),
+    };
+    let spec = matched.spec;
+    let (parts, body) = req.into_parts();
+    let presented = if spec.auth { state.config.keys.authenticate(&parts.headers) } else { Presented::Missing };
+    let key: Option<KeyId> = match &presented {
+        Presented::Valid(k) => Some(k.clone()),
+        _ => None,
+    };
+    let verdict = if spec.rate_limited {
+        let ip = client_ip(peer.ip(), &parts.headers, &state.config.trusted_proxies);
+        match rate_limit(state, &ip.to_string(), key.as_ref()).await {
+            Err(resp) => return resp,
+            Ok(v) => v,
+        }
+    } else {
+        None
+    };
+    let result = async {
+        if spec.auth {
+            match presented {
+                Presented::Missing => return Err(ApiError::MissingKey),
+                Presented::Wrong => return Err(ApiError::WrongKey),
+                Presented::Valid(_) => {}
+            }
+        }
+        let bytes = validate::read_body(&parts.headers, body, state.config.max_body_bytes).await?;
+        let input = Input { matched, headers: &parts.headers, query: parts.uri.query(), body: bytes, key };
+        handlers::handle(state, input).await
+    }
+    .await;
+    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    if let Some(v) = verdict {
+        v.apply(resp.headers_mut());
+    }
+    resp
+}
+
+/// Checks the IP bucket and, with a valid key, the key bucket. `Err` is the
+/// 429 to send; `Ok(None)` when limits are off or Redis failed (fail open).
+async fn rate_limit(state: &Arc<AppState>, ip: &str, key: Option<&KeyId>) -> Result<Option<Verdict>, HttpResponse> {
+    let cfg = &state.config;
+    let mut buckets = Vec::with_capacity(2);
+    if cfg.rate_per_ip > 0 {
+        buckets.push(Bucket { key: keys::rate_limit("ip", ip), limit: cfg.rate_per_ip, scope: "ip" });
+    }
+    if let (Some(k), true) = (key, cfg.rate_per_key > 0) {
+        buckets.push(Bucket { key: keys::rate_limit("key", &k.0), limit: cfg.rate_per_key, scope: "key" });
+    }
+    if buckets.is_empty() {
+        return Ok(None);
+    }
+    let verdicts = match state.store.rate_limit(&buckets).await {
+        Ok(v) => v,
+        Err(e) => {
+            state.metrics.limiter_error();
+            tracing::warn!(error = %e, "rate limiter unavailable; failing open");
+            return Ok(None);
+        }
+    };
+    for (b, v) in buckets.iter().zip(&verdicts) {
+        if !v.allowed {
+            state.metrics.rate_limited(b.scope);
+        }
+    }
+    match tightest(&verdicts) {
+        Some(v) if !v.allowed => {
+            let mut resp = ApiError::RateLimited { retry_after_secs: v.retry_after_secs() }.into_response();
+            v.apply(resp.headers_mut());
+            Err(resp)
+        }
+        other => Ok(other),
+    }
+}

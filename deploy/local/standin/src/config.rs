@@ -1,0 +1,222 @@
+//! Command-line / environment configuration of `kube-standin`, parsed with clap and validated
+//! once into a typed [`Config`]. Parsing never touches the process environment in tests: use
+//! [`Args::try_parse_from`] with explicit flags.
+
+use clap::Parser;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Flags and environment variables of `kube-standin`.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "kube-standin", about = "Dev-only stand-in Kubernetes API server (in-memory, plain HTTP).")]
+pub struct Args {
+    /// Address to listen on (plain HTTP). Port 0 picks a free port; the actual address is
+    /// printed and written to the kubeconfig (and to --addr-file if given).
+    #[arg(long, env = "STANDIN_ADDR", default_value = "127.0.0.1:0")]
+    pub addr: SocketAddr,
+
+    /// Where to write a kubeconfig pointing at this server (written once listening).
+    #[arg(long, env = "STANDIN_KUBECONFIG_OUT", default_value = ".dev/kubeconfig")]
+    pub kubeconfig_out: PathBuf,
+
+    /// Optional file that receives the actual `host:port` once listening.
+    #[arg(long, env = "STANDIN_ADDR_FILE")]
+    pub addr_file: Option<PathBuf>,
+
+    /// Namespaces that exist from the start (comma separated); others are created on first write.
+    #[arg(long = "namespace", env = "STANDIN_NAMESPACES", default_value = "workspaces", value_delimiter = ',')]
+    pub namespaces: Vec<String>,
+
+    /// Append one line per resource request (`VERB GROUP RESOURCE[/SUBRESOURCE]`, core group `""`).
+    #[arg(long, env = "STANDIN_RECORD_CALLS")]
+    pub record_calls: Option<PathBuf>,
+
+    /// Fault injection: fail the first N resource requests (discovery is never failed).
+    #[arg(long, env = "STANDIN_FAIL_FIRST", default_value_t = 0)]
+    pub fail_first: u32,
+
+    /// Fault injection: HTTP status of the injected failures (e.g. 500, 429, 503).
+    #[arg(long, env = "STANDIN_FAIL_STATUS", default_value_t = 500)]
+    pub fail_status: u16,
+
+    /// Run the simulated kubelet (Deployments become ready, pods vanish, Jobs complete).
+    #[arg(long, env = "STANDIN_KUBELET", default_value_t = true, action = clap::ArgAction::Set)]
+    pub kubelet: bool,
+
+    /// Simulated kubelet: delay before a scaled-up Deployment reports ready (and before pods of a
+    /// scaled-down one vanish), in milliseconds.
+    #[arg(long, env = "STANDIN_POD_READY_DELAY_MS", default_value_t = 500)]
+    pub pod_ready_delay_ms: u64,
+
+    /// Simulated kubelet: delay before a Job completes, in milliseconds.
+    #[arg(long, env = "STANDIN_JOB_COMPLETE_DELAY_MS", default_value_t = 500)]
+    pub job_complete_delay_ms: u64,
+
+    /// Simulated kubelet: make Jobs fail instead of complete (to exercise failed backups).
+    #[arg(long, env = "STANDIN_FAIL_JOBS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub fail_jobs: bool,
+}
+
+/// Validated configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Listen address (port 0 allowed).
+    pub addr: SocketAddr,
+    /// Kubeconfig output path.
+    pub kubeconfig_out: PathBuf,
+    /// Optional address file.
+    pub addr_file: Option<PathBuf>,
+    /// Namespaces present at start.
+    pub namespaces: Vec<String>,
+    /// Call-record file.
+    pub record_calls: Option<PathBuf>,
+    /// Injected failures.
+    pub faults: FaultPlan,
+    /// Simulated kubelet settings.
+    pub kubelet: KubeletSettings,
+}
+
+/// Fault injection plan: the first `count` resource requests answer `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FaultPlan {
+    /// How many resource requests fail.
+    pub count: u32,
+    /// Their HTTP status.
+    pub status: u16,
+}
+
+/// Settings handed to the simulated kubelet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KubeletSettings {
+    /// Whether to run it at all.
+    pub enabled: bool,
+    /// Delay before Deployments become ready / pods vanish.
+    pub pod_ready_delay: Duration,
+    /// Delay before Jobs finish.
+    pub job_complete_delay: Duration,
+    /// Jobs fail instead of completing.
+    pub fail_jobs: bool,
+}
+
+impl Default for KubeletSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            pod_ready_delay: Duration::from_millis(500),
+            job_complete_delay: Duration::from_millis(500),
+            fail_jobs: false,
+        }
+    }
+}
+
+/// A flag value that parses but makes no sense.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    /// `--fail-status` is not an HTTP error status.
+    #[error("--fail-status {0} is not an HTTP error status (400..=599)")]
+    FailStatus(u16),
+    /// An empty or invalid namespace name.
+    #[error("namespace {0:?} is not a valid DNS label")]
+    Namespace(String),
+}
+
+impl Config {
+    /// A config for tests: port 0 on 127.0.0.1, kubeconfig at `kubeconfig_out`, namespace
+    /// `workspaces`, no recording, no faults, kubelet settings at their defaults.
+    pub fn for_tests(kubeconfig_out: PathBuf) -> Self {
+        Self {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            kubeconfig_out,
+            addr_file: None,
+            namespaces: vec!["workspaces".into()],
+            record_calls: None,
+            faults: FaultPlan::default(),
+            kubelet: KubeletSettings::default(),
+        }
+    }
+}
+
+impl TryFrom<Args> for Config {
+    type Error = ConfigError;
+
+    fn try_from(a: Args) -> Result<Self, ConfigError> {
+        if !(400..=599).contains(&a.fail_status) {
+            return Err(ConfigError::FailStatus(a.fail_status));
+        }
+        let namespaces: Vec<String> = a.namespaces.into_iter().map(|n| n.trim().to_string()).collect();
+        if let Some(bad) = namespaces.iter().find(|n| !is_dns_label(n)) {
+            return Err(ConfigError::Namespace(bad.clone()));
+        }
+        Ok(Self {
+            addr: a.addr,
+            kubeconfig_out: a.kubeconfig_out,
+            addr_file: a.addr_file,
+            namespaces,
+            record_calls: a.record_calls,
+            faults: FaultPlan { count: a.fail_first, status: a.fail_status },
+            kubelet: KubeletSettings {
+                enabled: a.kubelet,
+                pod_ready_delay: Duration::from_millis(a.pod_ready_delay_ms),
+                job_complete_delay: Duration::from_millis(a.job_complete_delay_ms),
+                fail_jobs: a.fail_jobs,
+            },
+        })
+    }
+}
+
+fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    fn parse(flags: &[&str]) -> Result<Config, ConfigError> {
+        let mut argv = vec!["kube-standin"];
+        argv.extend_from_slice(flags);
+        Config::try_from(Args::try_parse_from(argv).unwrap())
+    }
+
+    #[test]
+    fn defaults_listen_on_a_free_local_port() {
+        let c = parse(&[]).unwrap();
+        assert_eq!(c.addr, "127.0.0.1:0".parse().unwrap());
+        assert_eq!(c.kubeconfig_out, PathBuf::from(".dev/kubeconfig"));
+        assert_eq!(c.namespaces, vec!["workspaces"]);
+        assert_eq!(c.faults.count, 0);
+        assert!(c.kubelet.enabled);
+    }
+
+    #[test]
+    fn flags_are_honoured() {
+        let c = parse(&[
+            "--addr=127.0.0.1:7001",
+            "--namespace=a,b",
+            "--fail-first=3",
+            "--fail-status=429",
+            "--pod-ready-delay-ms=10",
+            "--kubelet=false",
+            "--record-calls=/tmp/x",
+        ])
+        .unwrap();
+        assert_eq!(c.addr.port(), 7001);
+        assert_eq!(c.namespaces, vec!["a", "b"]);
+        assert_eq!(c.faults, FaultPlan { count: 3, status: 429 });
+        assert_eq!(c.kubelet.pod_ready_delay, Duration::from_millis(10));
+        assert!(!c.kubelet.enabled);
+        assert_eq!(c.record_calls, Some(PathBuf::from("/tmp/x")));
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        assert_eq!(parse(&["--fail-status=200"]), Err(ConfigError::FailStatus(200)));
+        assert_eq!(parse(&["--namespace=Bad_NS"]), Err(ConfigError::Namespace("Bad_NS".into())));
+    }
+}

@@ -1,0 +1,170 @@
+#!/usr/bin/env python3
+"""`make bench`: build the release binaries, run every scenario of issue 6
+on a private local stack, and write loadtest/results/latest.{md,json}.
+
+Settings come from BENCH_* environment variables (see CONFIG below and the
+README). Exit status: 0 when every scenario ran and every k6 threshold
+held, 1 otherwise (the report is written either way).
+"""
+
+import datetime
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+import traceback
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from harness import report, scenarios, tools  # noqa: E402
+from harness.procs import HarnessError  # noqa: E402
+
+ROOT = os.path.dirname(HERE)
+
+# name: (env var, default, parser)
+CONFIG = {
+    "groups": ("BENCH_SCENARIOS", "api,reject,lifecycle,workers,micro", lambda s: [x.strip() for x in s.split(",") if x.strip()]),
+    "runs": ("BENCH_RUNS", "3", int),
+    "seconds": ("BENCH_SECONDS", "8", int),
+    "xadd_requests": ("BENCH_XADD_REQUESTS", "200000", int),
+    "setup_sessions": ("BENCH_SETUP_SESSIONS", "1000", int),
+    "k6_rate": ("BENCH_K6_RATE", "1000", int),
+    "k6_seconds": ("BENCH_K6_SECONDS", "15", int),
+    "lifecycle_vus": ("BENCH_LIFECYCLE_VUS", "20", int),
+    "lifecycle_iterations": ("BENCH_LIFECYCLE_ITERATIONS", "2", int),
+    "lifecycle_workers": ("BENCH_LIFECYCLE_WORKERS", "2", int),
+    "lifecycle_pod_delay_ms": ("BENCH_LIFECYCLE_POD_DELAY_MS", "100", int),
+    "worker_concurrency": ("BENCH_WORKER_CONCURRENCY", "16", int),
+    "e2e_rate": ("BENCH_E2E_RATE", "200", int),
+    "e2e_seconds": ("BENCH_E2E_SECONDS", "20", int),
+    "e2e_workers": ("BENCH_E2E_WORKERS", "2", int),
+    "drain_jobs": ("BENCH_DRAIN_JOBS", "2000", int),
+    "drain_workers": ("BENCH_DRAIN_WORKERS", "1,2,4", lambda s: [int(x) for x in s.split(",")]),
+    "live_sessions": ("BENCH_LIVE_SESSIONS", "10000", int),
+    "live_workers": ("BENCH_LIVE_WORKERS", "2", int),
+    "live_timeout": ("BENCH_LIVE_TIMEOUT_S", "420", int),
+    "setup_timeout": ("BENCH_SETUP_TIMEOUT_S", "300", int),
+    "skip_build": ("BENCH_SKIP_BUILD", "0", lambda s: s == "1"),
+    "profile": ("BENCH_PROFILE", "1", lambda s: s == "1"),
+}
+
+
+def load_config():
+    return {name: parse(os.environ.get(var, default)) for name, (var, default, parse) in CONFIG.items()}
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+        with open("/proc/meminfo") as f:
+            mem_kb = int(f.readline().split()[1])
+    except OSError:
+        mem_kb = 0
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "mem_gb": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "loadavg_start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+class Context:
+    def __init__(self, cfg, results, k6):
+        self.cfg = cfg
+        self.results = results
+        self.root = ROOT
+        self.k6 = k6
+        self.run_dir = os.path.join(HERE, ".run")
+        self.wrk_script = os.path.join(HERE, "wrk", "bench.lua")
+        self.new_stack = scenarios.stack_factory(ROOT, self.run_dir)
+        self.perf = cfg["profile"] and tools.perf_available()
+
+    def k6_script(self, name):
+        return os.path.join(HERE, "k6", name)
+
+    def k6_outcome(self, label, summary):
+        self.results["k6_thresholds"][label] = summary["thresholds_ok"]
+
+
+def main():
+    cfg = load_config()
+    t_start = time.time()
+    results = {
+        "started_at": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S"),
+        "config": cfg,
+        "machine": machine(),
+        "versions": {},
+        "k6_thresholds": {},
+        "errors": {},
+        "notes": [],
+    }
+    try:
+        results["commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=ROOT).stdout.strip()
+    except OSError:
+        results["commit"] = "unknown"
+
+    tools.ensure_debian_tools()
+    k6, k6_version = tools.ensure_k6(HERE)
+    results["versions"]["k6"] = k6_version
+    results["versions"]["wrk"] = tools.sh(["wrk", "-v"], check=False).stdout.splitlines()[0] if shutil.which("wrk") else "wrk missing"
+    cargo_v, rustc_v = tools.cargo_version(ROOT)
+    results["versions"]["rustc"] = rustc_v
+
+    needs_bins = [g for g in cfg["groups"] if g != "micro"]
+    if needs_bins and not cfg["skip_build"]:
+        ok, err = tools.cargo_build_release(ROOT, ["api", "worker", "kube-standin"])
+        if not ok:
+            # Build what can be built, so the scenarios that need less still run.
+            results["notes"].append("release build of api + worker + kube-standin failed; building each alone: " + err.strip().splitlines()[-1])
+            for p in ("api", "worker", "kube-standin"):
+                ok_p, err_p = tools.cargo_build_release(ROOT, [p])
+                if not ok_p:
+                    results["notes"].append(f"`cargo build --release -p {p}` failed: {err_p.strip().splitlines()[-1] if err_p.strip() else '?'}")
+
+    ctx = Context(cfg, results, k6)
+    if cfg["profile"] and not ctx.perf:
+        results["notes"].append("perf is not usable here (missing, or perf_event_paranoid forbids it): no CPU profile")
+    os.makedirs(os.path.join(HERE, "results"), exist_ok=True)
+    for name in cfg["groups"]:
+        fn = scenarios.GROUPS.get(name)
+        if fn is None:
+            results["errors"][name] = f"unknown scenario group (known: {', '.join(scenarios.GROUPS)})"
+            continue
+        tools.log(f"=== {name} ===")
+        t0 = time.time()
+        try:
+            fn(ctx)
+        except HarnessError as e:
+            results["errors"][name] = str(e)
+            tools.log(f"{name} failed: {e}")
+        except Exception as e:  # noqa: BLE001 - a bug in one group must not lose the others' figures
+            results["errors"][name] = f"{type(e).__name__}: {e}"
+            traceback.print_exc()
+        results.setdefault("group_seconds", {})[name] = round(time.time() - t0, 1)
+        # Keep what we have so far, in case a later group hangs.
+        write_report(results, t_start)
+
+    write_report(results, t_start)
+    print(report.markdown(results))
+    failed = bool(results["errors"]) or not all(results["k6_thresholds"].values())
+    return 1 if failed else 0
+
+
+def write_report(results, t_start):
+    results["finished_at"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+    results["duration_s"] = time.time() - t_start
+    out = os.path.join(HERE, "results")
+    report.write(results, os.path.join(out, "latest.md"), os.path.join(out, "latest.json"))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

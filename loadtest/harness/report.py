@@ -1,0 +1,212 @@
+"""The report: every target of issue 6 with its measured figure and whether
+it was met, then each scenario's figures, as markdown (latest.md) and as
+the raw JSON the markdown was made from (latest.json).
+"""
+
+import json
+
+
+def f(x, digits=1, unit=""):
+    if x is None:
+        return "n/a"
+    if isinstance(x, float):
+        return f"{x:,.{digits}f}{unit}"
+    return f"{x}{unit}"
+
+
+def get(d, *path):
+    for p in path:
+        if not isinstance(d, dict) or p not in d:
+            return None
+        d = d[p]
+    return d
+
+
+def targets(res):
+    """[(target, measured, met)] where met is True, False or None (not measured)."""
+    rows = []
+
+    def add(name, value, ok, shown):
+        rows.append((name, shown if value is not None else "not measured", None if value is None else bool(ok)))
+
+    ratio = get(res, "enqueue", "ratio_to_xadd")
+    add("api enqueue rate >= 30% of redis-benchmark XADD (same run)", ratio, ratio is not None and ratio >= 0.30,
+        f"{f(get(res, 'enqueue', 'rps_median'), 0)}/s vs XADD {f(get(res, 'bounds', 'xadd_rps_median'), 0)}/s = {f((ratio or 0) * 100, 1)}%")
+    p99 = get(res, "enqueue", "p99_ms_median")
+    add("api enqueue p99 <= 5 ms at 64 connections", p99, p99 is not None and p99 <= 5.0, f"{f(p99, 2)} ms (median of runs)")
+    e2e = get(res, "e2e", "e2e_ms", "p99")
+    add(f"end-to-end p99 sleep/wake <= 50 ms at {get(res, 'e2e', 'rate') or 200} jobs/s (zero pod delay)", e2e,
+        e2e is not None and e2e <= 50, f"{f(e2e, 0)} ms (p50 {f(get(res, 'e2e', 'e2e_ms', 'p50'), 0)} ms, {f(get(res, 'e2e', 'jobs'))} jobs)")
+    per = get(res, "drain", "per_workers") or {}
+    if per:
+        ks = sorted(per, key=int)
+        tputs = [per[k]["jobs_per_s_wall_median"] for k in ks]
+        growing = all(b is not None and a is not None and b > a for a, b in zip(tputs, tputs[1:]))
+        shown = " -> ".join(f"{k}w {f(t, 0)}/s" for k, t in zip(ks, tputs))
+        scal = ", ".join(f"{k}: x{f(v, 2)}" for k, v in (get(res, "drain", "scaling_wall") or {}).items())
+        add("worker drain throughput grows with worker count (1->2->4)", tputs[0], growing, f"{shown} ({scal})")
+    else:
+        add("worker drain throughput grows with worker count (1->2->4)", None, False, "")
+    idle = get(res, "api_rss", "idle_mb")
+    add("api RSS <= 30 MB idle", idle, idle is not None and idle <= 30, f"{f(idle)} MB")
+    load = get(res, "api_rss", "under_load_max_mb")
+    add("api RSS <= 100 MB under load", load, load is not None and load <= 100, f"{f(load)} MB (max sampled during enqueue runs)")
+    wr = get(res, "worker_rss")
+    if wr:
+        worst = max([v for v in (wr.get("hwm_mb") or {}).values() if v is not None] or [0])
+        live = wr.get("live_sessions")
+        add("worker RSS <= 60 MB with 10,000 live sessions", worst, worst <= 60 and (live or 0) >= 10_000,
+            f"{f(worst)} MB peak (VmHWM) with {f(live)} live sessions")
+    else:
+        add("worker RSS <= 60 MB with 10,000 live sessions", None, False, "")
+    leaked = get(res, "reject", "stream_entries_from_rejected")
+    add("rejected requests (401/429) never reach the jobs stream", leaked, leaked == 0, f"{f(leaked)} stream entries from rejected requests")
+    return rows
+
+
+def markdown(res):
+    out = []
+    w = out.append
+    m = res.get("machine", {})
+    w("# Benchmark report (`make bench`)\n")
+    w(f"Run {res.get('started_at')} to {res.get('finished_at')} UTC, commit `{res.get('commit')}`, {res.get('duration_s', 0):.0f} s in all.\n")
+    w(f"Machine: {m.get('cpu')} x {m.get('cores')} cores, {m.get('mem_gb')} GB, kernel {m.get('kernel')}; "
+      f"load average at start {m.get('loadavg_start')}. Shared and noisy: figures are medians of {res.get('config', {}).get('runs')} runs "
+      f"and every ratio compares figures from the same run.\n")
+    v = res.get("versions", {})
+    w(f"Versions: {v.get('rustc')}; {v.get('k6')}; {v.get('wrk')}; redis {m.get('redis_version')}.\n")
+
+    w("## Targets\n")
+    w("| target | measured | met |")
+    w("|---|---|---|")
+    for name, shown, ok in targets(res):
+        w(f"| {name} | {shown} | {'yes' if ok else ('NO' if ok is False else 'not measured')} |")
+    w("")
+    th = res.get("k6_thresholds", {})
+    if th:
+        w("k6 thresholds: " + ", ".join(f"{k}: {'pass' if ok else 'FAIL'}" for k, ok in th.items()) + "\n")
+    if res.get("errors"):
+        w("### Scenario failures\n")
+        for k, e in res["errors"].items():
+            w(f"- **{k}**: {e}")
+        w("")
+
+    b = res.get("bounds")
+    if b:
+        w("## Bounds (same run)\n")
+        w(f"- `redis-benchmark` XADD, 64 clients, no pipelining: **{f(b['xadd_rps_median'], 0)} ops/s** (runs: "
+          + ", ".join(f(x["rps"], 0) for x in b["xadd_runs"]) + ")")
+        w(f"- api `GET /livez` (no Redis), wrk 64 connections: **{f(b['livez_rps_median'], 0)} req/s**, p99 {f(b['livez_p99_ms_median'], 2)} ms\n")
+    e = res.get("enqueue")
+    if e:
+        w("## Scenario 2: enqueue throughput (workers stopped)\n")
+        w(f"wrk, 1 thread, 64 connections, `POST /session/{{uuid}}/sleep|wake` over {res['config']['setup_sessions']} sessions:\n")
+        w("| run | req/s | p50 ms | p99 ms | non-2xx | jobs added |")
+        w("|---|---|---|---|---|---|")
+        for i, r in enumerate(e["runs"], 1):
+            w(f"| {i} | {f(r['rps'], 0)} | {f(r['lat_p50_ms'], 2)} | {f(r['lat_p99_ms'], 2)} | {r['non2xx']} | {r.get('jobs_added')} |")
+        w(f"\nMedian {f(e['rps_median'], 0)} req/s = {f((e['ratio_to_xadd'] or 0) * 100)}% of XADD, "
+          f"{f((e['ratio_to_livez'] or 0) * 100)}% of /livez.\n")
+        k = e.get("k6_fixed_rate")
+        if k:
+            d = k["http_req_duration_ms"]
+            w(f"k6 at a fixed {k['rate']} req/s: p50 {f(d.get('med'), 2)} ms, p95 {f(d.get('p(95)'), 2)} ms, p99 {f(d.get('p(99)'), 2)} ms, "
+              f"max {f(d.get('max'), 2)} ms; failed {f((k['http_req_failed_rate'] or 0) * 100, 2)}%, dropped iterations {k['dropped_iterations']}; "
+              f"thresholds {'pass' if k['thresholds_ok'] else 'FAIL'}.\n")
+    t = res.get("tracing_cost")
+    if t:
+        w("## Cost of tracing on the enqueue path (issue 7)\n")
+        w("Same wrk enqueue run against a fresh api with no OTLP endpoint, then with `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at a local sink "
+          "(sampler always_on), alternating, medians:\n")
+        w(f"- no exporter: {f(t['rps_no_exporter'], 0)} req/s, p99 {f(t['p99_ms_no_exporter'], 2)} ms")
+        w(f"- OTLP exporter: {f(t['rps_otlp_exporter'], 0)} req/s, p99 {f(t['p99_ms_otlp_exporter'], 2)} ms "
+          f"({t['otlp_export_requests']} export requests, {t['otlp_export_bytes']} bytes received)")
+        w(f"- throughput cost: **{f(t['throughput_cost_pct'])}%**\n")
+    rj = res.get("reject")
+    if rj:
+        w("## Scenario 4: rate limiting and auth under load\n")
+        w("| requests | req/s | vs /livez | p99 ms | accepted | stream entries added | Redis commands per request |")
+        w("|---|---|---|---|---|---|---|")
+        for label in ("livez", "badkey", "ratelimited"):
+            x = rj[label]
+            last = x["runs"][-1]
+            w(f"| {label} | {f(x['rps_median'], 0)} | {f((x.get('ratio_to_livez') or 1) * 100, 0)}% | {f(x['p99_ms_median'], 2)} | "
+              f"{sum(r['accepted'] for r in x['runs'])} | {sum(r['stream_entries_added'] for r in x['runs'])} | {f(last['redis_commands_per_request'], 2)} |")
+        w(f"\nLow-limit api: {rj['limit_per_minute']} requests/minute. k6 (401 and 429 shapes, Retry-After and RateLimit-* headers): "
+          f"thresholds {'pass' if rj['k6']['thresholds_ok'] else 'FAIL'}"
+          + (f"; failed checks: {', '.join(rj['k6']['failed_checks'])}" if rj["k6"]["failed_checks"] else "") + ".\n")
+    lc = res.get("lifecycle")
+    if lc:
+        w("## Scenario 1: lifecycle\n")
+        w(f"{lc['vus']} virtual users x {lc['iterations_per_vu']} iterations (create, sleep, wake, delete, each polled to success), "
+          f"{lc['workers']} workers, stand-in pod delay {lc['pod_ready_delay_ms']} ms: {lc['iterations']} iterations, {lc['http_reqs']} requests, "
+          f"checks {f((lc['checks_rate'] or 0) * 100, 2)}%, failed requests {f((lc['http_req_failed_rate'] or 0) * 100, 2)}%; "
+          f"thresholds {'pass' if lc['thresholds_ok'] else 'FAIL'}.\n")
+        if lc["failed_checks"]:
+            w("Failed checks: " + ", ".join(lc["failed_checks"]) + "\n")
+        for name, tr in lc.get("extra", {}).items():
+            if tr:
+                w(f"- `{name}`: p50 {f(tr.get('med'), 0)} ms, p95 {f(tr.get('p(95)'), 0)} ms, p99 {f(tr.get('p(99)'), 0)} ms")
+        w("")
+    e2e = res.get("e2e")
+    if e2e:
+        w("## End-to-end latency at a fixed rate\n")
+        d = e2e["e2e_ms"]
+        w(f"{e2e['rate']} sleep/wake jobs/s for {e2e['seconds']} s, {e2e['workers']} workers, zero pod delay, enqueue -> terminal state "
+          f"from the job records: p50 {f(d['p50'])} ms, p90 {f(d['p90'])} ms, **p99 {f(d['p99'])} ms**, max {f(d['max'])} ms over {e2e['jobs']} jobs "
+          f"({e2e['states']}). Request p99 {f(e2e['k6']['http_req_duration_ms'].get('p(99)'), 2)} ms.\n")
+    dr = res.get("drain")
+    if dr:
+        w("## Scenario 3: worker drain\n")
+        w(f"{dr['jobs']} jobs (one sleep or wake per session) pre-enqueued, then N worker processes started; stand-in with zero delay.\n")
+        w("| workers | jobs/s (wall, median) | jobs/s (busy window) | drain s | e2e p99 ms | runs |")
+        w("|---|---|---|---|---|---|")
+        for k, x in sorted(dr["per_workers"].items(), key=lambda kv: int(kv[0])):
+            runs = "; ".join(f"{r['action']} {f(r['jobs_per_s_wall'], 0)}/s" for r in x["runs"])
+            w(f"| {k} | {f(x['jobs_per_s_wall_median'], 0)} | {f(x['jobs_per_s_busy_median'], 0)} | {f(x['wall_s_median'], 2)} | "
+              f"{f(x['e2e_p99_ms_median'], 0)} | {runs} |")
+        w("\nScaling factor: " + ", ".join(f"{k} x{f(v, 2)}" for k, v in dr["scaling_wall"].items()) + "\n")
+    rss = res.get("api_rss")
+    wr = res.get("worker_rss")
+    if rss or wr:
+        w("## Memory (RSS from /proc)\n")
+        if rss:
+            w(f"- api: idle {f(rss.get('idle_mb'))} MB; under enqueue load max {f(rss.get('under_load_max_mb'))} MB (VmHWM {f(rss.get('hwm_mb'))} MB)")
+        if wr:
+            w(f"- workers ({wr['workers']} x concurrency {wr['concurrency']}) with {wr['live_sessions']} live sessions: "
+              f"peak while creating {f(wr['max_during_creates_mb'])} MB; after: "
+              + ", ".join(f"{k} {f(v)} MB" for k, v in wr["after_mb"].items())
+              + "; VmHWM " + ", ".join(f"{k} {f(v)} MB" for k, v in wr["hwm_mb"].items())
+              + f"; stand-in {f(wr.get('standin_rss_mb'))} MB; {f(wr['create_seconds'], 0)} s to create them")
+        w("")
+    mi = res.get("micro_ns")
+    if mi:
+        w("## Micro-benchmarks (criterion, median ns per iteration)\n")
+        for suite, rows in mi.items():
+            if isinstance(rows, dict):
+                w(f"- {suite}: " + ", ".join(f"`{k}` {f(v, 1)} ns" for k, v in rows.items()))
+            else:
+                w(f"- {suite}: {rows}")
+        w("")
+    p = res.get("profile")
+    if p:
+        w("## CPU profile of the api under enqueue load (perf, self time)\n")
+        w("By binary: " + ", ".join(f"{d} {f(x)}%" for x, d in p["api_enqueue_by_dso"]) + "\n")
+        w("| self % | symbol |")
+        w("|---|---|")
+        for x, s in p["api_enqueue_top_symbols"]:
+            w(f"| {f(x)} | `{s}` |")
+        w("")
+    if res.get("notes"):
+        w("## Notes\n")
+        for n in res["notes"]:
+            w(f"- {n}")
+        w("")
+    return "\n".join(out) + "\n"
+
+
+def write(res, md_path, json_path):
+    with open(json_path, "w") as fh:
+        json.dump(res, fh, indent=2, sort_keys=True, default=str)
+    with open(md_path, "w") as fh:
+        fh.write(markdown(res))

@@ -1,0 +1,480 @@
+"""What `make bench` measures. Each function runs one group of scenarios of
+issue 6 on a fresh stack and stores its figures in `ctx.results`; a
+failure is recorded for that group (and reported) without stopping the
+others.
+
+Groups: bounds + api (raw rates, latency, RSS, tracing cost, profile),
+reject (auth and rate limiting under load), lifecycle, drain + e2e +
+live-sessions (workers), micro (criterion).
+"""
+
+import http.server
+import os
+import statistics
+import threading
+import time
+
+from . import procs, tools
+from .httpc import Api
+from .procs import HarnessError, RssSampler, hwm_mb, rss_mb, wait_until
+from .stack import API_KEY, Stack
+
+TERMINAL = {"succeeded", "failed", "superseded", "dead"}
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def pct(values, p):
+    """Nearest-rank percentile of a list of numbers."""
+    if not values:
+        return None
+    s = sorted(values)
+    k = max(0, min(len(s) - 1, int(round(p / 100.0 * len(s) + 0.5)) - 1))
+    return s[k]
+
+
+def write_lines(path, items):
+    with open(path, "w") as f:
+        f.write("\n".join(items) + "\n")
+
+
+def now_ms():
+    return int(time.time() * 1000)
+
+
+# --------------------------------------------------------------------------
+# helpers on Redis state
+# --------------------------------------------------------------------------
+def group_backlog(r):
+    """(lag, pending) of the workers group on the jobs stream."""
+    for g in r.call("XINFO", "GROUPS", "{sm}:jobs"):
+        d = {g[i]: g[i + 1] for i in range(0, len(g) - 1, 2)}
+        if d.get("name") == "workers":
+            lag = d.get("lag")
+            return (int(lag) if lag is not None else 0), int(d.get("pending", 0))
+    return None, None
+
+
+def wait_drained(stack, job_ids, timeout, poll=0.1):
+    """Waits until every job in `job_ids` is terminal; returns seconds waited."""
+    r = stack.redis()
+    t0 = time.monotonic()
+    remaining = list(job_ids)
+    try:
+        while remaining:
+            if time.monotonic() - t0 > timeout:
+                raise HarnessError(f"{len(remaining)} of {len(job_ids)} jobs not terminal after {timeout}s")
+            for w in stack.workers:
+                if not w.alive():
+                    raise HarnessError(f"{w.name} died (code {w.popen.returncode}); see {w.log_path}")
+            states = r.pipeline([("HGET", f"{{sm}}:job:{j}", "state") for j in remaining])
+            remaining = [j for j, s in zip(remaining, states) if s not in TERMINAL]
+            if remaining:
+                time.sleep(poll)
+        return time.monotonic() - t0
+    finally:
+        r.close()
+
+
+def job_records(stack, job_ids):
+    r = stack.redis()
+    try:
+        fields = ("state", "command", "requested_at_ms", "started_at_ms", "finished_at_ms", "attempts")
+        rows = r.pipeline([("HMGET", f"{{sm}}:job:{j}", *fields) for j in job_ids])
+        return [dict(zip(fields, row)) for row in rows if isinstance(row, list)]
+    finally:
+        r.close()
+
+
+def jobs_between(stack, t0_ms, t1_ms, commands):
+    """Job records requested in [t0_ms, t1_ms] with one of `commands`."""
+    r = stack.redis()
+    try:
+        keys = r.scan_keys("{sm}:job:*")
+    finally:
+        r.close()
+    ids = [k.split(":", 2)[2] for k in keys]
+    return [j for j in job_records(stack, ids)
+            if j["command"] in commands and j["requested_at_ms"] and t0_ms <= int(j["requested_at_ms"]) <= t1_ms]  # fmt: skip
+
+
+def latency_summary(records):
+    e2e = [int(j["finished_at_ms"]) - int(j["requested_at_ms"]) for j in records
+           if j.get("finished_at_ms") and j.get("requested_at_ms")]  # fmt: skip
+    states = {}
+    for j in records:
+        states[j["state"]] = states.get(j["state"], 0) + 1
+    return {
+        "jobs": len(records),
+        "states": states,
+        "e2e_ms": {"p50": pct(e2e, 50), "p90": pct(e2e, 90), "p99": pct(e2e, 99), "max": max(e2e) if e2e else None},
+    }
+
+
+# --------------------------------------------------------------------------
+# OTLP sink: accepts OTLP/HTTP exports and throws them away
+# --------------------------------------------------------------------------
+class OtlpSink:
+    def __init__(self):
+        self.requests = 0
+        self.bytes = 0
+        sink = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802 - http.server API
+                n = int(self.headers.get("Content-Length", 0))
+                self.rfile.read(n)
+                sink.requests += 1
+                sink.bytes += n
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-protobuf")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --------------------------------------------------------------------------
+# Scenario groups
+# --------------------------------------------------------------------------
+def api_group(ctx):
+    """Bounds (XADD, /livez), enqueue rate and latency (workers stopped),
+    api RSS, tracing cost, CPU profile."""
+    cfg, res = ctx.cfg, ctx.results
+    stack = ctx.new_stack("api")
+    try:
+        stack.start_redis()
+        r = stack.redis()
+        res["machine"]["redis_version"] = r.info("server").get("redis_version")
+        api = stack.start_api()
+        time.sleep(2.0)
+        res["api_rss"] = {"idle_mb": rss_mb(api.pid)}
+        tools.log(f"api idle RSS {res['api_rss']['idle_mb']:.1f} MB")
+
+        sessions = Api(api.port).create_sessions(cfg["setup_sessions"], "enq", threads=8)
+        sess_file = os.path.join(stack.dir, "sessions.txt")
+        write_lines(sess_file, [u for u, _ in sessions])
+        url = f"http://127.0.0.1:{api.port}/"
+        wrk_env = {"WRK_KEY": API_KEY, "WRK_SESSIONS": sess_file}
+
+        rounds = {"xadd": [], "livez": [], "enqueue": []}
+        with RssSampler({"api": api.pid}) as sampler:
+            for i in range(cfg["runs"]):
+                tools.log(f"bounds/enqueue round {i + 1}/{cfg['runs']}")
+                rounds["xadd"].append(tools.run_redis_benchmark_xadd(stack.redis_port, requests=cfg["xadd_requests"]))
+                r.call("DEL", "bench:jobs")
+                rounds["livez"].append(tools.run_wrk(url, "livez", ctx.wrk_script, cfg["seconds"]))
+                xlen0 = r.call("XLEN", "{sm}:jobs")
+                w = tools.run_wrk(url, "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env)
+                w["jobs_added"] = r.call("XLEN", "{sm}:jobs") - xlen0
+                rounds["enqueue"].append(w)
+        res["api_rss"]["under_load_max_mb"] = sampler.max["api"]
+        res["api_rss"]["hwm_mb"] = hwm_mb(api.pid)
+        xadd = median([x["rps"] for x in rounds["xadd"]])
+        livez = median([x["rps"] for x in rounds["livez"]])
+        enq = median([x["rps"] for x in rounds["enqueue"]])
+        res["bounds"] = {
+            "xadd_rps_median": xadd,
+            "xadd_runs": rounds["xadd"],
+            "livez_rps_median": livez,
+            "livez_p99_ms_median": median([x["lat_p99_ms"] for x in rounds["livez"]]),
+            "livez_runs": rounds["livez"],
+        }
+        res["enqueue"] = {
+            "connections": 64,
+            "rps_median": enq,
+            "p50_ms_median": median([x["lat_p50_ms"] for x in rounds["enqueue"]]),
+            "p99_ms_median": median([x["lat_p99_ms"] for x in rounds["enqueue"]]),
+            "non2xx_total": sum(x["non2xx"] for x in rounds["enqueue"]),
+            "ratio_to_xadd": enq / xadd if xadd else None,
+            "ratio_to_livez": enq / livez if livez else None,
+            "runs": rounds["enqueue"],
+        }
+        tools.log(f"xadd {xadd:.0f}/s, livez {livez:.0f}/s, enqueue {enq:.0f}/s")
+
+        # k6: latency at a fixed arrival rate.
+        tools.log(f"k6 enqueue latency at {cfg['k6_rate']}/s")
+        res["enqueue"]["k6_fixed_rate"] = dict(
+            rate=cfg["k6_rate"],
+            **tools.run_k6(ctx.k6, ctx.k6_script("enqueue.js"), {
+                "BASE_URL": url.rstrip("/"), "API_KEY": API_KEY, "SESSIONS": sess_file,
+                "RATE": cfg["k6_rate"], "DURATION": f"{cfg['k6_seconds']}s", "P99_MS": 5,
+            }, os.path.join(stack.dir, "k6-enqueue.json")),
+        )  # fmt: skip
+        ctx.k6_outcome("enqueue (fixed rate)", res["enqueue"]["k6_fixed_rate"])
+
+        # CPU profile of the enqueue path.
+        if ctx.perf:
+            data = os.path.join(stack.dir, "perf-api.data")
+            rec = tools.perf_record(api.pid, cfg["seconds"], data)
+            tools.run_wrk(url, "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env)
+            rec.wait(timeout=60)
+            res["profile"] = {
+                "api_enqueue_top_symbols": tools.perf_top_symbols(data),
+                "api_enqueue_by_dso": tools.perf_dso_split(data),
+            }
+        stack.stop_api(api)
+
+        # Tracing cost: the same enqueue run without and with an OTLP exporter.
+        with OtlpSink() as sink:
+            plain, traced = [], []
+            for i in range(cfg["runs"]):
+                tools.log(f"tracing cost round {i + 1}/{cfg['runs']}")
+                for label, extra, out in (
+                    ("off", {}, plain),
+                    ("otlp", {
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
+                        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                        "OTEL_TRACES_SAMPLER": "always_on", "OTEL_SERVICE_NAME": "api-bench",
+                    }, traced),
+                ):  # fmt: skip
+                    a = stack.start_api(extra_env=extra, name=f"api-trace-{label}-{i}")
+                    out.append(tools.run_wrk(f"http://127.0.0.1:{a.port}/", "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env))
+                    stack.stop_api(a)
+            off, on = median([x["rps"] for x in plain]), median([x["rps"] for x in traced])
+            res["tracing_cost"] = {
+                "rps_no_exporter": off,
+                "rps_otlp_exporter": on,
+                "p99_ms_no_exporter": median([x["lat_p99_ms"] for x in plain]),
+                "p99_ms_otlp_exporter": median([x["lat_p99_ms"] for x in traced]),
+                "throughput_cost_pct": (1 - on / off) * 100 if off and on else None,
+                "otlp_export_requests": sink.requests,
+                "otlp_export_bytes": sink.bytes,
+            }
+        r.close()
+    finally:
+        stack.stop()
+
+
+def reject_group(ctx):
+    """Auth failures and rate limiting under load: cost, and no stream writes."""
+    cfg, res = ctx.cfg, ctx.results
+    stack = ctx.new_stack("reject")
+    try:
+        stack.start_redis()
+        api = stack.start_api()
+        limit_per_min = 600
+        limited = stack.start_api(rate_per_minute=limit_per_min, name="api-limited")
+        sess = Api(api.port).create_sessions(1, "reject")[0][0]
+        r = stack.redis()
+        sess_file = os.path.join(stack.dir, "sessions.txt")
+        write_lines(sess_file, [sess])
+        env = {"WRK_KEY": API_KEY, "WRK_SESSIONS": sess_file}
+        out = {}
+        for label, port, mode in (("livez", api.port, "livez"), ("badkey", api.port, "badkey"),
+                                  ("ratelimited", limited.port, "ratelimit")):  # fmt: skip
+            runs = []
+            for _ in range(cfg["runs"]):
+                calls0, xlen0 = r.command_calls(), r.call("XLEN", "{sm}:jobs")
+                w = tools.run_wrk(f"http://127.0.0.1:{port}/", mode, ctx.wrk_script, cfg["seconds"], env=env)
+                calls1, xlen1 = r.command_calls(), r.call("XLEN", "{sm}:jobs")
+                delta = {k: calls1.get(k, 0) - calls0.get(k, 0) for k in calls1}
+                w["accepted"] = w["requests"] - w["non2xx"]
+                w["stream_entries_added"] = xlen1 - xlen0
+                w["xadd_calls"] = delta.get("xadd", 0)
+                w["redis_commands_per_request"] = (sum(v for k, v in delta.items() if k not in ("info", "xlen")) / w["requests"]
+                                                   if w["requests"] else None)  # fmt: skip
+                runs.append(w)
+            out[label] = {
+                "rps_median": median([x["rps"] for x in runs]),
+                "p99_ms_median": median([x["lat_p99_ms"] for x in runs]),
+                "runs": runs,
+            }
+        livez = out["livez"]["rps_median"]
+        for k in ("badkey", "ratelimited"):
+            out[k]["ratio_to_livez"] = out[k]["rps_median"] / livez if livez else None
+        out["limit_per_minute"] = limit_per_min
+        out["stream_entries_from_rejected"] = sum(
+            x["stream_entries_added"] - x["accepted"] for k in ("badkey", "ratelimited") for x in out[k]["runs"]
+        )
+        rate = 100
+        k6res = tools.run_k6(ctx.k6, ctx.k6_script("reject.js"), {
+            "BASE_URL": f"http://127.0.0.1:{api.port}", "LIMITED_URL": f"http://127.0.0.1:{limited.port}",
+            "API_KEY": API_KEY, "SESSION": sess, "RATE": rate, "DURATION": "10s", "P99_MS": 5,
+            "MAX_ACCEPTED": limit_per_min // 60 * 10 + limit_per_min,
+        }, os.path.join(stack.dir, "k6-reject.json"))  # fmt: skip
+        out["k6"] = k6res
+        ctx.k6_outcome("reject (auth + rate limit)", k6res)
+        res["reject"] = out
+        r.close()
+    finally:
+        stack.stop()
+
+
+def lifecycle_group(ctx):
+    cfg, res = ctx.cfg, ctx.results
+    stack = ctx.new_stack("lifecycle")
+    try:
+        stack.start_redis()
+        stack.start_standin(ready_delay_ms=cfg["lifecycle_pod_delay_ms"])
+        api = stack.start_api()
+        workers = stack.start_workers(cfg["lifecycle_workers"], concurrency=cfg["worker_concurrency"])
+        with RssSampler({w.name: w.pid for w in workers} | {"api": api.pid}) as s:
+            k6res = tools.run_k6(ctx.k6, ctx.k6_script("lifecycle.js"), {
+                "BASE_URL": f"http://127.0.0.1:{api.port}", "API_KEY": API_KEY,
+                "VUS": cfg["lifecycle_vus"], "ITERATIONS": cfg["lifecycle_iterations"],
+            }, os.path.join(stack.dir, "k6-lifecycle.json"))  # fmt: skip
+        k6res["vus"] = cfg["lifecycle_vus"]
+        k6res["iterations_per_vu"] = cfg["lifecycle_iterations"]
+        k6res["workers"] = cfg["lifecycle_workers"]
+        k6res["pod_ready_delay_ms"] = cfg["lifecycle_pod_delay_ms"]
+        k6res["rss_max_mb"] = s.max
+        res["lifecycle"] = k6res
+        ctx.k6_outcome("lifecycle", k6res)
+    finally:
+        stack.stop()
+
+
+def worker_group(ctx):
+    """e2e latency at a fixed rate, drain time with 1/2/4 workers, worker RSS with many live sessions."""
+    cfg, res = ctx.cfg, ctx.results
+    stack = ctx.new_stack("workers")
+    try:
+        stack.start_redis()
+        stack.start_standin(ready_delay_ms=0)
+        api = stack.start_api()
+        client = Api(api.port)
+        n = cfg["drain_jobs"]
+        tools.log(f"creating {n} sessions for the drain rounds")
+        stack.start_workers(4, concurrency=cfg["worker_concurrency"])
+        created = client.create_sessions(n, "drain", threads=8)
+        wait_drained(stack, [j for _, j in created], timeout=cfg["setup_timeout"])
+        uuids = [u for u, _ in created]
+        sess_file = os.path.join(stack.dir, "sessions.txt")
+        write_lines(sess_file, uuids)
+
+        # End-to-end latency at a fixed rate (workers running).
+        stack.stop_workers()
+        stack.start_workers(cfg["e2e_workers"], concurrency=cfg["worker_concurrency"])
+        rate = cfg["e2e_rate"]
+        tools.log(f"e2e at {rate} jobs/s with {cfg['e2e_workers']} workers")
+        t0 = now_ms()
+        k6res = tools.run_k6(ctx.k6, ctx.k6_script("enqueue.js"), {
+            "BASE_URL": f"http://127.0.0.1:{api.port}", "API_KEY": API_KEY, "SESSIONS": sess_file,
+            "RATE": rate, "DURATION": f"{cfg['e2e_seconds']}s", "P99_MS": 20,
+        }, os.path.join(stack.dir, "k6-e2e.json"))  # fmt: skip
+        t1 = now_ms()
+        r = stack.redis()
+        wait_until(lambda: group_backlog(r) == (0, 0), cfg["setup_timeout"], "the e2e jobs to drain")
+        r.close()
+        e2e = latency_summary(jobs_between(stack, t0, t1, {"sleep", "wake"}))
+        e2e.update({"rate": rate, "seconds": cfg["e2e_seconds"], "workers": cfg["e2e_workers"], "k6": k6res})
+        res["e2e"] = e2e
+        ctx.k6_outcome("e2e load (fixed rate)", k6res)
+        stack.stop_workers()
+
+        # Warm-up: every session asleep, so each measured round changes replicas.
+        action = "sleep"
+        jobs = client.commands([(u, action) for u in uuids])
+        stack.start_workers(4, concurrency=cfg["worker_concurrency"])
+        wait_drained(stack, jobs, timeout=cfg["setup_timeout"])
+        stack.stop_workers()
+
+        drain = {k: [] for k in cfg["drain_workers"]}
+        for rep in range(cfg["runs"]):
+            for k in cfg["drain_workers"]:
+                action = "wake" if action == "sleep" else "sleep"
+                jobs = client.commands([(u, action) for u in uuids])
+                tools.log(f"drain {len(jobs)} {action} jobs with {k} workers (round {rep + 1})")
+                t_start = time.monotonic()
+                workers = stack.start_workers(k, concurrency=cfg["worker_concurrency"])
+                with RssSampler({w.name: w.pid for w in workers}) as s:
+                    wait_drained(stack, jobs, timeout=cfg["setup_timeout"])
+                wall = time.monotonic() - t_start
+                recs = job_records(stack, jobs)
+                started = [int(j["started_at_ms"]) for j in recs if j.get("started_at_ms")]
+                finished = [int(j["finished_at_ms"]) for j in recs if j.get("finished_at_ms")]
+                window = (max(finished) - min(started)) / 1000 if started and finished else None
+                summ = latency_summary(recs)
+                drain[k].append({
+                    "action": action, "jobs": len(jobs), "wall_s": wall, "jobs_per_s_wall": len(jobs) / wall,
+                    "busy_window_s": window, "jobs_per_s_busy": len(jobs) / window if window else None,
+                    "states": summ["states"], "e2e_ms": summ["e2e_ms"], "worker_rss_max_mb": max(s.max.values()),
+                })  # fmt: skip
+                stack.stop_workers()
+        table = {}
+        for k, runs in drain.items():
+            table[k] = {
+                "jobs_per_s_wall_median": median([x["jobs_per_s_wall"] for x in runs]),
+                "jobs_per_s_busy_median": median([x["jobs_per_s_busy"] for x in runs]),
+                "wall_s_median": median([x["wall_s"] for x in runs]),
+                "e2e_p99_ms_median": median([x["e2e_ms"]["p99"] for x in runs]),
+                "runs": runs,
+            }
+        ks = cfg["drain_workers"]
+        base = table[ks[0]]["jobs_per_s_wall_median"]
+        scaling = {f"{ks[0]}->{k}": (table[k]["jobs_per_s_wall_median"] / base if base else None) for k in ks[1:]}
+        res["drain"] = {"jobs": n, "per_workers": table, "scaling_wall": scaling}
+
+        # Worker RSS with many live sessions.
+        live_target = cfg["live_sessions"]
+        more = max(0, live_target - n)
+        tools.log(f"creating {more} more sessions ({live_target} live) for the worker RSS measurement")
+        workers = stack.start_workers(cfg["live_workers"], concurrency=cfg["worker_concurrency"])
+        t0 = time.monotonic()
+        jobs = []
+        with RssSampler({w.name: w.pid for w in workers}) as s:
+            batch = 1000
+            for i in range(0, more, batch):
+                jobs += [j for _, j in client.create_sessions(min(batch, more - i), f"live{i}", threads=8)]
+            wait_drained(stack, jobs, timeout=cfg["live_timeout"])
+        r = stack.redis()
+        live = r.call("ZCARD", "{sm}:sessions")
+        r.close()
+        time.sleep(3.0)
+        res["worker_rss"] = {
+            "live_sessions": live,
+            "workers": len(workers),
+            "concurrency": cfg["worker_concurrency"],
+            "create_seconds": time.monotonic() - t0,
+            "max_during_creates_mb": max(s.max.values()) if s.max else None,
+            "after_mb": {w.name: rss_mb(w.pid) for w in workers},
+            "hwm_mb": {w.name: hwm_mb(w.pid) for w in workers},
+            "standin_rss_mb": rss_mb(stack.standin.pid) if stack.standin else None,
+        }
+    finally:
+        stack.stop()
+
+
+def micro_group(ctx):
+    out = {"proto-types/codec": tools.run_criterion(ctx.root, "proto-types", "codec")}
+    if os.path.exists(os.path.join(ctx.root, "worker", "benches", "plan.rs")):
+        out["worker/plan"] = tools.run_criterion(ctx.root, "worker", "plan")
+    else:
+        out["worker/plan"] = "worker/benches/plan.rs not present"
+    ctx.results["micro_ns"] = out
+
+
+GROUPS = {
+    "api": api_group,
+    "reject": reject_group,
+    "lifecycle": lifecycle_group,
+    "workers": worker_group,
+    "micro": micro_group,
+}
+
+
+def stack_factory(root, run_dir):
+    def new_stack(name):
+        return Stack(root, run_dir, name)
+
+    return new_stack
+
+
+__all__ = ["GROUPS", "stack_factory", "procs"]

@@ -1,0 +1,56 @@
+-- Finish one job atomically (see proto_types::scripts::finish).
+-- KEYS: 1 job hash, 2 session hash, 3 jobs stream, 4 events stream,
+--       5 demand list, 6 user sessions set
+-- ARGV: 1 stream entry id, 2 group, 3 job state, 4 error ("" for none),
+--       5 now_ms, 6 apply to session ("1"/"0"), 7 fencing token,
+--       8 session status, 9 replicas, 10 backup file ("" keeps the old one),
+--       11 encoded event, 12 session id, 13 job ttl secs,
+--       14 tombstone ttl secs, 15 events maxlen
+-- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
+-- A "fenced" reply means nothing was written and nothing acknowledged.
+
+local state = redis.call("HGET", KEYS[1], "state")
+if state == "succeeded" or state == "failed" or state == "superseded" or state == "dead" then
+  redis.call("XACK", KEYS[3], ARGV[2], ARGV[1])
+  return {"already", state}
+end
+
+local apply = ARGV[6] == "1" and redis.call("EXISTS", KEYS[2]) == 1
+if apply then
+  local fence = tonumber(redis.call("HGET", KEYS[2], "fence") or "0") or 0
+  if fence > tonumber(ARGV[7]) then
+    return {"fenced", tostring(fence)}
+  end
+end
+
+redis.call("HSET", KEYS[1],
+  "state", ARGV[3],
+  "error", ARGV[4],
+  "finished_at_ms", ARGV[5])
+redis.call("EXPIRE", KEYS[1], ARGV[13])
+
+if apply then
+  redis.call("HSET", KEYS[2],
+    "status", ARGV[8],
+    "replicas", ARGV[9],
+    "last_error", ARGV[4],
+    "last_activity_ms", ARGV[5],
+    "fence", ARGV[7])
+  if ARGV[10] ~= "" then
+    redis.call("HSET", KEYS[2], "backup_file", ARGV[10])
+  end
+  local desired = redis.call("HGET", KEYS[2], "desired")
+  local status = ARGV[8]
+  redis.call("DEL", KEYS[5])
+  if desired == "running" and (status == "running" or status == "creating" or status == "waking") then
+    redis.call("RPUSH", KEYS[5], "1")
+  end
+  if status == "deleted" then
+    redis.call("SREM", KEYS[6], ARGV[12])
+    redis.call("EXPIRE", KEYS[2], ARGV[14])
+  end
+end
+
+redis.call("XADD", KEYS[4], "MAXLEN", "~", ARGV[15], "*", "event", ARGV[11])
+redis.call("XACK", KEYS[3], ARGV[2], ARGV[1])
+return {"finished"}

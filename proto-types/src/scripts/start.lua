@@ -1,0 +1,20 @@
+-- Start one delivered job (see proto_types::scripts::start).
+-- KEYS: 1 job hash, 2 session hash
+-- ARGV: 1 now_ms
+-- Replies: {"terminal", job_state}
+--          | {"started", attempts, session_generation, desired, status, workspace_url, user_id}
+--            (session fields are "" and generation "0" when the session hash is missing)
+
+local state = redis.call("HGET", KEYS[1], "state")
+if state == "succeeded" or state == "failed" or state == "superseded" or state == "dead" then
+  return {"terminal", state}
+end
+
+redis.call("HSET", KEYS[1], "state", "running")
+local attempts = redis.call("HINCRBY", KEYS[1], "attempts", 1)
+if redis.call("HEXISTS", KEYS[1], "started_at_ms") == 0 then
+  redis.call("HSET", KEYS[1], "started_at_ms", ARGV[1])
+end
+
+local s = redis.call("HMGET", KEYS[2], "generation", "desired", "status", "workspace_url", "user_id")
+return {"started", tostring(attempts), s[1] or "0", s[2] or "", s[3] or "", s[4] or "", s[5] or ""}

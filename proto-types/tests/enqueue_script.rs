@@ -1,0 +1,105 @@
+//! The enqueue script against a real redis-server: accepted jobs, stale
+//! generations, idempotency keys and the per-user limit.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{connect, enqueue, hget, job, run};
+use proto_types::scripts::enqueue::{Enqueue, EnqueueReply, SOURCE};
+use proto_types::{Command, DesiredState, Job, SessionState, keys};
+
+fn create<'a>(job: &'a Job, payload: &'a [u8], limit: u32, idem: Option<(&'a str, &'a str, &'a str)>) -> Enqueue<'a> {
+    Enqueue {
+        job,
+        payload,
+        expected_generation: 0,
+        desired: DesiredState::Running,
+        status: SessionState::Creating,
+        user_id: "u1",
+        max_sessions_per_user: limit,
+        workspace_url: "https://vs-code-x.example.com",
+        idempotency: idem,
+        now_ms: 42,
+    }
+}
+
+#[tokio::test]
+async fn ok_records_job_session_and_stream_entry() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let (job, reply) = enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let EnqueueReply::Ok { stream_id } = reply else { panic!("{reply:?}") };
+    let session = keys::session("abc");
+    assert_eq!(hget(&mut conn, &session, "generation").await.as_deref(), Some("1"));
+    assert_eq!(hget(&mut conn, &session, "desired").await.as_deref(), Some("running"));
+    assert_eq!(hget(&mut conn, &session, "status").await.as_deref(), Some("creating"));
+    let jk = keys::job(job.job_id.as_str());
+    assert_eq!(hget(&mut conn, &jk, "state").await.as_deref(), Some("queued"));
+    assert_eq!(hget(&mut conn, &jk, "stream_id").await, Some(stream_id.clone()));
+    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+        redis::cmd("XRANGE").arg(keys::JOBS_STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].0, stream_id);
+    assert_eq!(Job::decode(&entries[0].1[0].1).unwrap(), job);
+}
+
+#[tokio::test]
+async fn stale_generation_conflicts_and_writes_nothing() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    enqueue(&mut conn, "abc", Command::Sleep, 1, 2).await;
+    // A decision made on generation 1 arrives after generation 2 exists.
+    let (stale, reply) = enqueue(&mut conn, "abc", Command::Wake, 1, 3).await;
+    assert_eq!(reply, EnqueueReply::Conflict { current_generation: 2 });
+    assert_eq!(hget(&mut conn, &keys::session("abc"), "desired").await.as_deref(), Some("sleeping"));
+    assert_eq!(hget(&mut conn, &keys::job(stale.job_id.as_str()), "state").await, None);
+    let len: u64 = redis::cmd("XLEN").arg(keys::JOBS_STREAM).query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 2);
+}
+
+#[tokio::test]
+async fn idempotency_key_answers_same_or_different() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let first = job("abc", Command::Create, 1, 1);
+    let payload = first.encode().unwrap();
+    let inv = create(&first, &payload, 0, Some(("client", "k1", "fp-a"))).invocation();
+    let reply = EnqueueReply::parse(&run(&mut conn, SOURCE, &inv).await.unwrap()).unwrap();
+    assert!(matches!(reply, EnqueueReply::Ok { .. }));
+
+    let retry = job("abc", Command::Create, 1, 2);
+    let payload = retry.encode().unwrap();
+    let same = create(&retry, &payload, 0, Some(("client", "k1", "fp-a"))).invocation();
+    assert_eq!(
+        EnqueueReply::parse(&run(&mut conn, SOURCE, &same).await.unwrap()).unwrap(),
+        EnqueueReply::Idempotent { job_id: first.job_id.to_string(), same_request: true }
+    );
+    let different = create(&retry, &payload, 0, Some(("client", "k1", "fp-b"))).invocation();
+    assert_eq!(
+        EnqueueReply::parse(&run(&mut conn, SOURCE, &different).await.unwrap()).unwrap(),
+        EnqueueReply::Idempotent { job_id: first.job_id.to_string(), same_request: false }
+    );
+    let len: u64 = redis::cmd("XLEN").arg(keys::JOBS_STREAM).query_async(&mut conn).await.unwrap();
+    assert_eq!(len, 1, "a replayed request must not enqueue twice");
+}
+
+#[tokio::test]
+async fn per_user_limit_refuses_create() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    for (i, id) in ["s1", "s2"].iter().enumerate() {
+        let j = job(id, Command::Create, 1, i as u8 + 1);
+        let payload = j.encode().unwrap();
+        let reply =
+            EnqueueReply::parse(&run(&mut conn, SOURCE, &create(&j, &payload, 2, None).invocation()).await.unwrap());
+        assert!(matches!(reply, Ok(EnqueueReply::Ok { .. })), "{reply:?}");
+    }
+    let third = job("s3", Command::Create, 1, 9);
+    let payload = third.encode().unwrap();
+    let reply =
+        EnqueueReply::parse(&run(&mut conn, SOURCE, &create(&third, &payload, 2, None).invocation()).await.unwrap());
+    assert_eq!(reply, Ok(EnqueueReply::LimitReached { live: 2 }));
+    let exists: bool = redis::cmd("EXISTS").arg(keys::session("s3")).query_async(&mut conn).await.unwrap();
+    assert!(!exists);
+}

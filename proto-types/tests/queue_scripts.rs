@@ -1,0 +1,385 @@
+//! The worker-side scripts (start, lease, finish, dead-letter, trim)
+//! against a real redis-server.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{connect, enqueue, hget, run};
+use proto_types::scripts::dead_letter::{self, DeadJob, DeadLetter};
+use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
+use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
+use proto_types::scripts::start::{Start, StartReply};
+use proto_types::scripts::trim::{self, TrimReply};
+use proto_types::{Command, DesiredState, Event, Job, JobState, SessionState, keys};
+use redis::aio::MultiplexedConnection;
+
+const GROUP: &str = keys::GROUP;
+
+async fn group(conn: &mut MultiplexedConnection) {
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(keys::JOBS_STREAM)
+        .arg(GROUP)
+        .arg("0")
+        .arg("MKSTREAM")
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+/// Delivers up to `n` new entries to consumer `c`; returns their ids.
+async fn deliver(conn: &mut MultiplexedConnection, c: &str, n: usize) -> Vec<String> {
+    let reply: redis::streams::StreamReadReply = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg(GROUP)
+        .arg(c)
+        .arg("COUNT")
+        .arg(n)
+        .arg("STREAMS")
+        .arg(keys::JOBS_STREAM)
+        .arg(">")
+        .query_async(conn)
+        .await
+        .unwrap();
+    reply.keys.into_iter().flat_map(|k| k.ids).map(|e| e.id).collect()
+}
+
+async fn pending_count(conn: &mut MultiplexedConnection) -> u64 {
+    let summary: redis::streams::StreamPendingReply =
+        redis::cmd("XPENDING").arg(keys::JOBS_STREAM).arg(GROUP).query_async(conn).await.unwrap();
+    summary.count() as u64
+}
+
+fn event(job: &Job, state: JobState, session_state: SessionState) -> Vec<u8> {
+    Event {
+        job_id: job.job_id.clone(),
+        session_id: job.session_id.clone(),
+        command: job.command,
+        job_state: state,
+        session_state,
+        at_ms: 5,
+        error: None,
+    }
+    .encode()
+    .unwrap()
+}
+
+async fn start(conn: &mut MultiplexedConnection, job: &Job) -> StartReply {
+    let inv = Start { job_id: job.job_id.as_str(), session_id: job.session_id.as_str(), now_ms: 100 }.invocation();
+    StartReply::parse(&run(conn, proto_types::scripts::start::SOURCE, &inv).await.unwrap()).unwrap()
+}
+
+async fn acquire(conn: &mut MultiplexedConnection, session: &str, owner: &str) -> AcquireReply {
+    let inv = Acquire { session_id: session, owner, ttl_ms: 30_000 }.invocation();
+    AcquireReply::parse(&run(conn, lease::ACQUIRE_SOURCE, &inv).await.unwrap()).unwrap()
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn finish(
+    conn: &mut MultiplexedConnection,
+    job: &Job,
+    entry: &str,
+    state: JobState,
+    update: Option<SessionUpdate<'_>>,
+    error: Option<&str>,
+) -> FinishReply {
+    let ev = event(job, state, update.as_ref().map_or(SessionState::Running, |u| u.status));
+    let inv = Finish {
+        job_id: job.job_id.as_str(),
+        session_id: job.session_id.as_str(),
+        user_id: "user@example.com",
+        entry_id: entry,
+        group: GROUP,
+        state,
+        error,
+        session: update,
+        event: &ev,
+        now_ms: 200,
+    }
+    .invocation();
+    FinishReply::parse(&run(conn, proto_types::scripts::finish::SOURCE, &inv).await.unwrap()).unwrap()
+}
+
+fn update(fence: u64, status: SessionState, replicas: u32) -> Option<SessionUpdate<'static>> {
+    Some(SessionUpdate { fence, status, replicas, backup_file: None })
+}
+
+#[tokio::test]
+async fn start_reports_session_and_counts_attempts_then_terminal() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let (job, _) = enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let StartReply::Started { attempts, session } = start(&mut conn, &job).await else { panic!() };
+    assert_eq!(attempts, 1);
+    assert_eq!(session.generation, 1);
+    assert_eq!(session.desired, Some(DesiredState::Running));
+    assert_eq!(session.status, Some(SessionState::Creating));
+    assert_eq!(session.user_id.as_deref(), Some("user@example.com"));
+    let jk = keys::job(job.job_id.as_str());
+    assert_eq!(hget(&mut conn, &jk, "state").await.as_deref(), Some("running"));
+    assert_eq!(hget(&mut conn, &jk, "started_at_ms").await.as_deref(), Some("100"));
+    let StartReply::Started { attempts, .. } = start(&mut conn, &job).await else { panic!() };
+    assert_eq!(attempts, 2);
+
+    let _: () = redis::cmd("HSET").arg(&jk).arg("state").arg("succeeded").query_async(&mut conn).await.unwrap();
+    assert_eq!(start(&mut conn, &job).await, StartReply::Terminal { state: JobState::Succeeded });
+}
+
+#[tokio::test]
+async fn start_on_missing_session_reports_generation_zero() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let job = common::job("gone", Command::Wake, 3, 4);
+    let StartReply::Started { session, .. } = start(&mut conn, &job).await else { panic!() };
+    assert_eq!(session.generation, 0);
+    assert_eq!(session.desired, None);
+}
+
+#[tokio::test]
+async fn lease_is_exclusive_fenced_and_released_only_by_its_holder() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let AcquireReply::Acquired { token: t1 } = acquire(&mut conn, "abc", "w1:1-0").await else { panic!() };
+    assert!(matches!(acquire(&mut conn, "abc", "w2:2-0").await, AcquireReply::Held { owner, .. } if owner == "w1:1-0"));
+    // Re-entrant for the same holder, same token.
+    assert_eq!(acquire(&mut conn, "abc", "w1:1-0").await, AcquireReply::Acquired { token: t1 });
+
+    let mine = Lease { session_id: "abc".into(), owner: "w1:1-0".into(), token: t1 };
+    let impostor = Lease { session_id: "abc".into(), owner: "w2:2-0".into(), token: t1 };
+    let held = |r: Vec<String>| lease::parse_held(&r).unwrap();
+    assert!(held(run(&mut conn, lease::RENEW_SOURCE, &mine.renew(30_000)).await.unwrap()));
+    assert!(!held(run(&mut conn, lease::RENEW_SOURCE, &impostor.renew(30_000)).await.unwrap()));
+    assert!(!held(run(&mut conn, lease::RELEASE_SOURCE, &impostor.release()).await.unwrap()));
+    assert!(held(run(&mut conn, lease::RELEASE_SOURCE, &mine.release()).await.unwrap()));
+    assert!(!held(run(&mut conn, lease::RELEASE_SOURCE, &mine.release()).await.unwrap()));
+
+    let AcquireReply::Acquired { token: t2 } = acquire(&mut conn, "abc", "w2:2-0").await else { panic!() };
+    assert!(t2 > t1, "every acquire issues a higher fencing token");
+}
+
+#[tokio::test]
+async fn finish_records_everything_in_one_step() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    let (job, _) = enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let entry = deliver(&mut conn, "c1", 10).await.remove(0);
+    start(&mut conn, &job).await;
+    let reply = finish(&mut conn, &job, &entry, JobState::Succeeded, update(3, SessionState::Running, 1), None).await;
+    assert_eq!(reply, FinishReply::Finished);
+
+    let jk = keys::job(job.job_id.as_str());
+    assert_eq!(hget(&mut conn, &jk, "state").await.as_deref(), Some("succeeded"));
+    let ttl: i64 = redis::cmd("TTL").arg(&jk).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0 && ttl as u64 <= keys::JOB_TTL_SECS);
+    let sk = keys::session("abc");
+    assert_eq!(hget(&mut conn, &sk, "status").await.as_deref(), Some("running"));
+    assert_eq!(hget(&mut conn, &sk, "replicas").await.as_deref(), Some("1"));
+    assert_eq!(hget(&mut conn, &sk, "fence").await.as_deref(), Some("3"));
+    let demand: u64 = redis::cmd("LLEN").arg(keys::demand("abc")).query_async(&mut conn).await.unwrap();
+    assert_eq!(demand, 1, "a running session keeps its KEDA demand at 1");
+    assert_eq!(pending_count(&mut conn).await, 0);
+    let events: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(keys::EVENTS_STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    assert_eq!(events.ids.len(), 1);
+    let redis::Value::BulkString(bytes) = &events.ids[0].map[keys::EVENT_FIELD] else { panic!() };
+    let ev = Event::decode(bytes).unwrap();
+    assert_eq!((ev.job_state, ev.session_state), (JobState::Succeeded, SessionState::Running));
+
+    // A lost reply: finishing again only acknowledges.
+    let again = finish(&mut conn, &job, &entry, JobState::Failed, update(3, SessionState::Failed, 0), Some("x")).await;
+    assert_eq!(again, FinishReply::AlreadyTerminal { state: JobState::Succeeded });
+    assert_eq!(hget(&mut conn, &sk, "status").await.as_deref(), Some("running"));
+}
+
+#[tokio::test]
+async fn finish_with_stale_fence_writes_nothing() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    let (job, _) = enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let entry = deliver(&mut conn, "c1", 10).await.remove(0);
+    let _: () =
+        redis::cmd("HSET").arg(keys::session("abc")).arg("fence").arg("9").query_async(&mut conn).await.unwrap();
+    let reply = finish(&mut conn, &job, &entry, JobState::Succeeded, update(4, SessionState::Sleeping, 0), None).await;
+    assert_eq!(reply, FinishReply::Fenced { session_fence: 9 });
+    assert_eq!(hget(&mut conn, &keys::session("abc"), "status").await.as_deref(), Some("creating"));
+    assert_eq!(pending_count(&mut conn).await, 1, "a refused finish acknowledges nothing");
+    // Finishing without a session write still records the job.
+    let reply = finish(&mut conn, &job, &entry, JobState::Superseded, None, None).await;
+    assert_eq!(reply, FinishReply::Finished);
+    assert_eq!(hget(&mut conn, &keys::session("abc"), "status").await.as_deref(), Some("creating"));
+    assert_eq!(pending_count(&mut conn).await, 0);
+}
+
+#[tokio::test]
+async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
+    let entries = deliver(&mut conn, "c1", 10).await;
+    let up = Some(SessionUpdate { fence: 1, status: SessionState::Deleted, replicas: 0, backup_file: Some("b.zip") });
+    assert_eq!(finish(&mut conn, &del, &entries[1], JobState::Succeeded, up, None).await, FinishReply::Finished);
+    let sk = keys::session("abc");
+    assert_eq!(hget(&mut conn, &sk, "status").await.as_deref(), Some("deleted"));
+    assert_eq!(hget(&mut conn, &sk, "backup_file").await.as_deref(), Some("b.zip"));
+    let ttl: i64 = redis::cmd("TTL").arg(&sk).query_async(&mut conn).await.unwrap();
+    assert!(ttl > 0 && ttl as u64 <= keys::TOMBSTONE_TTL_SECS);
+    let live: bool = redis::cmd("SISMEMBER")
+        .arg(keys::user_sessions("user@example.com"))
+        .arg("abc")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(!live);
+    let demand: bool = redis::cmd("EXISTS").arg(keys::demand("abc")).query_async(&mut conn).await.unwrap();
+    assert!(!demand);
+}
+
+#[tokio::test]
+async fn dead_letter_keeps_the_entry_and_marks_the_job() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    let (job, _) = enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let _: String = redis::cmd("XADD")
+        .arg(keys::JOBS_STREAM)
+        .arg("*")
+        .arg(keys::PAYLOAD_FIELD)
+        .arg(&b"\xc1garbage"[..])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let entries = deliver(&mut conn, "c1", 10).await;
+    let payload = job.encode().unwrap();
+    let ev = event(&job, JobState::Dead, SessionState::Failed);
+    let dl = DeadLetter {
+        entry_id: &entries[0],
+        group: GROUP,
+        payload: &payload,
+        reason: "delivered 6 times (limit 5)",
+        deliveries: 6,
+        job: Some(DeadJob { job_id: job.job_id.as_str(), session_id: "abc", generation: 1, event: &ev }),
+        now_ms: 7,
+    };
+    dead_letter::parse(&run(&mut conn, dead_letter::SOURCE, &dl.invocation()).await.unwrap()).unwrap();
+    let poison = DeadLetter {
+        entry_id: &entries[1],
+        group: GROUP,
+        payload: b"\xc1garbage",
+        reason: "undecodable payload",
+        deliveries: 5,
+        job: None,
+        now_ms: 7,
+    };
+    dead_letter::parse(&run(&mut conn, dead_letter::SOURCE, &poison.invocation()).await.unwrap()).unwrap();
+
+    assert_eq!(pending_count(&mut conn).await, 0);
+    let jk = keys::job(job.job_id.as_str());
+    assert_eq!(hget(&mut conn, &jk, "state").await.as_deref(), Some("dead"));
+    assert_eq!(hget(&mut conn, &jk, "error").await.as_deref(), Some("delivered 6 times (limit 5)"));
+    let sk = keys::session("abc");
+    assert_eq!(hget(&mut conn, &sk, "last_error").await.as_deref(), Some("delivered 6 times (limit 5)"));
+    assert_eq!(hget(&mut conn, &sk, "status").await.as_deref(), Some("failed"));
+    let dead: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(keys::DEAD_STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
+    assert_eq!(dead.ids.len(), 2);
+    let field = |i: usize, f: &str| match &dead.ids[i].map[f] {
+        redis::Value::BulkString(b) => b.clone(),
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field(0, "original_id"), entries[0].as_bytes());
+    assert_eq!(field(1, "job"), b"\xc1garbage");
+    assert_eq!(field(1, "deliveries"), b"5");
+    assert_eq!(field(1, "reason"), b"undecodable payload");
+}
+
+#[tokio::test]
+async fn trim_never_removes_pending_or_unread_entries() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let trim_now = |conn: &mut MultiplexedConnection| {
+        let inv = trim::invocation();
+        let mut c = conn.clone();
+        async move { TrimReply::parse(&run(&mut c, trim::SOURCE, &inv).await.unwrap()).unwrap() }
+    };
+    assert!(matches!(trim_now(&mut conn).await, TrimReply::Skipped { .. }));
+    group(&mut conn).await;
+    // A second group that has read nothing holds everything back.
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(keys::JOBS_STREAM)
+        .arg("audit")
+        .arg("0")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let mut generation = 0;
+    for seed in 1..=6u8 {
+        let (_, reply) =
+            enqueue(&mut conn, "abc", if seed == 1 { Command::Create } else { Command::Wake }, generation, seed).await;
+        assert!(matches!(reply, proto_types::scripts::enqueue::EnqueueReply::Ok { .. }));
+        generation += 1;
+    }
+    let ids = deliver(&mut conn, "c1", 4).await;
+    // Ack 0, 2, 3; entry 1 stays pending; entries 4 and 5 are unread.
+    let _: u64 = redis::cmd("XACK")
+        .arg(keys::JOBS_STREAM)
+        .arg(GROUP)
+        .arg(&ids[0])
+        .arg(&ids[2])
+        .arg(&ids[3])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(matches!(trim_now(&mut conn).await, TrimReply::Trimmed { removed: 0, .. }));
+    let _: () =
+        redis::cmd("XGROUP").arg("DESTROY").arg(keys::JOBS_STREAM).arg("audit").query_async(&mut conn).await.unwrap();
+
+    let TrimReply::Trimmed { removed, min_id } = trim_now(&mut conn).await else { panic!() };
+    assert_eq!(removed, 1, "only the acknowledged entry below the pending one goes");
+    assert_eq!(min_id, ids[1]);
+    let left: u64 = redis::cmd("XLEN").arg(keys::JOBS_STREAM).query_async(&mut conn).await.unwrap();
+    assert_eq!(left, 5);
+
+    let _: u64 =
+        redis::cmd("XACK").arg(keys::JOBS_STREAM).arg(GROUP).arg(&ids[1]).query_async(&mut conn).await.unwrap();
+    let TrimReply::Trimmed { removed, min_id } = trim_now(&mut conn).await else { panic!() };
+    assert_eq!(removed, 2);
+    assert_eq!(min_id, ids[3], "the last-delivered entry bounds the trim; unread ones stay");
+    let unread = deliver(&mut conn, "c1", 10).await;
+    assert_eq!(unread.len(), 2, "unread entries survive trimming");
+}
+
+#[tokio::test]
+async fn touch_resets_idle_only_for_the_owner() {
+    use proto_types::scripts::touch;
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let id = deliver(&mut conn, "c1", 1).await.remove(0);
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let owner = |c: &str| touch::invocation(GROUP, c, &id);
+    let reply = touch::parse(&run(&mut conn, touch::SOURCE, &owner("c2")).await.unwrap()).unwrap();
+    assert_eq!(reply, Some("c1".to_string()), "another consumer cannot steal the entry");
+    let reply = touch::parse(&run(&mut conn, touch::SOURCE, &owner("c1")).await.unwrap()).unwrap();
+    assert_eq!(reply, None);
+    let pending: redis::streams::StreamPendingCountReply = redis::cmd("XPENDING")
+        .arg(keys::JOBS_STREAM)
+        .arg(GROUP)
+        .arg(&id)
+        .arg(&id)
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(pending.ids[0].consumer, "c1");
+    assert_eq!(pending.ids[0].times_delivered, 1, "a heartbeat is not a delivery");
+    assert!(pending.ids[0].last_delivered_ms < 50);
+    let _: u64 = redis::cmd("XACK").arg(keys::JOBS_STREAM).arg(GROUP).arg(&id).query_async(&mut conn).await.unwrap();
+    let reply = touch::parse(&run(&mut conn, touch::SOURCE, &owner("c1")).await.unwrap()).unwrap();
+    assert_eq!(reply, Some(String::new()));
+}

@@ -1,0 +1,244 @@
+//! The pure planner: given the desired state and what exists in the cluster
+//! ([`Observed`]), the [`Step`]s still to do.
+//!
+//! The executor loops *observe → plan → act*: it runs the leading action
+//! steps, stops at the first wait, observes again and plans again, until the
+//! plan is [`Step::Done`] or [`Step::Fail`]. Because the plan depends only
+//! on what exists, a crash between any two steps, or a repeated job, simply
+//! re-plans from the cluster's state and converges to the same end.
+//!
+//! Order matters in three places:
+//! - sleep pauses KEDA (paused-replicas `"0"`) *before* scaling to zero, and
+//!   wake scales to one *before* un-pausing, so KEDA never fights the user;
+//! - delete backs up only once no workspace pod holds the ReadWriteOnce
+//!   volume, and deletes nothing until the backup Job has succeeded;
+//! - the PVC is deleted last, with a uid precondition.
+
+use crate::executor::Outcome;
+use proto_types::{DesiredState, SessionState};
+
+use super::backup::JobOutcome;
+
+/// The session's Deployment as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeploymentView {
+    /// `spec.replicas`.
+    pub replicas: i32,
+    /// `status.readyReplicas`.
+    pub ready: i32,
+}
+
+/// The backup Job of the current delete request as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackupView {
+    /// File named in the Job's annotation.
+    pub file: Option<String>,
+    /// Where the Job is.
+    pub outcome: JobOutcome,
+}
+
+/// What exists in the cluster for one session.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Observed {
+    /// The PVC's uid, if the PVC exists.
+    pub pvc_uid: Option<String>,
+    /// The Deployment, if it exists.
+    pub deployment: Option<DeploymentView>,
+    /// Whether the Service exists.
+    pub service: bool,
+    /// Whether the Ingress exists.
+    pub ingress: bool,
+    /// The ScaledObject, if it exists: whether it carries paused-replicas.
+    pub scaled_object_paused: Option<bool>,
+    /// Workspace pods that still exist (in any phase).
+    pub pods: usize,
+    /// The backup Job of this delete request (only observed for deletes).
+    pub backup: Option<BackupView>,
+}
+
+/// What a bounded wait is waiting for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Wait {
+    /// The Deployment has a ready replica.
+    Ready,
+    /// No workspace pod remains.
+    PodsGone,
+    /// The backup Job has finished.
+    Backup,
+}
+
+/// One thing to do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Server-side apply the PVC.
+    ApplyPvc,
+    /// Server-side apply the ScaledObject, paused (pinned to 0) or not.
+    ApplyScaledObject {
+        /// Whether to carry the paused-replicas annotation.
+        paused: bool,
+    },
+    /// Server-side apply the Deployment with this many replicas.
+    ApplyDeployment {
+        /// Desired replicas.
+        replicas: i32,
+    },
+    /// Server-side apply the Service.
+    ApplyService,
+    /// Server-side apply the Ingress.
+    ApplyIngress,
+    /// Remove the paused-replicas annotation (merge patch with null).
+    UnpauseScaledObject,
+    /// Create the backup Job of this delete request.
+    CreateBackup,
+    /// Delete the ScaledObject.
+    DeleteScaledObject,
+    /// Delete the Ingress.
+    DeleteIngress,
+    /// Delete the Service.
+    DeleteService,
+    /// Delete the Deployment.
+    DeleteDeployment,
+    /// Delete the PVC, only if it still has this uid.
+    DeletePvc {
+        /// Precondition uid.
+        uid: String,
+    },
+    /// Observe again after a pause, within the wait's bound.
+    Wait(Wait),
+    /// Converged.
+    Done(Outcome),
+    /// Cannot converge; retrying the same request cannot help.
+    Fail {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Step {
+    /// Whether this step changes the cluster (as opposed to wait/finish).
+    pub fn is_action(&self) -> bool {
+        !matches!(self, Step::Wait(_) | Step::Done(_) | Step::Fail { .. })
+    }
+}
+
+/// The steps that take `observed` to `desired`. The last step is always a
+/// [`Step::Wait`], [`Step::Done`] or [`Step::Fail`].
+pub fn plan(desired: DesiredState, observed: &Observed) -> Vec<Step> {
+    match desired {
+        DesiredState::Running => plan_running(observed),
+        DesiredState::Sleeping => plan_sleeping(observed),
+        DesiredState::Deleted => plan_deleted(observed),
+    }
+}
+
+fn plan_running(o: &Observed) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if o.pvc_uid.is_none() {
+        steps.push(Step::ApplyPvc);
+    }
+    if o.deployment.as_ref().is_none_or(|d| d.replicas != 1) {
+        steps.push(Step::ApplyDeployment { replicas: 1 });
+    }
+    if !o.service {
+        steps.push(Step::ApplyService);
+    }
+    if !o.ingress {
+        steps.push(Step::ApplyIngress);
+    }
+    match o.scaled_object_paused {
+        None => steps.push(Step::ApplyScaledObject { paused: false }),
+        Some(true) => steps.push(Step::UnpauseScaledObject),
+        Some(false) => {}
+    }
+    let ready = o.deployment.as_ref().map_or(0, |d| d.ready);
+    if steps.is_empty() && ready >= 1 {
+        steps.push(Step::Done(Outcome { status: SessionState::Running, replicas: clamp(ready), backup_file: None }));
+    } else {
+        steps.push(Step::Wait(Wait::Ready));
+    }
+    steps
+}
+
+fn plan_sleeping(o: &Observed) -> Vec<Step> {
+    let mut steps = Vec::new();
+    if o.pvc_uid.is_none() {
+        steps.push(Step::ApplyPvc);
+    }
+    // Pin KEDA first, so it cannot scale the workspace back up.
+    if o.scaled_object_paused != Some(true) {
+        steps.push(Step::ApplyScaledObject { paused: true });
+    }
+    if o.deployment.as_ref().is_none_or(|d| d.replicas != 0) {
+        steps.push(Step::ApplyDeployment { replicas: 0 });
+    }
+    if !o.service {
+        steps.push(Step::ApplyService);
+    }
+    if !o.ingress {
+        steps.push(Step::ApplyIngress);
+    }
+    if steps.is_empty() && o.pods == 0 {
+        steps.push(Step::Done(Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None }));
+    } else {
+        steps.push(Step::Wait(Wait::PodsGone));
+    }
+    steps
+}
+
+fn plan_deleted(o: &Observed) -> Vec<Step> {
+    let mut steps = Vec::new();
+    let backup_file = o.backup.as_ref().and_then(|b| b.file.clone());
+    if let Some(uid) = &o.pvc_uid {
+        // Stop the workspace: the backup pod needs the ReadWriteOnce volume.
+        if o.scaled_object_paused == Some(false) {
+            steps.push(Step::ApplyScaledObject { paused: true });
+        }
+        if o.deployment.as_ref().is_some_and(|d| d.replicas != 0) {
+            steps.push(Step::ApplyDeployment { replicas: 0 });
+        }
+        if !steps.is_empty() || o.pods > 0 {
+            steps.push(Step::Wait(Wait::PodsGone));
+            return steps;
+        }
+        match o.backup.as_ref().map(|b| &b.outcome) {
+            None => {
+                steps.push(Step::CreateBackup);
+                steps.push(Step::Wait(Wait::Backup));
+                return steps;
+            }
+            Some(JobOutcome::Running) => return vec![Step::Wait(Wait::Backup)],
+            Some(JobOutcome::Failed(why)) => {
+                return vec![Step::Fail {
+                    reason: format!("backup failed, volume kept; delete again to retry: {why}"),
+                }];
+            }
+            Some(JobOutcome::Succeeded) => {}
+        }
+        push_deletes(o, &mut steps);
+        steps.push(Step::DeletePvc { uid: uid.clone() });
+    } else {
+        // No volume, so nothing to back up: remove whatever is left.
+        push_deletes(o, &mut steps);
+    }
+    steps.push(Step::Done(Outcome { status: SessionState::Deleted, replicas: 0, backup_file }));
+    steps
+}
+
+fn push_deletes(o: &Observed, steps: &mut Vec<Step>) {
+    if o.scaled_object_paused.is_some() {
+        steps.push(Step::DeleteScaledObject);
+    }
+    if o.ingress {
+        steps.push(Step::DeleteIngress);
+    }
+    if o.service {
+        steps.push(Step::DeleteService);
+    }
+    if o.deployment.is_some() {
+        steps.push(Step::DeleteDeployment);
+    }
+}
+
+fn clamp(n: i32) -> u32 {
+    u32::try_from(n).unwrap_or(0)
+}

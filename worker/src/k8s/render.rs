@@ -1,0 +1,25 @@
+//! [`render_session_objects`]: every object the worker would create for one
+//! session, as JSON values, for schema validation and for printing
+//! (`worker render` and `make deploy-check`).
+
+use proto_types::SessionId;
+use serde_json::Value;
+
+use super::config::K8sConfig;
+use super::{backup, keda, objects};
+
+/// Every object of a running session (PVC, Deployment, Service, Ingress,
+/// ScaledObject) plus the backup Job of a delete, as JSON. Deterministic: the
+/// backup Job is rendered for generation 1 at the Unix epoch.
+pub fn render_session_objects(config: &K8sConfig, id: &SessionId, workspace_url: Option<&str>) -> Vec<Value> {
+    let file = backup::file_name(id, jiff::Timestamp::UNIX_EPOCH);
+    let values = [
+        serde_json::to_value(objects::pvc(config, id)),
+        serde_json::to_value(objects::deployment(config, id, 1)),
+        serde_json::to_value(objects::service(config, id)),
+        serde_json::to_value(objects::ingress(config, id, workspace_url)),
+        serde_json::to_value(keda::scaled_object(config, id, false)),
+        serde_json::to_value(backup::job(config, id, 1, &file)),
+    ];
+    values.into_iter().map(|v| v.expect("typed Kubernetes objects always serialize to JSON")).collect()
+}

@@ -1,0 +1,206 @@
+//! The consumer adapter over Redis Streams: everything the runner does to
+//! Redis, and nothing else (no decisions live here).
+//!
+//! - Two connections, both [`redis::aio::ConnectionManager`]s that
+//!   reconnect by themselves after a Redis restart: one dedicated to the
+//!   blocking `XREADGROUP`, whose response timeout exceeds `BLOCK`, and one
+//!   for everything else.
+//! - Stream reads ([`Queue::read_new`], [`Queue::read_own_pending`]), the
+//!   reclaimer ([`Queue::reclaim`], `XAUTOCLAIM` following its cursor and
+//!   acknowledging ids whose data is gone), delivery counts (`XPENDING`).
+//! - The atomic steps are the `proto_types::scripts` Lua scripts, run by
+//!   the methods in `scripts.rs`.
+//!
+//! Errors are typed ([`QueueError`]) and say whether a retry can help.
+
+mod entry;
+mod error;
+mod scripts;
+
+use std::time::Duration;
+
+use proto_types::keys;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::Value;
+
+pub use entry::Entry;
+pub use error::QueueError;
+
+/// How the queue talks to Redis.
+#[derive(Debug, Clone)]
+pub struct QueueConfig {
+    /// This process's consumer name in the group; unique per process (e.g.
+    /// pod name plus a random suffix) and without spaces.
+    pub consumer: String,
+    /// `BLOCK` time of `XREADGROUP`.
+    pub block: Duration,
+    /// Response timeout of ordinary commands and scripts.
+    pub response_timeout: Duration,
+    /// Connect timeout.
+    pub connect_timeout: Duration,
+}
+
+impl QueueConfig {
+    /// Defaults for `consumer`: 2 s block, 5 s response timeout, 2 s connect timeout.
+    pub fn new(consumer: impl Into<String>) -> Self {
+        Self {
+            consumer: consumer.into(),
+            block: Duration::from_secs(2),
+            response_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(2),
+        }
+    }
+}
+
+/// The Redis side of the worker.
+#[derive(Clone)]
+pub struct Queue {
+    conn: ConnectionManager,
+    read: ConnectionManager,
+    config: QueueConfig,
+    scripts: scripts::Scripts,
+}
+
+impl std::fmt::Debug for Queue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Queue").field("consumer", &self.config.consumer).finish_non_exhaustive()
+    }
+}
+
+impl Queue {
+    /// Creates the adapter. Connections are opened lazily, so this succeeds
+    /// while Redis is down; the first command waits for it.
+    pub fn new(client: redis::Client, config: QueueConfig) -> Result<Self, QueueError> {
+        let base = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(config.connect_timeout))
+            .set_min_delay(Duration::from_millis(50))
+            .set_max_delay(Duration::from_secs(2))
+            .set_number_of_retries(3);
+        let conn = ConnectionManager::new_lazy_with_config(
+            client.clone(),
+            base.clone().set_response_timeout(Some(config.response_timeout)),
+        )
+        .map_err(|e| QueueError::redis("connect", e))?;
+        let read =
+            ConnectionManager::new_lazy_with_config(client, base.set_response_timeout(Some(config.block * 2 + config.response_timeout)))
+                .map_err(|e| QueueError::redis("connect", e))?;
+        Ok(Self { conn, read, config, scripts: scripts::Scripts::new() })
+    }
+
+    /// This consumer's name.
+    pub fn consumer(&self) -> &str {
+        &self.config.consumer
+    }
+
+    async fn query<T: redis::FromRedisValue>(&self, op: &'static str, cmd: &redis::Cmd) -> Result<T, QueueError> {
+        let mut conn = self.conn.clone();
+        cmd.query_async(&mut conn).await.map_err(|e| QueueError::redis(op, e))
+    }
+
+    /// Creates the stream and the group if missing (`BUSYGROUP` is fine).
+    pub async fn ensure_group(&self) -> Result<(), QueueError> {
+        let mut cmd = redis::cmd("XGROUP");
+        cmd.arg("CREATE").arg(keys::JOBS_STREAM).arg(keys::GROUP).arg("0").arg("MKSTREAM");
+        match self.query::<()>("XGROUP CREATE", &cmd).await {
+            Err(QueueError::Redis { source, .. }) if source.code() == Some("BUSYGROUP") => Ok(()),
+            other => other,
+        }
+    }
+
+    /// Reads up to `count` new entries, blocking up to the configured time.
+    pub async fn read_new(&self, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(keys::GROUP)
+            .arg(&self.config.consumer)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("BLOCK")
+            .arg(self.config.block.as_millis() as u64)
+            .arg("STREAMS")
+            .arg(keys::JOBS_STREAM)
+            .arg(">");
+        let mut read = self.read.clone();
+        let v: Value = cmd.query_async(&mut read).await.map_err(|e| QueueError::redis("XREADGROUP", e))?;
+        Ok(entry::read_reply(&v))
+    }
+
+    /// Reads up to `count` entries of this consumer's own pending list with
+    /// ids above `after` (start with `"0-0"`), without blocking.
+    pub async fn read_own_pending(&self, after: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(keys::GROUP)
+            .arg(&self.config.consumer)
+            .arg("COUNT")
+            .arg(count.max(1))
+            .arg("STREAMS")
+            .arg(keys::JOBS_STREAM)
+            .arg(after);
+        let v: Value = self.query("XREADGROUP pending", &cmd).await?;
+        Ok(entry::read_reply(&v))
+    }
+
+    /// Claims up to `count` entries idle for at least `min_idle` from any
+    /// consumer (`XAUTOCLAIM`, following the cursor until it returns
+    /// `0-0`). Entries whose data was deleted are acknowledged and dropped.
+    pub async fn reclaim(&self, min_idle: Duration, count: usize) -> Result<Vec<Entry>, QueueError> {
+        let mut out = Vec::new();
+        let mut cursor = "0-0".to_string();
+        loop {
+            let want = count.saturating_sub(out.len());
+            if want == 0 {
+                break;
+            }
+            let mut cmd = redis::cmd("XAUTOCLAIM");
+            cmd.arg(keys::JOBS_STREAM)
+                .arg(keys::GROUP)
+                .arg(&self.config.consumer)
+                .arg(min_idle.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(want);
+            let v: Value = self.query("XAUTOCLAIM", &cmd).await?;
+            let reply = entry::autoclaim_reply(&v)
+                .ok_or_else(|| QueueError::Shape { op: "XAUTOCLAIM", detail: format!("{v:?}") })?;
+            for id in &reply.deleted {
+                self.ack(id).await?;
+            }
+            out.extend(reply.claimed);
+            if reply.cursor == "0-0" {
+                break;
+            }
+            cursor = reply.cursor;
+        }
+        Ok(out)
+    }
+
+    /// How many times `id` was delivered; `None` if it is no longer pending.
+    pub async fn deliveries(&self, id: &str) -> Result<Option<u64>, QueueError> {
+        let mut cmd = redis::cmd("XPENDING");
+        cmd.arg(keys::JOBS_STREAM).arg(keys::GROUP).arg(id).arg(id).arg(1);
+        let reply: redis::streams::StreamPendingCountReply = self.query("XPENDING", &cmd).await?;
+        Ok(reply.ids.first().map(|p| p.times_delivered as u64))
+    }
+
+    /// Acknowledges an entry.
+    pub async fn ack(&self, id: &str) -> Result<(), QueueError> {
+        let mut cmd = redis::cmd("XACK");
+        cmd.arg(keys::JOBS_STREAM).arg(keys::GROUP).arg(id);
+        self.query::<u64>("XACK", &cmd).await.map(drop)
+    }
+
+    /// The session's current generation and desired state (0 / `None` when
+    /// it does not exist).
+    pub async fn session_view(
+        &self,
+        session_id: &str,
+    ) -> Result<(u64, Option<proto_types::DesiredState>), QueueError> {
+        use proto_types::record::session as f;
+        let mut cmd = redis::cmd("HMGET");
+        cmd.arg(keys::session(session_id)).arg(f::GENERATION).arg(f::DESIRED);
+        let (generation, desired): (Option<u64>, Option<String>) = self.query("HMGET session", &cmd).await?;
+        let desired = desired.as_deref().and_then(|d| proto_types::DesiredState::parse(d).ok());
+        Ok((generation.unwrap_or(0), desired))
+    }
+}

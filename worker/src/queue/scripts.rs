@@ -1,0 +1,108 @@
+//! Runs the `proto_types::scripts` Lua scripts: the atomic queue steps.
+//!
+//! Keys, arguments and reply parsing come from the contract crate; this
+//! file only loads the text into [`redis::Script`] (`EVALSHA`, falling back
+//! to `EVAL` after a Redis restart emptied the script cache) and maps
+//! errors.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto_types::scripts::dead_letter::{self, DeadLetter};
+use proto_types::scripts::finish::{self, Finish, FinishReply};
+use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
+use proto_types::scripts::start::{self, Start, StartReply};
+use proto_types::scripts::trim::{self, TrimReply};
+use proto_types::scripts::{Invocation, touch};
+use proto_types::keys;
+
+use super::{Queue, QueueError};
+
+#[derive(Clone)]
+pub(super) struct Scripts(Arc<Loaded>);
+
+struct Loaded {
+    start: redis::Script,
+    acquire: redis::Script,
+    renew: redis::Script,
+    release: redis::Script,
+    finish: redis::Script,
+    dead_letter: redis::Script,
+    trim: redis::Script,
+    touch: redis::Script,
+}
+
+impl Scripts {
+    pub(super) fn new() -> Self {
+        Self(Arc::new(Loaded {
+            start: redis::Script::new(start::SOURCE),
+            acquire: redis::Script::new(lease::ACQUIRE_SOURCE),
+            renew: redis::Script::new(lease::RENEW_SOURCE),
+            release: redis::Script::new(lease::RELEASE_SOURCE),
+            finish: redis::Script::new(finish::SOURCE),
+            dead_letter: redis::Script::new(dead_letter::SOURCE),
+            trim: redis::Script::new(trim::SOURCE),
+            touch: redis::Script::new(touch::SOURCE),
+        }))
+    }
+}
+
+impl Queue {
+    async fn run(&self, op: &'static str, script: &redis::Script, inv: &Invocation) -> Result<Vec<String>, QueueError> {
+        let mut call = script.prepare_invoke();
+        for k in &inv.keys {
+            call.key(k);
+        }
+        for a in &inv.args {
+            call.arg(a.as_slice());
+        }
+        let mut conn = self.conn.clone();
+        call.invoke_async(&mut conn).await.map_err(|e| QueueError::redis(op, e))
+    }
+
+    /// Start script: terminal already, or started with the session's
+    /// current generation and desired state.
+    pub async fn start(&self, job_id: &str, session_id: &str, now_ms: u64) -> Result<StartReply, QueueError> {
+        let inv = Start { job_id, session_id, now_ms }.invocation();
+        Ok(StartReply::parse(&self.run("start", &self.scripts.0.start, &inv).await?)?)
+    }
+
+    /// Tries to acquire the session lease for `owner`.
+    pub async fn acquire(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<AcquireReply, QueueError> {
+        let inv = Acquire { session_id, owner, ttl_ms: ttl.as_millis() as u64 }.invocation();
+        Ok(AcquireReply::parse(&self.run("lease acquire", &self.scripts.0.acquire, &inv).await?)?)
+    }
+
+    /// Renews a held lease; `false` when it was lost.
+    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, QueueError> {
+        let inv = lease.renew(ttl.as_millis() as u64);
+        Ok(lease::parse_held(&self.run("lease renew", &self.scripts.0.renew, &inv).await?)?)
+    }
+
+    /// Releases a held lease; `false` when it was already lost.
+    pub async fn release(&self, lease: &Lease) -> Result<bool, QueueError> {
+        Ok(lease::parse_held(&self.run("lease release", &self.scripts.0.release, &lease.release()).await?)?)
+    }
+
+    /// Finish script: terminal state, session, event, ack in one step.
+    pub async fn finish(&self, finish: &Finish<'_>) -> Result<FinishReply, QueueError> {
+        Ok(FinishReply::parse(&self.run("finish", &self.scripts.0.finish, &finish.invocation()).await?)?)
+    }
+
+    /// Dead-letter script; returns the id of the `{sm}:dead` entry.
+    pub async fn dead_letter(&self, dead: &DeadLetter<'_>) -> Result<String, QueueError> {
+        Ok(dead_letter::parse(&self.run("dead-letter", &self.scripts.0.dead_letter, &dead.invocation()).await?)?)
+    }
+
+    /// Trims the jobs stream below every pending and unread entry.
+    pub async fn trim(&self) -> Result<TrimReply, QueueError> {
+        Ok(TrimReply::parse(&self.run("trim", &self.scripts.0.trim, &trim::invocation()).await?)?)
+    }
+
+    /// Heartbeat of an entry in progress; `false` when this consumer no
+    /// longer owns it.
+    pub async fn touch(&self, entry_id: &str) -> Result<bool, QueueError> {
+        let inv = touch::invocation(keys::GROUP, &self.config.consumer, entry_id);
+        Ok(touch::parse(&self.run("touch", &self.scripts.0.touch, &inv).await?)?.is_none())
+    }
+}
