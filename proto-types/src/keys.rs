@@ -85,12 +85,11 @@ pub fn rate_limit(scope: &str, id: &str) -> String {
 
 /// The slot-determining part of a key: what Redis Cluster hashes.
 pub fn hash_slot_part(key: &str) -> &str {
-    if let Some(open) = key.find('{') {
-        if let Some(len) = key[open + 1..].find('}') {
-            if len > 0 {
-                return &key[open + 1..open + 1 + len];
-            }
-        }
+    if let Some(open) = key.find('{')
+        && let Some(len) = key[open + 1..].find('}')
+        && len > 0
+    {
+        return &key[open + 1..open + 1 + len];
     }
     key
 }

@@ -36,7 +36,8 @@ async fn ok_records_job_session_and_stream_entry() {
     let jk = keys::job(job.job_id.as_str());
     assert_eq!(hget(&mut conn, &jk, "state").await.as_deref(), Some("queued"));
     assert_eq!(hget(&mut conn, &jk, "stream_id").await, Some(stream_id.clone()));
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+    type Entries = Vec<(String, Vec<(String, Vec<u8>)>)>;
+    let entries: Entries =
         redis::cmd("XRANGE").arg(keys::JOBS_STREAM).arg("-").arg("+").query_async(&mut conn).await.unwrap();
     assert_eq!(entries.len(), 1);
     assert_eq!(entries[0].0, stream_id);

@@ -316,12 +316,10 @@ async fn trim_never_removes_pending_or_unread_entries() {
         .query_async(&mut conn)
         .await
         .unwrap();
-    let mut generation = 0;
     for seed in 1..=6u8 {
-        let (_, reply) =
-            enqueue(&mut conn, "abc", if seed == 1 { Command::Create } else { Command::Wake }, generation, seed).await;
+        let command = if seed == 1 { Command::Create } else { Command::Wake };
+        let (_, reply) = enqueue(&mut conn, "abc", command, u64::from(seed) - 1, seed).await;
         assert!(matches!(reply, proto_types::scripts::enqueue::EnqueueReply::Ok { .. }));
-        generation += 1;
     }
     let ids = deliver(&mut conn, "c1", 4).await;
     // Ack 0, 2, 3; entry 1 stays pending; entries 4 and 5 are unread.

@@ -22,15 +22,19 @@ pub enum LogFormat {
 /// OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum OtlpProtocol {
-    /// `http/protobuf` (the default, and the only one built in).
+    /// `http/protobuf` (the default).
     #[default]
     HttpProtobuf,
+    /// `grpc` (needs the crate's `grpc` feature, on by default, and a Tokio runtime at init).
+    Grpc,
 }
 
 /// Where and how spans are exported.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OtlpConfig {
-    /// Full URL spans are POSTed to, e.g. `http://jaeger:4318/v1/traces`.
+    /// For `http/protobuf` the full URL spans are POSTed to, e.g.
+    /// `http://jaeger:4318/v1/traces`; for `grpc` the collector's address,
+    /// e.g. `http://jaeger:4317`.
     pub traces_endpoint: String,
     /// Transport.
     pub protocol: OtlpProtocol,
@@ -77,8 +81,8 @@ pub enum ConfigError {
     /// `LOG_FORMAT` is neither `json` nor `text`/`human`.
     #[error("LOG_FORMAT must be `json` or `text`, got `{0}`")]
     LogFormat(String),
-    /// `OTEL_EXPORTER_OTLP_PROTOCOL` is not supported by this build.
-    #[error("OTEL_EXPORTER_OTLP_PROTOCOL `{0}` is not supported (use `http/protobuf`)")]
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL` is neither `http/protobuf` nor `grpc`.
+    #[error("OTEL_EXPORTER_OTLP_PROTOCOL `{0}` is not supported (use `http/protobuf` or `grpc`)")]
     Protocol(String),
     /// `OTEL_TRACES_SAMPLER` is unknown.
     #[error("OTEL_TRACES_SAMPLER `{0}` is not one of always_on, always_off, traceidratio, parentbased_*")]
@@ -105,6 +109,12 @@ impl TelemetryConfig {
     /// (a full URL ending in `/v1/traces`).
     pub fn with_otlp_http(mut self, traces_endpoint: impl Into<String>) -> Self {
         self.otlp = Some(OtlpConfig { traces_endpoint: traces_endpoint.into(), protocol: OtlpProtocol::HttpProtobuf });
+        self
+    }
+
+    /// The same config exporting spans over OTLP/gRPC to `endpoint` (e.g. `http://jaeger:4317`).
+    pub fn with_otlp_grpc(mut self, endpoint: impl Into<String>) -> Self {
+        self.otlp = Some(OtlpConfig { traces_endpoint: endpoint.into(), protocol: OtlpProtocol::Grpc });
         self
     }
 
@@ -145,16 +155,20 @@ impl TelemetryConfig {
         config.sampler =
             parse_sampler(get("OTEL_TRACES_SAMPLER").as_deref(), get("OTEL_TRACES_SAMPLER_ARG").as_deref())?;
 
-        let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
+        let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
+        let protocol = match protocol.as_deref() {
+            None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
+            Some("grpc") => OtlpProtocol::Grpc,
+            Some(other) => return Err(ConfigError::Protocol(other.to_owned())),
+        };
         let endpoint = get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT").or_else(|| {
-            get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| format!("{}/v1/traces", base.trim_end_matches('/')))
+            get("OTEL_EXPORTER_OTLP_ENDPOINT").map(|base| match protocol {
+                OtlpProtocol::HttpProtobuf => format!("{}/v1/traces", base.trim_end_matches('/')),
+                OtlpProtocol::Grpc => base,
+            })
         });
+        let disabled = get("OTEL_SDK_DISABLED").is_some_and(|v| v.eq_ignore_ascii_case("true"));
         if let (Some(traces_endpoint), false) = (endpoint, disabled) {
-            let protocol = get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL").or_else(|| get("OTEL_EXPORTER_OTLP_PROTOCOL"));
-            let protocol = match protocol.as_deref() {
-                None | Some("http/protobuf") => OtlpProtocol::HttpProtobuf,
-                Some(other) => return Err(ConfigError::Protocol(other.to_owned())),
-            };
             config.otlp = Some(OtlpConfig { traces_endpoint, protocol });
         }
         Ok(config)
@@ -229,9 +243,13 @@ mod tests {
     }
 
     #[test]
-    fn grpc_is_refused_with_a_clear_error() {
-        let err = parse(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://j:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
-        assert_eq!(err.unwrap_err(), ConfigError::Protocol("grpc".into()));
+    fn grpc_uses_the_base_endpoint_and_unknown_protocols_are_refused() {
+        let c = parse(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://j:4317"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")]);
+        let otlp = c.unwrap().otlp.unwrap();
+        assert_eq!((otlp.traces_endpoint.as_str(), otlp.protocol), ("http://j:4317", OtlpProtocol::Grpc));
+        let err =
+            parse(&[("OTEL_EXPORTER_OTLP_ENDPOINT", "http://j:4318"), ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+        assert_eq!(err.unwrap_err(), ConfigError::Protocol("http/json".into()));
     }
 
     #[test]

@@ -45,6 +45,12 @@ pub enum TelemetryError {
     /// A global subscriber is already installed.
     #[error("a global tracing subscriber is already installed")]
     AlreadyInitialized(#[source] tracing_subscriber::util::TryInitError),
+    /// `OTEL_EXPORTER_OTLP_PROTOCOL=grpc` but this build has no `grpc` feature.
+    #[error("OTLP over gRPC is not built in (enable the sm-telemetry `grpc` feature) or use http/protobuf")]
+    GrpcNotBuilt,
+    /// The gRPC exporter must be built inside a Tokio runtime (it spawns its connection task there).
+    #[error("OTLP over gRPC must be initialised inside a Tokio runtime")]
+    GrpcNeedsRuntime,
     /// Flushing spans to the collector failed or timed out.
     #[error("could not flush spans")]
     Flush(#[source] OTelSdkError),
@@ -138,6 +144,7 @@ fn tracer_provider(config: &TelemetryConfig, otlp: &OtlpConfig) -> Result<SdkTra
             .with_endpoint(otlp.traces_endpoint.clone())
             .build()
             .map_err(TelemetryError::Exporter)?,
+        OtlpProtocol::Grpc => grpc_exporter(&otlp.traces_endpoint)?,
     };
     let resource = Resource::builder_empty()
         .with_service_name(config.service_name.clone())
@@ -148,6 +155,23 @@ fn tracer_provider(config: &TelemetryConfig, otlp: &OtlpConfig) -> Result<SdkTra
         .with_resource(resource)
         .with_sampler(sampler(config.sampler))
         .build())
+}
+
+#[cfg(feature = "grpc")]
+fn grpc_exporter(endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    if tokio::runtime::Handle::try_current().is_err() {
+        return Err(TelemetryError::GrpcNeedsRuntime);
+    }
+    opentelemetry_otlp::SpanExporter::builder()
+        .with_tonic()
+        .with_endpoint(endpoint)
+        .build()
+        .map_err(TelemetryError::Exporter)
+}
+
+#[cfg(not(feature = "grpc"))]
+fn grpc_exporter(_endpoint: &str) -> Result<opentelemetry_otlp::SpanExporter, TelemetryError> {
+    Err(TelemetryError::GrpcNotBuilt)
 }
 
 fn sampler(config: SamplerConfig) -> Sampler {
@@ -246,5 +270,12 @@ mod tests {
         assert!(matches!(build(&config), Err(TelemetryError::Filter(_))));
         let config = TelemetryConfig::new("sm-api").with_otlp_http("not a url");
         assert!(matches!(build(&config), Err(TelemetryError::Exporter(_))));
+    }
+
+    #[cfg(feature = "grpc")]
+    #[test]
+    fn grpc_outside_a_tokio_runtime_is_refused_instead_of_panicking() {
+        let config = TelemetryConfig::new("sm-api").with_otlp_grpc("http://127.0.0.1:4317");
+        assert!(matches!(build(&config), Err(TelemetryError::GrpcNeedsRuntime)));
     }
 }

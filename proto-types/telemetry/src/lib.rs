@@ -10,9 +10,10 @@
 //!   context through `Job::traceparent` / `Job::tracestate`.
 //! - [`attrs`]: span names and attribute keys both sides use.
 //!
-//! Spans are exported over OTLP/HTTP (protobuf) only when an endpoint is
-//! configured; otherwise no OpenTelemetry layer exists and tracing costs
-//! what plain `tracing` logging costs. Metrics are not this crate's job.
+//! Spans are exported over OTLP (`http/protobuf` by default, `grpc` with
+//! the default `grpc` feature) only when an endpoint is configured;
+//! otherwise no OpenTelemetry layer exists and tracing costs what plain
+//! `tracing` logging costs. Metrics are not this crate's job.
 
 pub mod attrs;
 mod config;

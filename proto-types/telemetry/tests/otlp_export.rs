@@ -128,3 +128,24 @@ fn dropping_the_guard_flushes_pending_spans() {
     let span = receiver.wait_for_span(WAIT, |s| s.name == "http.request").unwrap();
     assert_eq!(span.attr("deployment.environment"), None, "resource attributes are not span attributes");
 }
+
+#[cfg(feature = "grpc")]
+#[test]
+fn spans_also_travel_over_grpc() {
+    let receiver = OtlpReceiver::start().unwrap();
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap();
+    let mut config = TelemetryConfig::new("sm-worker").with_otlp_grpc(receiver.endpoint());
+    config.log_filter = "off,otlp_export=info".into();
+    // The gRPC exporter's connection task lives on the runtime it is built in.
+    let (worker, guard) = {
+        let _entered = runtime.enter();
+        build(&config).unwrap()
+    };
+    tracing::dispatcher::with_default(&worker, || {
+        tracing::info_span!("job.process", { attrs::JOB_ID } = "job-2").in_scope(|| {});
+    });
+    guard.flush().unwrap();
+    let span = receiver.wait_for_span(WAIT, |s| s.name == "job.process").unwrap();
+    assert_eq!(span.service_name.as_deref(), Some("sm-worker"));
+    assert_eq!(span.attr(attrs::JOB_ID), Some("job-2"));
+}

@@ -79,7 +79,11 @@ pub fn job(config: &K8sConfig, id: &SessionId, generation: u64, file: &str) -> J
                         command: Some(vec!["sh".into(), "-c".into(), SCRIPT.into()]),
                         env: Some(vec![
                             EnvVar { name: "BACKUP_FILE".into(), value: Some(file.to_owned()), value_from: None },
-                            EnvVar { name: "PYTHONDONTWRITEBYTECODE".into(), value: Some("1".into()), value_from: None },
+                            EnvVar {
+                                name: "PYTHONDONTWRITEBYTECODE".into(),
+                                value: Some("1".into()),
+                                value_from: None,
+                            },
                         ]),
                         resources: Some(ResourceRequirements {
                             requests: Some(resources),
@@ -193,7 +197,10 @@ mod tests {
         };
         j.status = Some(JobStatus { conditions: Some(vec![cond("Complete", None)]), ..Default::default() });
         assert_eq!(outcome(&j), JobOutcome::Succeeded);
-        j.status = Some(JobStatus { conditions: Some(vec![cond("Failed", Some("BackoffLimitExceeded"))]), ..Default::default() });
+        j.status = Some(JobStatus {
+            conditions: Some(vec![cond("Failed", Some("BackoffLimitExceeded"))]),
+            ..Default::default()
+        });
         assert_eq!(outcome(&j), JobOutcome::Failed("BackoffLimitExceeded".into()));
         j.status = Some(JobStatus { succeeded: Some(1), ..Default::default() });
         assert_eq!(outcome(&j), JobOutcome::Succeeded);

@@ -24,7 +24,8 @@ pub fn retryable_status(code: u16) -> bool {
 pub fn classify(what: &str, err: &kube::Error) -> ExecError {
     match err {
         kube::Error::Api(status) => {
-            let message = format!("{what}: {} {} ({}): {}", status.code, status.reason, what_kind(status.code), status.message);
+            let message =
+                format!("{what}: {} {} ({}): {}", status.code, status.reason, what_kind(status.code), status.message);
             if retryable_status(status.code) {
                 ExecError::Retryable { message }
             } else {

@@ -76,9 +76,7 @@ impl K8sExecutor {
             get_opt(self.api::<Ingress>(), &ws),
             get_opt(self.api::<ScaledObject>(), &ws),
             traced("list", "Pod", &ws, async { self.api::<Pod>().list(&pods).await }),
-            async {
-                if want_backup { get_opt(self.api::<Job>(), &job_name).await } else { Ok(None) }
-            },
+            async { if want_backup { get_opt(self.api::<Job>(), &job_name).await } else { Ok(None) } },
         )?;
         Ok(Observed {
             pvc_uid: pvc.map(|p| p.metadata.uid.unwrap_or_default()),
@@ -109,9 +107,7 @@ impl K8sExecutor {
             Step::ApplyIngress => {
                 apply(self.api(), &ws, &objects::ingress(cfg, id, target.workspace_url.as_deref())).await
             }
-            Step::ApplyScaledObject { paused } => {
-                apply(self.api(), &ws, &keda::scaled_object(cfg, id, *paused)).await
-            }
+            Step::ApplyScaledObject { paused } => apply(self.api(), &ws, &keda::scaled_object(cfg, id, *paused)).await,
             Step::UnpauseScaledObject => {
                 let patch = serde_json::json!({"metadata": {"annotations": {names::PAUSED_REPLICAS: null}}});
                 let api = self.api::<ScaledObject>();

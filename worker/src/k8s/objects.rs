@@ -31,7 +31,12 @@ use super::security;
 pub const APP_DIR: &str = "/app";
 
 fn meta(config: &K8sConfig, name: String, labels: BTreeMap<String, String>) -> ObjectMeta {
-    ObjectMeta { name: Some(name), namespace: Some(config.namespace.clone()), labels: Some(labels), ..Default::default() }
+    ObjectMeta {
+        name: Some(name),
+        namespace: Some(config.namespace.clone()),
+        labels: Some(labels),
+        ..Default::default()
+    }
 }
 
 /// The session's ReadWriteOnce volume.

@@ -242,3 +242,7 @@ fn push_deletes(o: &Observed, steps: &mut Vec<Step>) {
 fn clamp(n: i32) -> u32 {
     u32::try_from(n).unwrap_or(0)
 }
+
+#[cfg(test)]
+#[path = "plan_tests.rs"]
+mod tests;

@@ -80,9 +80,7 @@ pub(crate) fn read_reply(v: &Value) -> Vec<Entry> {
         Value::Nil => Vec::new(),
         Value::Map(pairs) => pairs.iter().flat_map(|(_, es)| entries(es)).collect(),
         other => items(other)
-            .map(|streams| {
-                streams.iter().filter_map(items).filter_map(|s| s.get(1)).flat_map(entries).collect()
-            })
+            .map(|streams| streams.iter().filter_map(items).filter_map(|s| s.get(1)).flat_map(entries).collect())
             .unwrap_or_default(),
     }
 }

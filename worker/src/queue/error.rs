@@ -40,11 +40,7 @@ pub enum QueueError {
 impl QueueError {
     /// Wraps a client error, recognising a missing group.
     pub(crate) fn redis(op: &'static str, source: redis::RedisError) -> Self {
-        if source.code() == Some("NOGROUP") {
-            Self::NoGroup { op }
-        } else {
-            Self::Redis { op, source }
-        }
+        if source.code() == Some("NOGROUP") { Self::NoGroup { op } } else { Self::Redis { op, source } }
     }
 
     /// Whether retrying the same operation later can succeed.

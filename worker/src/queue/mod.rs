@@ -20,8 +20,8 @@ mod scripts;
 use std::time::Duration;
 
 use proto_types::keys;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::Value;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use entry::Entry;
 pub use error::QueueError;
@@ -81,9 +81,11 @@ impl Queue {
             base.clone().set_response_timeout(Some(config.response_timeout)),
         )
         .map_err(|e| QueueError::redis("connect", e))?;
-        let read =
-            ConnectionManager::new_lazy_with_config(client, base.set_response_timeout(Some(config.block * 2 + config.response_timeout)))
-                .map_err(|e| QueueError::redis("connect", e))?;
+        let read = ConnectionManager::new_lazy_with_config(
+            client,
+            base.set_response_timeout(Some(config.block * 2 + config.response_timeout)),
+        )
+        .map_err(|e| QueueError::redis("connect", e))?;
         Ok(Self { conn, read, config, scripts: scripts::Scripts::new() })
     }
 
@@ -192,10 +194,7 @@ impl Queue {
 
     /// The session's current generation and desired state (0 / `None` when
     /// it does not exist).
-    pub async fn session_view(
-        &self,
-        session_id: &str,
-    ) -> Result<(u64, Option<proto_types::DesiredState>), QueueError> {
+    pub async fn session_view(&self, session_id: &str) -> Result<(u64, Option<proto_types::DesiredState>), QueueError> {
         use proto_types::record::session as f;
         let mut cmd = redis::cmd("HMGET");
         cmd.arg(keys::session(session_id)).arg(f::GENERATION).arg(f::DESIRED);

@@ -8,13 +8,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use proto_types::keys;
 use proto_types::scripts::dead_letter::{self, DeadLetter};
 use proto_types::scripts::finish::{self, Finish, FinishReply};
 use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{self, Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
 use proto_types::scripts::{Invocation, touch};
-use proto_types::keys;
 
 use super::{Queue, QueueError};
 

@@ -100,13 +100,9 @@ pub fn ending(result: Result<Outcome, ExecError>) -> Ending {
             backup_file: o.backup_file,
             error: None,
         },
-        Err(ExecError::Permanent { message, status }) => Ending::Finish {
-            state: JobState::Failed,
-            status,
-            replicas: 0,
-            backup_file: None,
-            error: Some(message),
-        },
+        Err(ExecError::Permanent { message, status }) => {
+            Ending::Finish { state: JobState::Failed, status, replicas: 0, backup_file: None, error: Some(message) }
+        }
         Err(ExecError::Retryable { message }) => Ending::LeavePending { error: message },
     }
 }
@@ -139,7 +135,10 @@ mod tests {
     #[test]
     fn endings() {
         let ok = Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None };
-        assert!(matches!(ending(Ok(ok)), Ending::Finish { state: JobState::Succeeded, status: SessionState::Sleeping, .. }));
+        assert!(matches!(
+            ending(Ok(ok)),
+            Ending::Finish { state: JobState::Succeeded, status: SessionState::Sleeping, .. }
+        ));
         let perm = ExecError::Permanent { message: "forbidden".into(), status: SessionState::Failed };
         assert_eq!(
             ending(Err(perm)),

@@ -213,7 +213,9 @@ async fn finish_alone<E>(
             info!(state = state.as_str(), error, "job finished");
         }
         FinishReply::AlreadyTerminal { state } => info!(state = state.as_str(), "already finished; acknowledged"),
-        FinishReply::Fenced { .. } => unreachable!("finish without a session update is never fenced"),
+        FinishReply::Fenced { session_fence } => {
+            warn!(session_fence, "unexpected fence refusal without a session write")
+        }
     }
     Ok(())
 }
@@ -292,8 +294,16 @@ impl<E: Executor> Run<'_, E> {
         let desired = match classify(self.job.generation, generation, desired) {
             Action::Converge(d) => d,
             Action::Superseded => {
-                return finish_alone(ctx, self.entry, self.job, self.user, JobState::Superseded, None, SessionState::Running)
-                    .await;
+                return finish_alone(
+                    ctx,
+                    self.entry,
+                    self.job,
+                    self.user,
+                    JobState::Superseded,
+                    None,
+                    SessionState::Running,
+                )
+                .await;
             }
             Action::Orphaned => {
                 return finish_alone(
@@ -328,7 +338,8 @@ impl<E: Executor> Run<'_, E> {
                 Ok(())
             }
             Ending::Finish { state, status, replicas, backup_file, error } => {
-                let update = SessionUpdate { fence: lease.token, status, replicas, backup_file: backup_file.as_deref() };
+                let update =
+                    SessionUpdate { fence: lease.token, status, replicas, backup_file: backup_file.as_deref() };
                 self.finish(state, update, error.as_deref()).await
             }
         }

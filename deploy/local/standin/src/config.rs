@@ -44,18 +44,14 @@ pub struct Args {
     #[arg(long, env = "STANDIN_KUBELET", default_value_t = true, action = clap::ArgAction::Set)]
     pub kubelet: bool,
 
-    /// Simulated kubelet: delay before a scaled-up Deployment reports ready (and before pods of a
-    /// scaled-down one vanish), in milliseconds.
+    /// Simulated kubelet: delay before a scaled-up Deployment reports ready, before pods of a
+    /// scaled-down one vanish, and before a backup Job finishes, in milliseconds.
     #[arg(long, env = "STANDIN_POD_READY_DELAY_MS", default_value_t = 500)]
     pub pod_ready_delay_ms: u64,
 
-    /// Simulated kubelet: delay before a Job completes, in milliseconds.
-    #[arg(long, env = "STANDIN_JOB_COMPLETE_DELAY_MS", default_value_t = 500)]
-    pub job_complete_delay_ms: u64,
-
-    /// Simulated kubelet: make Jobs fail instead of complete (to exercise failed backups).
-    #[arg(long, env = "STANDIN_FAIL_JOBS", default_value_t = false, action = clap::ArgAction::Set)]
-    pub fail_jobs: bool,
+    /// Simulated kubelet: make backup Jobs fail instead of complete (to exercise failed backups).
+    #[arg(long, env = "STANDIN_FAIL_BACKUPS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub fail_backups: bool,
 }
 
 /// Validated configuration.
@@ -91,22 +87,15 @@ pub struct FaultPlan {
 pub struct KubeletSettings {
     /// Whether to run it at all.
     pub enabled: bool,
-    /// Delay before Deployments become ready / pods vanish.
-    pub pod_ready_delay: Duration,
-    /// Delay before Jobs finish.
-    pub job_complete_delay: Duration,
-    /// Jobs fail instead of completing.
-    pub fail_jobs: bool,
+    /// Delay before Deployments become ready, pods vanish, Jobs finish.
+    pub delay: Duration,
+    /// Backup Jobs fail instead of completing.
+    pub fail_backups: bool,
 }
 
 impl Default for KubeletSettings {
     fn default() -> Self {
-        Self {
-            enabled: true,
-            pod_ready_delay: Duration::from_millis(500),
-            job_complete_delay: Duration::from_millis(500),
-            fail_jobs: false,
-        }
+        Self { enabled: true, delay: Duration::from_millis(500), fail_backups: false }
     }
 }
 
@@ -157,9 +146,8 @@ impl TryFrom<Args> for Config {
             faults: FaultPlan { count: a.fail_first, status: a.fail_status },
             kubelet: KubeletSettings {
                 enabled: a.kubelet,
-                pod_ready_delay: Duration::from_millis(a.pod_ready_delay_ms),
-                job_complete_delay: Duration::from_millis(a.job_complete_delay_ms),
-                fail_jobs: a.fail_jobs,
+                delay: Duration::from_millis(a.pod_ready_delay_ms),
+                fail_backups: a.fail_backups,
             },
         })
     }
@@ -209,7 +197,7 @@ mod tests {
         assert_eq!(c.addr.port(), 7001);
         assert_eq!(c.namespaces, vec!["a", "b"]);
         assert_eq!(c.faults, FaultPlan { count: 3, status: 429 });
-        assert_eq!(c.kubelet.pod_ready_delay, Duration::from_millis(10));
+        assert_eq!(c.kubelet.delay, Duration::from_millis(10));
         assert!(!c.kubelet.enabled);
         assert_eq!(c.record_calls, Some(PathBuf::from("/tmp/x")));
     }

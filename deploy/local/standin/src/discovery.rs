@@ -87,10 +87,8 @@ pub fn group_list() -> Value {
     let groups: Vec<Value> = groups()
         .into_iter()
         .map(|(group, versions)| {
-            let gvs: Vec<Value> = versions
-                .iter()
-                .map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v }))
-                .collect();
+            let gvs: Vec<Value> =
+                versions.iter().map(|v| json!({ "groupVersion": format!("{group}/{v}"), "version": v })).collect();
             json!({ "name": group, "versions": gvs, "preferredVersion": gvs[0].clone() })
         })
         .collect();

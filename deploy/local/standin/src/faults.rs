@@ -30,10 +30,7 @@ impl Faults {
 
     /// The status to fail this request with, if a failure is still due.
     pub fn take(&self) -> Option<StatusCode> {
-        self.remaining
-            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
-            .ok()
-            .map(|_| self.status)
+        self.remaining.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1)).ok().map(|_| self.status)
     }
 }
 

@@ -115,7 +115,8 @@ impl Handler {
         self.recorder.record(&r.record_line(&method));
         if let Some(code) = self.faults.take() {
             tracing::info!(code = code.as_u16(), "injected failure");
-            let mut resp = respond::status(code, respond::reason_for(code), "injected failure (kube-standin fault injection)");
+            let mut resp =
+                respond::status(code, respond::reason_for(code), "injected failure (kube-standin fault injection)");
             if code == StatusCode::TOO_MANY_REQUESTS {
                 resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

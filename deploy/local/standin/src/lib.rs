@@ -10,6 +10,7 @@
 //! - `discovery` (pure): the discovery documents;
 //! - `cluster`: builds the fake cluster; `namespaces`: the namespace store;
 //! - `handler`: the request handler; `scale`, `watch`: subresource and watch adapters;
+//! - `kubelet`: the simulated kubelet (Deployments become ready, pods vanish, Jobs finish);
 //! - `recorder`, `faults`, `kubeconfig`, `respond`: small helpers; `server`: the accept loop.
 //!
 //! Not a Kubernetes: no admission, no schema validation, no controllers (the simulated kubelet
@@ -22,6 +23,7 @@ pub mod faults;
 pub mod handler;
 pub mod keda;
 pub mod kubeconfig;
+pub mod kubelet;
 pub mod namespaces;
 pub mod recorder;
 pub mod respond;
@@ -39,6 +41,9 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
+
+/// How often the simulated kubelet makes a pass.
+const KUBELET_INTERVAL: Duration = Duration::from_millis(100);
 
 /// Starting the stand-in failed.
 #[derive(Debug, thiserror::Error)]
@@ -99,11 +104,25 @@ impl Standin {
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.addr, source })?;
         let server = tokio::spawn(server::serve(listener, Arc::clone(&handler), shutdown_rx.clone()));
 
-        // KUBELET CALL SITE: the simulated kubelet (src/kubelet.rs, written separately) runs on
-        // the in-memory `client` with `config.kubelet` and stops when `shutdown_rx` flips, e.g.
-        // `config.kubelet.enabled.then(|| tokio::spawn(kubelet::run(client, config.kubelet, shutdown_rx)))`.
-        let kubelet: Option<JoinHandle<()>> = None;
-        let _ = (&client, &shutdown_rx);
+        // The simulated kubelet acts on the in-memory client directly (not recorded, not faulted).
+        let kubelet = config.kubelet.enabled.then(|| {
+            let kubelet = kubelet::Kubelet::new(
+                client,
+                kubelet::KubeletConfig {
+                    delay: config.kubelet.delay,
+                    fail_backups: config.kubelet.fail_backups,
+                    namespace: None,
+                },
+            );
+            let mut stop = shutdown_rx.clone();
+            tokio::spawn(async move {
+                let stopped = async move {
+                    // An error means the sender is gone: stop too.
+                    let _ = stop.wait_for(|down| *down).await;
+                };
+                kubelet.run(KUBELET_INTERVAL, stopped).await;
+            })
+        });
 
         let namespace = config.namespaces.first().map(String::as_str).unwrap_or("default");
         kubeconfig::write(&config.kubeconfig_out, &kubeconfig::render(addr, namespace))?;

@@ -122,7 +122,9 @@ impl Namespaces {
                 Some(obj) => respond::json(StatusCode::OK, &obj),
                 None => not_found(n),
             },
-            _ => respond::status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on namespaces"),
+            _ => {
+                respond::status(StatusCode::METHOD_NOT_ALLOWED, "MethodNotAllowed", "method not allowed on namespaces")
+            }
         }
     }
 }

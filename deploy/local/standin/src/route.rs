@@ -130,10 +130,7 @@ fn resource(group: String, version: &str, rest: &[&str], query: Option<&str>) ->
 }
 
 fn is_watch(query: Option<&str>) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| matches!(pair, "watch" | "watch=true" | "watch=1" | "watch=True"))
+    query.unwrap_or("").split('&').any(|pair| matches!(pair, "watch" | "watch=true" | "watch=1" | "watch=True"))
 }
 
 /// Value of one query parameter (not percent-decoded beyond `%2C`/`%3D`/`%2F`, enough for our use).
@@ -161,10 +158,10 @@ mod tests {
         assert_eq!(parse("/healthz", None), Route::Health);
         assert_eq!(parse("/readyz/ping", None), Route::Health);
         assert_eq!(parse("/api/v1", None), Route::ResourceList { group: "".into(), version: "v1".into() });
-        assert_eq!(parse("/apis/keda.sh/v1alpha1", None), Route::ResourceList {
-            group: "keda.sh".into(),
-            version: "v1alpha1".into()
-        });
+        assert_eq!(
+            parse("/apis/keda.sh/v1alpha1", None),
+            Route::ResourceList { group: "keda.sh".into(), version: "v1alpha1".into() }
+        );
         assert_eq!(parse("/openapi/v2", None), Route::Unknown);
     }
 

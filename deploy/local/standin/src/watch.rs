@@ -38,11 +38,8 @@ enum Source {
 
 /// Serve a watch on a resource collection (or, old style, on one named object).
 pub(crate) fn serve(handler: Arc<Handler>, r: ResourceRequest, query: Option<String>) -> Response<Body> {
-    let mut path = if r.group.is_empty() {
-        format!("/api/{}", r.version)
-    } else {
-        format!("/apis/{}/{}", r.group, r.version)
-    };
+    let mut path =
+        if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
     if let Some(ns) = &r.namespace {
         path.push_str(&format!("/namespaces/{ns}"));
     }

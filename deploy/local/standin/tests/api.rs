@@ -185,8 +185,10 @@ async fn delete_honours_the_uid_precondition() {
         other => panic!("expected 409, got {other:?}"),
     }
     assert!(api.get_opt("ws-p").await.unwrap().is_some(), "object must survive a failed precondition");
-    let current =
-        DeleteParams { preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }), ..Default::default() };
+    let current = DeleteParams {
+        preconditions: Some(Preconditions { uid: Some(uid), resource_version: None }),
+        ..Default::default()
+    };
     api.delete("ws-p", &current).await.unwrap();
     assert!(api.get_opt("ws-p").await.unwrap().is_none());
     h.standin.shutdown().await;
@@ -260,7 +262,9 @@ async fn watch_streams_changes_and_ends_on_shutdown() {
 
     apply(&api, "ws-w", 1).await;
     match next_event(&mut stream).await {
-        Some(WatchEvent::Added(d)) => assert_eq!(d.metadata.name.as_deref(), Some("ws-w"), "only changes after the list"),
+        Some(WatchEvent::Added(d)) => {
+            assert_eq!(d.metadata.name.as_deref(), Some("ws-w"), "only changes after the list")
+        }
         other => panic!("expected Added, got {other:?}"),
     }
     api.delete("ws-w", &DeleteParams::default()).await.unwrap();
@@ -272,4 +276,37 @@ async fn watch_streams_changes_and_ends_on_shutdown() {
     tokio::time::timeout(Duration::from_secs(30), h.standin.shutdown()).await.expect("shutdown in time");
     let rest = tokio::time::timeout(Duration::from_secs(30), stream.next()).await.expect("stream ends");
     assert!(rest.is_none() || rest.unwrap().is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simulated_kubelet_makes_managed_deployments_ready_then_removes_their_pods() {
+    let h = start(|c, _| {
+        c.kubelet.enabled = true;
+        c.kubelet.delay = Duration::from_millis(50);
+    })
+    .await;
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), NS);
+    let mut dep = deployment("ws-k", 1);
+    dep["metadata"]["labels"]["app.kubernetes.io/managed-by"] = json!("session-manager");
+    api.patch("ws-k", &PatchParams::apply(MANAGER).force(), &Patch::Apply(&dep)).await.unwrap();
+    let pods: Api<k8s_openapi::api::core::v1::Pod> = Api::namespaced(h.client.clone(), NS);
+    let by_session = ListParams::default().labels("session-uuid=ws-k");
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let ready = api.get("ws-k").await.unwrap().status.and_then(|s| s.ready_replicas).unwrap_or(0);
+        if ready == 1 && pods.list(&by_session).await.unwrap().items.len() == 1 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "deployment never became ready");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    apply(&api, "ws-k", 0).await; // drops the managed-by label too: the fake keeps old fields
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while !pods.list(&by_session).await.unwrap().items.is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "pods never went away");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::timeout(Duration::from_secs(30), h.standin.shutdown()).await.expect("shutdown stops the kubelet");
 }

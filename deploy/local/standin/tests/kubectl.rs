@@ -22,7 +22,11 @@ async fn kubectl(kubeconfig: &Path, args: &[&str]) -> (bool, String, String) {
     let mut cmd = tokio::process::Command::new(kubectl_path());
     cmd.arg("--kubeconfig").arg(kubeconfig).args(args).kill_on_drop(true);
     let out = tokio::time::timeout(Duration::from_secs(60), cmd.output()).await.expect("kubectl in time").unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,17 +1,19 @@
 //! An in-test OTLP/HTTP trace receiver: what Jaeger or a collector would
 //! be, reduced to "remember every span and let the test wait for some".
 //!
-//! [`OtlpReceiver::start`] serves `POST /v1/traces` with an
-//! `application/x-protobuf` body (`ExportTraceServiceRequest`, decoded with
-//! `opentelemetry-proto`) on a free loopback port, in its own thread with
-//! its own Tokio runtime, so it keeps answering while the test blocks (for
-//! example in a span flush). Point an exporter at
-//! [`OtlpReceiver::traces_endpoint`] (protocol `http/protobuf`; gRPC and
-//! OTLP/JSON are not accepted). Dropping the receiver stops the server.
+//! [`OtlpReceiver::start`] listens on a free loopback port, in its own
+//! thread with its own Tokio runtime, so it keeps answering while the test
+//! blocks (for example in a span flush), and accepts both OTLP transports:
+//! `http/protobuf` (`POST /v1/traces`, `application/x-protobuf`; point the
+//! exporter at [`OtlpReceiver::traces_endpoint`]) and `grpc` (h2c, unary
+//! `TraceService/Export`; point it at [`OtlpReceiver::endpoint`]). Bodies
+//! are `ExportTraceServiceRequest`s decoded with `opentelemetry-proto`.
+//! Dropping the receiver stops the server.
 //!
-//! Not a collector: no batching semantics, no persistence, no gzip.
+//! Not a collector: no OTLP/JSON, no compression, no persistence.
 
 use std::collections::BTreeMap;
+use std::convert::Infallible;
 use std::fmt;
 use std::io;
 use std::net::{SocketAddr, TcpListener as StdTcpListener};
@@ -19,9 +21,13 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt as _, Full, Limited};
 use hyper::body::{Bytes, Incoming};
+use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderValue};
 use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::status::StatusCode as ProtoStatusCode;
@@ -30,6 +36,10 @@ use tokio::sync::oneshot;
 
 /// Largest request body accepted (the SDK batches at most 512 spans).
 const MAX_BODY: usize = 16 * 1024 * 1024;
+/// The gRPC method an OTLP/gRPC trace exporter calls.
+const GRPC_EXPORT_PATH: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+
+type Body = BoxBody<Bytes, Infallible>;
 
 /// The status of a received span.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -233,45 +243,70 @@ async fn serve(listener: StdTcpListener, store: Arc<Store>, mut stopped: oneshot
         let store = Arc::clone(&store);
         tokio::spawn(async move {
             let service = hyper::service::service_fn(move |req| handle(req, Arc::clone(&store)));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
-                .await;
+            // HTTP/1.1 for http/protobuf, HTTP/2 with prior knowledge (h2c) for gRPC.
+            let _ = auto::Builder::new(TokioExecutor::new()).serve_connection(TokioIo::new(stream), service).await;
         });
     }
 }
 
-async fn handle(req: Request<Incoming>, store: Arc<Store>) -> Result<Response<Full<Bytes>>, std::convert::Infallible> {
-    if (req.method(), req.uri().path()) != (&Method::POST, "/v1/traces") {
-        return Ok(reply(StatusCode::NOT_FOUND, Bytes::new()));
-    }
-    let is_protobuf = req
-        .headers()
-        .get(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/x-protobuf"));
-    if !is_protobuf {
-        return Ok(reply(StatusCode::UNSUPPORTED_MEDIA_TYPE, Bytes::new()));
+async fn handle(req: Request<Incoming>, store: Arc<Store>) -> Result<Response<Body>, Infallible> {
+    let content_type = req.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default().to_owned();
+    let grpc = match (req.method(), req.uri().path()) {
+        (&Method::POST, "/v1/traces") => false,
+        (&Method::POST, GRPC_EXPORT_PATH) => true,
+        _ => return Ok(reply(StatusCode::NOT_FOUND)),
+    };
+    let expected = if grpc { "application/grpc" } else { "application/x-protobuf" };
+    if !content_type.starts_with(expected) {
+        return Ok(reply(StatusCode::UNSUPPORTED_MEDIA_TYPE));
     }
     let body = match Limited::new(req.into_body(), MAX_BODY).collect().await {
         Ok(body) => body.to_bytes(),
-        Err(_) => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE, Bytes::new())),
+        Err(_) => return Ok(reply(StatusCode::PAYLOAD_TOO_LARGE)),
     };
+    if grpc {
+        let decoded = grpc_message(&body).and_then(|m| ExportTraceServiceRequest::decode(m).ok());
+        return Ok(match decoded {
+            Some(request) => {
+                store.push(flatten(request));
+                grpc_reply(0)
+            }
+            None => grpc_reply(3), // INVALID_ARGUMENT
+        });
+    }
     match ExportTraceServiceRequest::decode(body) {
         Ok(request) => {
             store.push(flatten(request));
             // An empty ExportTraceServiceResponse encodes to zero bytes.
-            Ok(reply(StatusCode::OK, Bytes::new()))
+            Ok(reply(StatusCode::OK))
         }
-        Err(_) => Ok(reply(StatusCode::BAD_REQUEST, Bytes::new())),
+        Err(_) => Ok(reply(StatusCode::BAD_REQUEST)),
     }
 }
 
-fn reply(status: StatusCode, body: Bytes) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(body));
+/// The single uncompressed message of a unary gRPC request body
+/// (1 byte compression flag, 4 bytes big-endian length, message).
+fn grpc_message(body: &[u8]) -> Option<&[u8]> {
+    let (&[0, a, b, c, d], message) = body.split_first_chunk::<5>()? else { return None };
+    let len = u32::from_be_bytes([a, b, c, d]) as usize;
+    message.get(..len)
+}
+
+fn reply(status: StatusCode) -> Response<Body> {
+    let mut response = Response::new(Full::new(Bytes::new()).boxed());
     *response.status_mut() = status;
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/x-protobuf"));
     response
-        .headers_mut()
-        .insert(hyper::header::CONTENT_TYPE, hyper::header::HeaderValue::from_static("application/x-protobuf"));
+}
+
+/// A unary gRPC answer: an empty `ExportTraceServiceResponse` and `grpc-status` in the trailers.
+fn grpc_reply(grpc_status: u16) -> Response<Body> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", HeaderValue::from(grpc_status));
+    let body =
+        Full::new(Bytes::from_static(&[0, 0, 0, 0, 0])).with_trailers(std::future::ready(Some(Ok(trailers)))).boxed();
+    let mut response = Response::new(body);
+    response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
     response
 }
 

@@ -1,0 +1,283 @@
+//! A simulated kubelet (and Deployment/Job controller) for the stand-in
+//! cluster: it makes the session manager's Deployments ready and their pods
+//! vanish, and completes (or fails) backup Jobs, after a configurable delay.
+//!
+//! It works only through a `kube::Client`, so the same code drives an
+//! in-process `kube-fake-client` in tests and the stand-in server. Call
+//! [`Kubelet::tick`] to make one pass (tests), or [`Kubelet::run`] to tick
+//! on an interval until shutdown. Only objects labelled
+//! `app.kubernetes.io/managed-by=session-manager` are touched.
+//!
+//! What one pass does:
+//! - Deployment with `replicas > 0` and fewer pods than that: once the
+//!   Deployment has wanted them for `delay`, create the pods (labels and spec
+//!   from the pod template, phase `Running`, `Ready`), then set
+//!   `status.replicas/readyReplicas/availableReplicas/updatedReplicas`.
+//! - Deployment with `replicas == 0` and pods left: after `delay`, delete
+//!   the pods and zero the status.
+//! - Job without a finished condition: after `delay`, mark it `Complete`
+//!   (`succeeded: 1`), or `Failed` (`BackoffLimitExceeded`) when
+//!   `fail_backups` is set.
+//!
+//! Status is written through the status subresource (merge patch on
+//! `/status`), which the fake accepts whether or not the kind registered one.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::batch::v1::Job;
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::{Client, ResourceExt};
+use serde_json::json;
+use tokio::time::Instant;
+
+/// Label selector of the objects the kubelet manages.
+pub const MANAGED: &str = "app.kubernetes.io/managed-by=session-manager";
+
+/// Kubelet settings.
+#[derive(Debug, Clone)]
+pub struct KubeletConfig {
+    /// How long a Deployment or Job waits before the kubelet acts on it.
+    pub delay: Duration,
+    /// Fail backup Jobs instead of completing them.
+    pub fail_backups: bool,
+    /// Only this namespace; `None` watches all namespaces.
+    pub namespace: Option<String>,
+}
+
+impl Default for KubeletConfig {
+    fn default() -> Self {
+        Self { delay: Duration::from_millis(200), fail_backups: false, namespace: None }
+    }
+}
+
+/// A failed Kubernetes call of the kubelet.
+#[derive(Debug, thiserror::Error)]
+#[error("kubelet: {what}: {source}")]
+pub struct KubeletError {
+    /// The call, e.g. `create pod workspaces/ws-abc-0`.
+    pub what: String,
+    /// The client error.
+    #[source]
+    pub source: kube::Error,
+}
+
+/// What one [`Kubelet::tick`] changed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct TickReport {
+    /// Pods created.
+    pub pods_created: usize,
+    /// Pods deleted.
+    pub pods_deleted: usize,
+    /// Jobs marked succeeded.
+    pub jobs_succeeded: usize,
+    /// Jobs marked failed.
+    pub jobs_failed: usize,
+}
+
+/// The simulated kubelet.
+pub struct Kubelet {
+    client: Client,
+    config: KubeletConfig,
+    fail_backups: AtomicBool,
+    /// When each pending change was first seen (kind, namespace, name, goal).
+    seen: Mutex<HashMap<(String, String, String, String), Instant>>,
+}
+
+fn err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeletError {
+    let what = what.into();
+    move |source| KubeletError { what, source }
+}
+
+impl Kubelet {
+    /// A kubelet acting through `client`.
+    pub fn new(client: Client, config: KubeletConfig) -> Self {
+        let fail = config.fail_backups;
+        Self { client, config, fail_backups: AtomicBool::new(fail), seen: Mutex::new(HashMap::new()) }
+    }
+
+    /// Switches backup Jobs between failing and succeeding from now on.
+    pub fn set_fail_backups(&self, fail: bool) {
+        self.fail_backups.store(fail, Ordering::SeqCst);
+    }
+
+    fn api<K>(&self, ns: Option<&str>) -> Api<K>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope, DynamicType = ()>,
+    {
+        match ns {
+            Some(ns) => Api::namespaced(self.client.clone(), ns),
+            None => Api::all(self.client.clone()),
+        }
+    }
+
+    /// Whether `key` has been pending for at least the delay (recording
+    /// when it was first seen).
+    fn due(&self, key: (String, String, String, String)) -> bool {
+        let mut seen = self.seen.lock().expect("kubelet state lock poisoned");
+        let since = *seen.entry(key).or_insert_with(Instant::now);
+        since.elapsed() >= self.config.delay
+    }
+
+    fn forget(&self, kind: &str, ns: &str, name: &str) {
+        let mut seen = self.seen.lock().expect("kubelet state lock poisoned");
+        seen.retain(|k, _| !(k.0 == kind && k.1 == ns && k.2 == name));
+    }
+
+    /// One pass over managed Deployments and Jobs.
+    pub async fn tick(&self) -> Result<TickReport, KubeletError> {
+        let mut report = TickReport::default();
+        let lp = ListParams::default().labels(MANAGED);
+        let ns = self.config.namespace.as_deref();
+        let deployments = self.api::<Deployment>(ns).list(&lp).await.map_err(err("list deployments"))?;
+        for d in deployments.items {
+            self.deployment(&d, &mut report).await?;
+        }
+        let jobs = self.api::<Job>(ns).list(&lp).await.map_err(err("list jobs"))?;
+        for j in jobs.items {
+            self.job(&j, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Ticks every `interval` until `shutdown` completes; errors are logged
+    /// and the next tick tries again.
+    pub async fn run(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        loop {
+            if let Err(e) = self.tick().await {
+                tracing::warn!(error = %e, "kubelet tick failed");
+            }
+            tokio::select! {
+                () = &mut shutdown => return,
+                () = tokio::time::sleep(interval) => {}
+            }
+        }
+    }
+
+    async fn deployment(&self, d: &Deployment, report: &mut TickReport) -> Result<(), KubeletError> {
+        let (Some(ns), name) = (d.namespace(), d.name_any()) else { return Ok(()) };
+        let Some(spec) = d.spec.as_ref() else { return Ok(()) };
+        let want = spec.replicas.unwrap_or(1).max(0);
+        let selector = spec.selector.match_labels.clone().unwrap_or_default();
+        if selector.is_empty() {
+            return Ok(());
+        }
+        let sel = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+        let pods_api = self.api::<Pod>(Some(&ns));
+        let pods = pods_api.list(&ListParams::default().labels(&sel)).await.map_err(err(format!("list pods {ns}")))?;
+        let have = i32::try_from(pods.items.len()).unwrap_or(i32::MAX);
+        let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
+        if have == want && ready == want {
+            self.forget("Deployment", &ns, &name);
+            return Ok(());
+        }
+        let key = ("Deployment".to_owned(), ns.clone(), name.clone(), want.to_string());
+        if !self.due(key) {
+            return Ok(());
+        }
+        if have < want {
+            let template = &spec.template;
+            let labels: BTreeMap<String, String> =
+                template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_else(|| selector.clone());
+            for i in 0..want {
+                let pod_name = format!("{name}-{i}");
+                if pods.items.iter().any(|p| p.name_any() == pod_name) {
+                    continue;
+                }
+                let pod = Pod {
+                    metadata: ObjectMeta {
+                        name: Some(pod_name.clone()),
+                        namespace: Some(ns.clone()),
+                        labels: Some(labels.clone()),
+                        ..Default::default()
+                    },
+                    spec: template.spec.clone(),
+                    status: serde_json::from_value(json!({
+                        "phase": "Running",
+                        "conditions": [{"type": "Ready", "status": "True"}],
+                    }))
+                    .ok(),
+                };
+                match pods_api.create(&PostParams::default(), &pod).await {
+                    Ok(_) => report.pods_created += 1,
+                    Err(kube::Error::Api(s)) if s.code == 409 => {}
+                    Err(e) => return Err(err(format!("create pod {ns}/{pod_name}"))(e)),
+                }
+            }
+        } else if have > want {
+            let mut sorted: Vec<_> = pods.items.iter().map(ResourceExt::name_any).collect();
+            sorted.sort();
+            for pod_name in sorted.into_iter().skip(usize::try_from(want).unwrap_or(0)) {
+                match pods_api.delete(&pod_name, &DeleteParams::default()).await {
+                    Ok(_) => report.pods_deleted += 1,
+                    Err(kube::Error::Api(s)) if s.code == 404 => {}
+                    Err(e) => return Err(err(format!("delete pod {ns}/{pod_name}"))(e)),
+                }
+            }
+        }
+        let status = json!({"status": {
+            "observedGeneration": d.metadata.generation,
+            "replicas": want,
+            "readyReplicas": want,
+            "availableReplicas": want,
+            "updatedReplicas": want,
+        }});
+        self.api::<Deployment>(Some(&ns))
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map_err(err(format!("patch deployment status {ns}/{name}")))?;
+        self.forget("Deployment", &ns, &name);
+        Ok(())
+    }
+
+    async fn job(&self, j: &Job, report: &mut TickReport) -> Result<(), KubeletError> {
+        let (Some(ns), name) = (j.namespace(), j.name_any()) else { return Ok(()) };
+        let finished =
+            j.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
+                c.iter().any(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
+            });
+        if finished {
+            self.forget("Job", &ns, &name);
+            return Ok(());
+        }
+        if !self.due(("Job".to_owned(), ns.clone(), name.clone(), "finish".to_owned())) {
+            return Ok(());
+        }
+        let now = jiff::Timestamp::now().to_string();
+        let fail = self.fail_backups.load(Ordering::SeqCst);
+        let status = if fail {
+            let limit = j.spec.as_ref().and_then(|s| s.backoff_limit).unwrap_or(6);
+            json!({"status": {
+                "startTime": now, "failed": limit + 1, "active": 0,
+                "conditions": [{"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
+                    "message": "Job has reached the specified backoff limit", "lastTransitionTime": now}],
+            }})
+        } else {
+            json!({"status": {
+                "startTime": now, "completionTime": now, "succeeded": 1, "active": 0,
+                "conditions": [
+                    {"type": "SuccessCriteriaMet", "status": "True", "lastTransitionTime": now},
+                    {"type": "Complete", "status": "True", "lastTransitionTime": now},
+                ],
+            }})
+        };
+        self.api::<Job>(Some(&ns))
+            .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
+            .await
+            .map_err(err(format!("patch job status {ns}/{name}")))?;
+        if fail {
+            report.jobs_failed += 1;
+        } else {
+            report.jobs_succeeded += 1;
+        }
+        self.forget("Job", &ns, &name);
+        Ok(())
+    }
+}

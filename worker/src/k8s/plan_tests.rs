@@ -1,0 +1,246 @@
+//! Table tests of the planner: every desired state against the cluster
+//! states a crash can leave behind.
+
+use super::*;
+
+fn dep(replicas: i32, ready: i32) -> Option<DeploymentView> {
+    Some(DeploymentView { replicas, ready })
+}
+
+/// Everything exists, running and ready.
+fn running() -> Observed {
+    Observed {
+        pvc_uid: Some("uid-1".into()),
+        deployment: dep(1, 1),
+        service: true,
+        ingress: true,
+        scaled_object_paused: Some(false),
+        pods: 1,
+        backup: None,
+    }
+}
+
+/// Everything exists, asleep.
+fn sleeping() -> Observed {
+    Observed { deployment: dep(0, 0), scaled_object_paused: Some(true), pods: 0, ..running() }
+}
+
+fn backup(outcome: JobOutcome) -> Option<BackupView> {
+    Some(BackupView { file: Some("app-x-20250101-000000.zip".into()), outcome })
+}
+
+fn done(status: SessionState, replicas: u32, file: Option<&str>) -> Step {
+    Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned) })
+}
+
+const FILE: Option<&str> = Some("app-x-20250101-000000.zip");
+
+#[test]
+fn running_table() {
+    use Step::*;
+    let cases: Vec<(&str, Observed, Vec<Step>)> = vec![
+        (
+            "nothing exists: create applies everything, then waits",
+            Observed::default(),
+            vec![
+                ApplyPvc,
+                ApplyDeployment { replicas: 1 },
+                ApplyService,
+                ApplyIngress,
+                ApplyScaledObject { paused: false },
+                Wait(super::Wait::Ready),
+            ],
+        ),
+        (
+            "crash after the PVC",
+            Observed { pvc_uid: Some("u".into()), ..Observed::default() },
+            vec![
+                ApplyDeployment { replicas: 1 },
+                ApplyService,
+                ApplyIngress,
+                ApplyScaledObject { paused: false },
+                Wait(super::Wait::Ready),
+            ],
+        ),
+        (
+            "applied, not ready yet",
+            Observed { deployment: dep(1, 0), pods: 1, ..running() },
+            vec![Wait(super::Wait::Ready)],
+        ),
+        ("ready", running(), vec![done(SessionState::Running, 1, None)]),
+        (
+            "wake: scale up first, then unpause KEDA",
+            sleeping(),
+            vec![ApplyDeployment { replicas: 1 }, UnpauseScaledObject, Wait(super::Wait::Ready)],
+        ),
+        (
+            "crash after scaling up, before unpausing",
+            Observed { deployment: dep(1, 1), scaled_object_paused: Some(true), ..running() },
+            vec![UnpauseScaledObject, Wait(super::Wait::Ready)],
+        ),
+        (
+            "an object deleted by hand is re-created",
+            Observed { ingress: false, ..running() },
+            vec![ApplyIngress, Wait(super::Wait::Ready)],
+        ),
+    ];
+    for (name, observed, want) in cases {
+        assert_eq!(plan(DesiredState::Running, &observed), want, "{name}");
+    }
+}
+
+#[test]
+fn sleeping_table() {
+    use Step::*;
+    let cases: Vec<(&str, Observed, Vec<Step>)> = vec![
+        (
+            "sleep: pause KEDA before scaling to zero",
+            running(),
+            vec![ApplyScaledObject { paused: true }, ApplyDeployment { replicas: 0 }, Wait(super::Wait::PodsGone)],
+        ),
+        (
+            "crash after pausing",
+            Observed { scaled_object_paused: Some(true), ..running() },
+            vec![ApplyDeployment { replicas: 0 }, Wait(super::Wait::PodsGone)],
+        ),
+        (
+            "scaled to zero, pod still terminating",
+            Observed { pods: 1, ..sleeping() },
+            vec![Wait(super::Wait::PodsGone)],
+        ),
+        ("asleep", sleeping(), vec![done(SessionState::Sleeping, 0, None)]),
+        (
+            "sleep before anything existed creates a sleeping session",
+            Observed::default(),
+            vec![
+                ApplyPvc,
+                ApplyScaledObject { paused: true },
+                ApplyDeployment { replicas: 0 },
+                ApplyService,
+                ApplyIngress,
+                Wait(super::Wait::PodsGone),
+            ],
+        ),
+    ];
+    for (name, observed, want) in cases {
+        assert_eq!(plan(DesiredState::Sleeping, &observed), want, "{name}");
+    }
+}
+
+#[test]
+fn deleted_table_walks_every_crash_point() {
+    use Step::*;
+    let all_deletes =
+        vec![DeleteScaledObject, DeleteIngress, DeleteService, DeleteDeployment, DeletePvc { uid: "uid-1".into() }];
+    let mut tail = all_deletes.clone();
+    tail.push(done(SessionState::Deleted, 0, FILE));
+    let cases: Vec<(&str, Observed, Vec<Step>)> = vec![
+        (
+            "running: stop the workspace first",
+            running(),
+            vec![ApplyScaledObject { paused: true }, ApplyDeployment { replicas: 0 }, Wait(super::Wait::PodsGone)],
+        ),
+        ("scaled down, pod still there", Observed { pods: 1, ..sleeping() }, vec![Wait(super::Wait::PodsGone)]),
+        ("asleep: back up", sleeping(), vec![CreateBackup, Wait(super::Wait::Backup)]),
+        (
+            "backup running",
+            Observed { backup: backup(JobOutcome::Running), ..sleeping() },
+            vec![Wait(super::Wait::Backup)],
+        ),
+        (
+            "backup done: delete in order, PVC last",
+            Observed { backup: backup(JobOutcome::Succeeded), ..sleeping() },
+            tail,
+        ),
+        (
+            "crash after deleting the ScaledObject",
+            Observed { scaled_object_paused: None, backup: backup(JobOutcome::Succeeded), ..sleeping() },
+            vec![
+                DeleteIngress,
+                DeleteService,
+                DeleteDeployment,
+                DeletePvc { uid: "uid-1".into() },
+                done(SessionState::Deleted, 0, FILE),
+            ],
+        ),
+        (
+            "crash before deleting the PVC",
+            Observed { pvc_uid: Some("uid-1".into()), backup: backup(JobOutcome::Succeeded), ..Observed::default() },
+            vec![DeletePvc { uid: "uid-1".into() }, done(SessionState::Deleted, 0, FILE)],
+        ),
+        (
+            "crash after deleting the PVC: done, file still known",
+            Observed { backup: backup(JobOutcome::Succeeded), ..Observed::default() },
+            vec![done(SessionState::Deleted, 0, FILE)],
+        ),
+        ("nothing ever existed", Observed::default(), vec![done(SessionState::Deleted, 0, None)]),
+        (
+            "no volume: nothing to back up, remove the rest",
+            Observed { pvc_uid: None, ..running() },
+            vec![
+                DeleteScaledObject,
+                DeleteIngress,
+                DeleteService,
+                DeleteDeployment,
+                done(SessionState::Deleted, 0, None),
+            ],
+        ),
+    ];
+    for (name, observed, want) in cases {
+        assert_eq!(plan(DesiredState::Deleted, &observed), want, "{name}");
+    }
+}
+
+#[test]
+fn failed_backup_keeps_the_volume() {
+    let observed = Observed { backup: backup(JobOutcome::Failed("BackoffLimitExceeded".into())), ..sleeping() };
+    let steps = plan(DesiredState::Deleted, &observed);
+    assert_eq!(steps.len(), 1);
+    match &steps[0] {
+        Step::Fail { reason } => assert!(reason.contains("volume kept") && reason.contains("BackoffLimitExceeded")),
+        other => panic!("{other:?}"),
+    }
+    assert!(!steps.iter().any(|s| matches!(s, Step::DeletePvc { .. })));
+}
+
+#[test]
+fn every_plan_ends_in_wait_done_or_fail() {
+    let bools = [false, true];
+    let deps = [None, dep(0, 0), dep(1, 0), dep(1, 1)];
+    let sos = [None, Some(false), Some(true)];
+    let backups =
+        [None, backup(JobOutcome::Running), backup(JobOutcome::Succeeded), backup(JobOutcome::Failed("x".into()))];
+    for desired in DesiredState::ALL {
+        for pvc in bools {
+            for d in &deps {
+                for svc in bools {
+                    for so in sos {
+                        for pods in [0, 1] {
+                            for b in &backups {
+                                let o = Observed {
+                                    pvc_uid: pvc.then(|| "u".to_owned()),
+                                    deployment: d.clone(),
+                                    service: svc,
+                                    ingress: svc,
+                                    scaled_object_paused: so,
+                                    pods,
+                                    backup: b.clone(),
+                                };
+                                let steps = plan(*desired, &o);
+                                let last = steps.last().expect("non-empty plan");
+                                assert!(!last.is_action(), "{desired:?} {o:?} -> {steps:?}");
+                                assert!(steps[..steps.len() - 1].iter().all(Step::is_action), "{steps:?}");
+                                if *desired == DesiredState::Deleted && pvc {
+                                    let deletes_pvc = steps.iter().any(|s| matches!(s, Step::DeletePvc { .. }));
+                                    let backed_up =
+                                        matches!(b.as_ref().map(|b| &b.outcome), Some(JobOutcome::Succeeded));
+                                    assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! `worker`: parse config, init telemetry, connect, run until SIGTERM.
+//! Everything testable lives in the library.
+
+use std::io::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use clap::Parser;
+use worker::admin::{self, Admin};
+use worker::config::{Cli, Sub};
+use worker::k8s::{K8sExecutor, render_session_objects};
+use worker::runner::Runner;
+
+const EX_CONFIG: u8 = 64;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (runner_cfg, k8s_cfg) = match (cli.args.runner(&worker::process::unique_suffix()), cli.args.k8s()) {
+        (Ok(r), Ok(k)) => (r, k),
+        (Err(e), _) => return config_error(&e),
+        (_, Err(e)) => return config_error(&e),
+    };
+    if let Some(Sub::RenderObjects { session }) = &cli.command {
+        let Ok(id) = proto_types::SessionId::parse(session) else {
+            eprintln!("worker: invalid session id {session:?}");
+            return ExitCode::from(EX_CONFIG);
+        };
+        let objects = render_session_objects(&k8s_cfg, &id, None);
+        let text = serde_json::Value::Array(objects).to_string();
+        // A closed pipe (`| head`) is not an error worth a panic.
+        let _ = writeln!(std::io::stdout().lock(), "{text}");
+        return ExitCode::SUCCESS;
+    }
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return fatal(&e.into()),
+    };
+    match rt.block_on(run(cli, runner_cfg, k8s_cfg)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => fatal(&e),
+    }
+}
+
+async fn run(
+    cli: Cli,
+    runner_cfg: worker::runner::RunnerConfig,
+    k8s_cfg: worker::k8s::K8sConfig,
+) -> anyhow::Result<()> {
+    let _telemetry = sm_telemetry::init("session-worker").context("initialising telemetry")?;
+    // kube's rustls needs one process-wide crypto provider (ring and aws-lc-rs are both linked).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let kube =
+        kube::Client::try_default().await.context("building the Kubernetes client (KUBECONFIG or in-cluster)")?;
+    let redis = redis::Client::open(cli.args.redis_url.as_str()).context("REDIS_URL")?;
+    let runner = Runner::new(redis, Arc::new(K8sExecutor::new(kube, k8s_cfg)), runner_cfg)?;
+    let stats = runner.stats();
+    let admin = Admin::new(Arc::new(move || worker::metrics::render(&stats.snapshot())));
+    let listener = admin::bind(cli.args.metrics_addr).await.context("binding WORKER_METRICS_ADDR")?;
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let admin_task = tokio::spawn(admin.clone().serve(listener, stop_rx.clone()));
+    admin.set_ready(true);
+    tokio::spawn(async move {
+        worker::process::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    runner.run(stop_rx).await;
+    admin_task.abort();
+    Ok(())
+}
+
+fn config_error(e: &dyn std::fmt::Display) -> ExitCode {
+    eprintln!("worker: {e}");
+    ExitCode::from(EX_CONFIG)
+}
+
+fn fatal(e: &anyhow::Error) -> ExitCode {
+    eprintln!("worker: {e:#}");
+    ExitCode::FAILURE
+}
