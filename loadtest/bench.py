@@ -31,7 +31,7 @@ CONFIG = {
     "seconds": ("BENCH_SECONDS", "8", int),
     "xadd_requests": ("BENCH_XADD_REQUESTS", "200000", int),
     "setup_sessions": ("BENCH_SETUP_SESSIONS", "1000", int),
-    "k6_rate": ("BENCH_K6_RATE", "1000", int),
+    "k6_rate": ("BENCH_K6_RATE", "500", int),
     "k6_seconds": ("BENCH_K6_SECONDS", "15", int),
     "lifecycle_vus": ("BENCH_LIFECYCLE_VUS", "20", int),
     "lifecycle_iterations": ("BENCH_LIFECYCLE_ITERATIONS", "2", int),

@@ -137,8 +137,8 @@ impl Args {
     pub fn into_config(self) -> Result<Config, ConfigError> {
         let mut keys: Vec<String> = self.api_keys.split(',').map(|k| k.trim().to_owned()).collect();
         if let Some(path) = &self.api_keys_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|source| ConfigError::KeysFile { path: path.clone(), source })?;
+            let text =
+                std::fs::read_to_string(path).map_err(|source| ConfigError::KeysFile { path: path.clone(), source })?;
             keys.extend(text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()));
         }
         keys.retain(|k| !k.is_empty());
@@ -218,7 +218,10 @@ mod tests {
     fn refuses_no_key_and_the_old_default() {
         assert!(matches!(parse(&[]), Err(ConfigError::NoKey)));
         assert!(matches!(parse(&["--api-keys", " , "]), Err(ConfigError::NoKey)));
-        assert!(matches!(parse(&["--api-keys", "ok,your-secure-api-key-change-in-production"]), Err(ConfigError::DefaultKey)));
+        assert!(matches!(
+            parse(&["--api-keys", "ok,your-secure-api-key-change-in-production"]),
+            Err(ConfigError::DefaultKey)
+        ));
     }
 
     #[test]
@@ -234,8 +237,14 @@ mod tests {
 
     #[test]
     fn bad_values() {
-        assert!(matches!(parse(&["--api-keys", "k", "--trusted-proxies", "10.0.0.0/99"]), Err(ConfigError::TrustedProxies(_))));
-        assert!(matches!(parse(&["--api-keys", "k", "--workspace-url-pattern", "https://x"]), Err(ConfigError::Pattern)));
+        assert!(matches!(
+            parse(&["--api-keys", "k", "--trusted-proxies", "10.0.0.0/99"]),
+            Err(ConfigError::TrustedProxies(_))
+        ));
+        assert!(matches!(
+            parse(&["--api-keys", "k", "--workspace-url-pattern", "https://x"]),
+            Err(ConfigError::Pattern)
+        ));
         assert!(matches!(parse(&["--api-keys", "k", "--redis-url", "http://x"]), Err(ConfigError::RedisUrl(_))));
         assert!(matches!(parse(&["--api-keys", "k", "--max-body-bytes", "0"]), Err(ConfigError::Zero(_))));
     }

@@ -44,7 +44,8 @@ impl From<StoreError> for ApiError {
 }
 
 fn session_id(param: Option<&str>) -> Result<SessionId, ApiError> {
-    SessionId::parse(param.unwrap_or("")).map_err(|e| ApiError::bad_request("invalid_uuid", format!("invalid session uuid: {e}")))
+    SessionId::parse(param.unwrap_or(""))
+        .map_err(|e| ApiError::bad_request("invalid_uuid", format!("invalid session uuid: {e}")))
 }
 
 /// Runs the endpoint.
@@ -56,7 +57,9 @@ pub async fn handle(state: &Arc<AppState>, input: Input<'_>) -> Result<HttpRespo
             Ok(()) => Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ready"}))),
             Err(_) => Err(ApiError::StoreUnavailable),
         },
-        RouteId::Metrics => Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render())),
+        RouteId::Metrics => {
+            Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render()))
+        }
         RouteId::OpenApi => Ok(text_response(StatusCode::OK, "application/json", OPENAPI)),
         RouteId::GetSession => get_session(state, &input).await,
         RouteId::ListSessions => list_sessions(state, &input).await,
@@ -94,7 +97,8 @@ async fn list_sessions(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpR
 
 async fn get_job(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
     let raw = input.matched.param.unwrap_or("");
-    let id = JobId::parse(raw).map_err(|_| ApiError::bad_request("invalid_job_id", "job_id must be 32 lowercase hex characters"))?;
+    let id = JobId::parse(raw)
+        .map_err(|_| ApiError::bad_request("invalid_job_id", "job_id must be 32 lowercase hex characters"))?;
     let rec = state.store.job(&id).await?.ok_or_else(|| ApiError::JobNotFound(id.to_string()))?;
     let position = match rec.state {
         JobState::Queued => Some(state.store.queue_position(&rec.stream_id).await?),
@@ -125,11 +129,24 @@ fn command_body(
         }),
         Command::Delete => {
             let (_, status, message) = views::action_words(command);
-            serde_json::to_value(views::Deleting { uuid: sid.to_owned(), status, message, job_id: job_id.to_owned(), status_url })
+            serde_json::to_value(views::Deleting {
+                uuid: sid.to_owned(),
+                status,
+                message,
+                job_id: job_id.to_owned(),
+                status_url,
+            })
         }
         _ => {
             let (action, status, message) = views::action_words(command);
-            serde_json::to_value(views::Action { uuid: sid.to_owned(), action, status, message, job_id: job_id.to_owned(), status_url })
+            serde_json::to_value(views::Action {
+                uuid: sid.to_owned(),
+                action,
+                status,
+                message,
+                job_id: job_id.to_owned(),
+                status_url,
+            })
         }
     };
     value.unwrap_or_default()
@@ -188,9 +205,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
         }
         // Only create can meet AlreadyExists, and the store retries it with a new id.
         Err(EnqueueError::Refused(Refusal::AlreadyExists)) => Err(ApiError::StoreUnavailable),
-        Err(EnqueueError::Limit(live)) => {
-            Err(ApiError::SessionLimit { live, max: state.config.max_sessions_per_user })
-        }
+        Err(EnqueueError::Limit(live)) => Err(ApiError::SessionLimit { live, max: state.config.max_sessions_per_user }),
         Err(EnqueueError::IdempotencyMismatch(job_id)) => Err(ApiError::IdempotencyMismatch { job_id }),
         Err(EnqueueError::Store(e)) => Err(e.into()),
     }

@@ -135,7 +135,9 @@ mod tests {
         m.rate_limited("ip");
         m.enqueue_failed("store_unavailable");
         let text = m.render();
-        assert!(text.contains(r#"session_api_http_requests_total{route="/session/{uuid}",method="GET",status="200"} 1"#));
+        assert!(
+            text.contains(r#"session_api_http_requests_total{route="/session/{uuid}",method="GET",status="200"} 1"#)
+        );
         assert!(text.contains(r#"session_api_rate_limited_total{scope="ip"} 1"#));
         assert!(text.contains("session_api_enqueue_failures_total"));
     }

@@ -187,4 +187,38 @@ mod tests {
             other => panic!("{other:?}"),
         }
     }
+
+    /// The OpenAPI document and the route table describe the same API:
+    /// same paths, same methods, same statuses, same authentication.
+    #[test]
+    fn openapi_document_matches_the_route_table() {
+        let doc: serde_json::Value = serde_json::from_str(crate::handlers::OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let paths = doc["paths"].as_object().unwrap();
+        let mut documented = 0;
+        for (path, ops) in paths {
+            for (method, op) in ops.as_object().unwrap() {
+                documented += 1;
+                let spec = ROUTES
+                    .iter()
+                    .find(|r| r.template == path && r.method.eq_ignore_ascii_case(method))
+                    .unwrap_or_else(|| panic!("{method} {path} is documented but not routed"));
+                let mut statuses: Vec<u16> =
+                    op["responses"].as_object().unwrap().keys().map(|k| k.parse().unwrap()).collect();
+                statuses.sort_unstable();
+                assert_eq!(statuses, spec.statuses, "{method} {path}");
+                let secured = !op["security"].as_array().unwrap().is_empty();
+                assert_eq!(secured, spec.auth, "{method} {path} security");
+            }
+        }
+        assert_eq!(documented, ROUTES.len(), "every route is documented");
+        for spec in ROUTES {
+            let m = resolve(
+                &Method::from_bytes(spec.method.as_bytes()).unwrap(),
+                &spec.template.replace("{uuid}", "abc").replace("{job_id}", "0"),
+            )
+            .unwrap();
+            assert_eq!(m.spec.template, spec.template, "routing reaches {}", spec.template);
+        }
+    }
 }

@@ -54,7 +54,11 @@ async fn accept(listener: &TcpListener, slots: &Arc<Semaphore>) -> (OwnedSemapho
 }
 
 /// Serves the api on `listener` until `shutdown` completes, then drains.
-pub async fn serve(config: Config, listener: TcpListener, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+pub async fn serve(
+    config: Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), ServeError> {
     let store = Store::new(&config.redis_url, config.redis_timeout).map_err(ServeError::Store)?;
     let grace = config.shutdown_grace;
     let header_timeout = config.header_read_timeout;

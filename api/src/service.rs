@@ -65,7 +65,12 @@ where
     result
 }
 
-async fn pipeline<B>(state: &Arc<AppState>, peer: SocketAddr, matched: Result<Matched<'_>, ApiError>, req: Request<B>) -> HttpResponse
+async fn pipeline<B>(
+    state: &Arc<AppState>,
+    peer: SocketAddr,
+    matched: Result<Matched<'_>, ApiError>,
+    req: Request<B>,
+) -> HttpResponse
 where
     B: hyper::body::Body,
     B::Error: std::error::Error + Send + Sync + 'static,

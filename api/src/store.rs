@@ -304,10 +304,8 @@ impl Store {
             .iter()
             .zip(&replies)
             .map(|(b, r)| {
-                Verdict::from_reply(b.limit, r).ok_or_else(|| StoreError::Corrupt {
-                    key: b.key.clone(),
-                    what: format!("rate-limit reply {r:?}"),
-                })
+                Verdict::from_reply(b.limit, r)
+                    .ok_or_else(|| StoreError::Corrupt { key: b.key.clone(), what: format!("rate-limit reply {r:?}") })
             })
             .collect()
     }
@@ -448,10 +446,8 @@ impl Store {
                 if fp != fingerprint {
                     return Err(EnqueueError::IdempotencyMismatch(job.to_owned()));
                 }
-                let job = JobId::parse(job).map_err(|e| StoreError::Corrupt {
-                    key: keys::idempotency(scope, key),
-                    what: e.to_string(),
-                })?;
+                let job = JobId::parse(job)
+                    .map_err(|e| StoreError::Corrupt { key: keys::idempotency(scope, key), what: e.to_string() })?;
                 return Ok(EnqueueOutcome::Replay(job));
             }
         }

@@ -69,6 +69,10 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 
 /// Parses a strict JSON body.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // serde would also accept a struct written as an array; only objects are bodies.
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(ApiError::bad_request("invalid_body", "the body must be a JSON object"));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         let msg = e.to_string();
         if msg.starts_with("unknown field") {
@@ -210,6 +214,9 @@ mod tests {
         let e = parse_json::<CreateBody>(br#"{"user_id":"a","admin":true}"#).unwrap_err();
         assert_eq!(e.code(), "unknown_field");
         assert_eq!(parse_json::<CreateBody>(b"{").unwrap_err().code(), "invalid_json");
+        assert_eq!(parse_json::<CreateBody>(br#"["user_id"]"#).unwrap_err().code(), "invalid_body");
+        assert_eq!(parse_json::<EmptyBody>(b"[]").unwrap_err().code(), "invalid_body");
+        assert_eq!(parse_json::<CreateBody>(br#"{"user_id":"a","user_id":"b"}"#).unwrap_err().code(), "invalid_body");
         assert_eq!(parse_json::<CreateBody>(br#"{"user_id":1e999}"#).unwrap_err().status(), 400);
         let deep = "[".repeat(10_000);
         assert_eq!(parse_json::<CreateBody>(deep.as_bytes()).unwrap_err().status(), 400);

@@ -144,7 +144,8 @@ async fn job_position_counts_only_undelivered_entries() {
     assert_eq!(api.get(&format!("/jobs/{second}")).await.json()["queue_position"], 1);
     assert_eq!(api.get(&format!("/jobs/{first}")).await.json()["queue_position"], 0);
     // Once the worker marks it running, no position is reported.
-    let _: () = redis::cmd("HSET").arg(format!("{{sm}}:job:{first}")).arg("state").arg("running").query(&mut c).unwrap();
+    let _: () =
+        redis::cmd("HSET").arg(format!("{{sm}}:job:{first}")).arg("state").arg("running").query(&mut c).unwrap();
     assert_eq!(api.get(&format!("/jobs/{first}")).await.json()["queue_position"], Value::Null);
     api.stop().await;
 }
@@ -196,7 +197,10 @@ async fn auth_errors_and_key_rotation() {
     let mut cfg = common::config(&redis);
     cfg.keys = api::auth::KeySet::new(["new-key"]);
     let api = Api::start(cfg).await;
-    assert_eq!(request(api.addr, "GET", "/sessions", &[("x-api-key", "old-key")], None).await.error(401), "invalid_api_key");
+    assert_eq!(
+        request(api.addr, "GET", "/sessions", &[("x-api-key", "old-key")], None).await.error(401),
+        "invalid_api_key"
+    );
     assert_eq!(request(api.addr, "GET", "/sessions", &[("x-api-key", "new-key")], None).await.status, 200);
     api.stop().await;
 }
@@ -213,10 +217,19 @@ async fn input_errors() {
     let r = request(a, "GET", "/session/create/sleep", &[("x-api-key", KEY)], None).await;
     assert_eq!(r.header("allow"), Some("POST"));
     let big = format!(r#"{{"user_id":"{}"}}"#, "a".repeat(20_000));
-    assert_eq!(request(a, "POST", "/session/create", &h("application/json"), Some(big.as_bytes())).await.error(413), "payload_too_large");
+    assert_eq!(
+        request(a, "POST", "/session/create", &h("application/json"), Some(big.as_bytes())).await.error(413),
+        "payload_too_large"
+    );
     let body = br#"{"user_id":"u"}"#;
-    assert_eq!(request(a, "POST", "/session/create", &h("text/plain"), Some(body)).await.error(415), "unsupported_media_type");
-    assert_eq!(request(a, "POST", "/session/create", &[("x-api-key", KEY)], Some(body)).await.error(415), "unsupported_media_type");
+    assert_eq!(
+        request(a, "POST", "/session/create", &h("text/plain"), Some(body)).await.error(415),
+        "unsupported_media_type"
+    );
+    assert_eq!(
+        request(a, "POST", "/session/create", &[("x-api-key", KEY)], Some(body)).await.error(415),
+        "unsupported_media_type"
+    );
     assert_eq!(api.post("/session/create", Some(r#"{"user_id":"u","admin":true}"#)).await.error(400), "unknown_field");
     assert_eq!(api.post("/session/create", Some("{nope")).await.error(400), "invalid_json");
     assert_eq!(api.post("/session/create", Some("{}")).await.error(400), "invalid_body");
@@ -302,7 +315,10 @@ async fn idempotency_keys() {
     let w = request(api.addr, "POST", &format!("/session/{uuid}/wake"), &hs, None).await;
     assert_eq!(w.error(422), "idempotency_key_reused");
     let bad = [("x-api-key", KEY), ("idempotency-key", "has space")];
-    assert_eq!(request(api.addr, "POST", &format!("/session/{uuid}/sleep"), &bad, None).await.error(400), "invalid_idempotency_key");
+    assert_eq!(
+        request(api.addr, "POST", &format!("/session/{uuid}/sleep"), &bad, None).await.error(400),
+        "invalid_idempotency_key"
+    );
     let ttl: i64 = redis::cmd("TTL").arg("{sm}:idem:".to_owned()).query(&mut common::redis_conn(&redis)).unwrap();
     assert_eq!(ttl, -2);
     let keys: Vec<String> = redis::cmd("KEYS").arg("{sm}:idem:*").query(&mut common::redis_conn(&redis)).unwrap();

@@ -90,7 +90,8 @@ async fn redis_down_then_back() {
     assert_eq!(api.get(&format!("/session/{uuid}")).await.error(503), "store_unavailable");
 
     redis.restart().unwrap();
-    let back = common::eventually(|| async { request(api.addr, "GET", "/health", &[], None).await.status == 200 }).await;
+    let back =
+        common::eventually(|| async { request(api.addr, "GET", "/health", &[], None).await.status == 200 }).await;
     assert!(back, "health recovers once Redis is back");
     let s = api.get(&format!("/session/{uuid}")).await;
     assert_eq!(s.status, 200);
@@ -122,7 +123,12 @@ async fn hostile_input_never_gets_a_5xx() {
     for body in &bodies {
         for path in ["/session/create", "/session/abc/wake"] {
             let r = request(a, "POST", path, &h, Some(body)).await;
-            assert!(r.status < 500, "{path} {} for {:?}", r.status, String::from_utf8_lossy(&body[..body.len().min(60)]));
+            assert!(
+                r.status < 500,
+                "{path} {} for {:?}",
+                r.status,
+                String::from_utf8_lossy(&body[..body.len().min(60)])
+            );
             assert!(r.json()["error"]["code"].is_string() || r.status == 202);
         }
     }
@@ -141,9 +147,14 @@ async fn hostile_input_never_gets_a_5xx() {
         assert!(r.status < 500 && r.status >= 400, "{p}: {}", r.status);
     }
     // Non-UTF-8 bytes in the request line and headers.
-    let r = raw_request(a, b"GET /session/\xff\xfe HTTP/1.1\r\nhost: x\r\nx-api-key: test-key-1\r\nconnection: close\r\n\r\n").await;
+    let r = raw_request(
+        a,
+        b"GET /session/\xff\xfe HTTP/1.1\r\nhost: x\r\nx-api-key: test-key-1\r\nconnection: close\r\n\r\n",
+    )
+    .await;
     assert!(r.status < 500, "{}", r.status);
-    let r = raw_request(a, b"GET /sessions HTTP/1.1\r\nhost: x\r\nx-api-key: \xff\xfe\r\nconnection: close\r\n\r\n").await;
+    let r =
+        raw_request(a, b"GET /sessions HTTP/1.1\r\nhost: x\r\nx-api-key: \xff\xfe\r\nconnection: close\r\n\r\n").await;
     assert_eq!(r.status, 401);
     // A header flood and an overlong header are refused before any handler.
     let mut flood = b"GET /sessions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".to_vec();
@@ -153,7 +164,8 @@ async fn hostile_input_never_gets_a_5xx() {
     flood.extend_from_slice(b"\r\n");
     let r = raw_request(a, &flood).await;
     assert!((400..500).contains(&r.status), "{}", r.status);
-    let long = format!("GET /sessions HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\nconnection: close\r\n\r\n", "k".repeat(100_000));
+    let long =
+        format!("GET /sessions HTTP/1.1\r\nhost: x\r\nx-api-key: {}\r\nconnection: close\r\n\r\n", "k".repeat(100_000));
     let r = raw_request(a, long.as_bytes()).await;
     assert!((400..500).contains(&r.status), "{}", r.status);
     // A lying Content-Length larger than the cap.

@@ -4,6 +4,12 @@ the raw JSON the markdown was made from (latest.json).
 """
 
 import json
+import statistics
+
+
+def median(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
 
 
 def f(x, digits=1, unit=""):
@@ -107,6 +113,18 @@ def markdown(res):
             w(f"| {i} | {f(r['rps'], 0)} | {f(r['lat_p50_ms'], 2)} | {f(r['lat_p99_ms'], 2)} | {r['non2xx']} | {r.get('jobs_added')} |")
         w(f"\nMedian {f(e['rps_median'], 0)} req/s = {f((e['ratio_to_xadd'] or 0) * 100)}% of XADD, "
           f"{f((e['ratio_to_livez'] or 0) * 100)}% of /livez.\n")
+        w("Where the time goes (same rounds; CPU from /proc, Redis commands from INFO commandstats, script-internal calls included):\n")
+        w("| request | api CPU us/req | redis CPU us/req | Redis commands/req | by command |")
+        w("|---|---|---|---|---|")
+        for label, runs in (("XADD (redis-benchmark)", b["xadd_runs"] if b else []), ("GET /livez", b["livez_runs"] if b else []),
+                            ("POST sleep/wake (enqueue)", e["runs"])):
+            if not runs:
+                continue
+            last = runs[-1]
+            med = lambda key: median([x.get(key) for x in runs])  # noqa: E731
+            by = ", ".join(f"{k} {v}" for k, v in (last.get("redis_calls_per_req_by_command") or {}).items())
+            w(f"| {label} | {f(med('cpu_us_per_req_api'), 1)} | {f(med('cpu_us_per_req_redis'), 1)} | {f(med('redis_commands_per_req'), 2)} | {by} |")
+        w("")
         k = e.get("k6_fixed_rate")
         if k:
             d = k["http_req_duration_ms"]
@@ -122,16 +140,21 @@ def markdown(res):
         w(f"- OTLP exporter: {f(t['rps_otlp_exporter'], 0)} req/s, p99 {f(t['p99_ms_otlp_exporter'], 2)} ms "
           f"({t['otlp_export_requests']} export requests, {t['otlp_export_bytes']} bytes received)")
         w(f"- throughput cost: **{f(t['throughput_cost_pct'])}%**\n")
+        if not t.get("otlp_export_requests"):
+            w("The sink received no export at all: this api build does not export spans yet (telemetry not wired), so the "
+              "two runs measure the same code and the difference is noise on this machine.\n")
     rj = res.get("reject")
     if rj:
         w("## Scenario 4: rate limiting and auth under load\n")
-        w("| requests | req/s | vs /livez | p99 ms | accepted | stream entries added | Redis commands per request |")
-        w("|---|---|---|---|---|---|---|")
+        w("| requests | req/s | vs /livez | p99 ms | accepted | stream entries added | api CPU us/req | Redis commands/req (by command) |")
+        w("|---|---|---|---|---|---|---|---|")
         for label in ("livez", "badkey", "ratelimited"):
             x = rj[label]
             last = x["runs"][-1]
+            by = ", ".join(f"{k} {v}" for k, v in (last.get("redis_calls_per_req_by_command") or {}).items())
             w(f"| {label} | {f(x['rps_median'], 0)} | {f((x.get('ratio_to_livez') or 1) * 100, 0)}% | {f(x['p99_ms_median'], 2)} | "
-              f"{sum(r['accepted'] for r in x['runs'])} | {sum(r['stream_entries_added'] for r in x['runs'])} | {f(last['redis_commands_per_request'], 2)} |")
+              f"{sum(r['accepted'] for r in x['runs'])} | {sum(r['stream_entries_added'] for r in x['runs'])} | "
+              f"{f(median([r.get('cpu_us_per_req_api') for r in x['runs']]), 1)} | {f(last.get('redis_commands_per_req'), 2)} ({by}) |")
         w(f"\nLow-limit api: {rj['limit_per_minute']} requests/minute. k6 (401 and 429 shapes, Retry-After and RateLimit-* headers): "
           f"thresholds {'pass' if rj['k6']['thresholds_ok'] else 'FAIL'}"
           + (f"; failed checks: {', '.join(rj['k6']['failed_checks'])}" if rj["k6"]["failed_checks"] else "") + ".\n")

@@ -114,6 +114,36 @@ def latency_summary(records):
     }
 
 
+class Costs:
+    """CPU seconds of some processes and Redis commands (INFO commandstats,
+    script-internal calls included) spent over a block, per request."""
+
+    def __init__(self, r, pids):
+        self.r, self.pids = r, pids
+
+    def __enter__(self):
+        self.cpu0 = {k: procs.cpu_seconds(p) for k, p in self.pids.items()}
+        self.calls0 = self.r.command_calls()
+        return self
+
+    def __exit__(self, *exc):
+        self.cpu1 = {k: procs.cpu_seconds(p) for k, p in self.pids.items()}
+        self.calls1 = self.r.command_calls()
+
+    def per_request(self, n):
+        n = max(1, n)
+        cpu = {f"cpu_us_per_req_{k}": (self.cpu1[k] - self.cpu0[k]) * 1e6 / n
+               for k in self.pids if self.cpu0.get(k) is not None and self.cpu1.get(k) is not None}  # fmt: skip
+        delta = {k: self.calls1.get(k, 0) - self.calls0.get(k, 0) for k in self.calls1}
+        delta = {k: v for k, v in delta.items() if v > 0 and k not in ("info", "xlen")}
+        top = sorted(delta.items(), key=lambda kv: -kv[1])
+        return {
+            **cpu,
+            "redis_commands_per_req": sum(delta.values()) / n,
+            "redis_calls_per_req_by_command": {k: round(v / n, 3) for k, v in top if v / n >= 0.01},
+        }
+
+
 # --------------------------------------------------------------------------
 # OTLP sink: accepts OTLP/HTTP exports and throws them away
 # --------------------------------------------------------------------------
@@ -174,14 +204,23 @@ def api_group(ctx):
         wrk_env = {"WRK_KEY": API_KEY, "WRK_SESSIONS": sess_file}
 
         rounds = {"xadd": [], "livez": [], "enqueue": []}
+        pids = {"api": api.pid, "redis": stack.redis_proc.pid}
         with RssSampler({"api": api.pid}) as sampler:
             for i in range(cfg["runs"]):
                 tools.log(f"bounds/enqueue round {i + 1}/{cfg['runs']}")
-                rounds["xadd"].append(tools.run_redis_benchmark_xadd(stack.redis_port, requests=cfg["xadd_requests"]))
+                with Costs(r, pids) as c:
+                    x = tools.run_redis_benchmark_xadd(stack.redis_port, requests=cfg["xadd_requests"])
+                x.update(c.per_request(cfg["xadd_requests"]))
+                rounds["xadd"].append(x)
                 r.call("DEL", "bench:jobs")
-                rounds["livez"].append(tools.run_wrk(url, "livez", ctx.wrk_script, cfg["seconds"]))
+                with Costs(r, pids) as c:
+                    w = tools.run_wrk(url, "livez", ctx.wrk_script, cfg["seconds"])
+                w.update(c.per_request(w["requests"]))
+                rounds["livez"].append(w)
                 xlen0 = r.call("XLEN", "{sm}:jobs")
-                w = tools.run_wrk(url, "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env)
+                with Costs(r, pids) as c:
+                    w = tools.run_wrk(url, "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env)
+                w.update(c.per_request(w["requests"]))
                 w["jobs_added"] = r.call("XLEN", "{sm}:jobs") - xlen0
                 rounds["enqueue"].append(w)
         res["api_rss"]["under_load_max_mb"] = sampler.max["api"]
@@ -280,16 +319,14 @@ def reject_group(ctx):
         for label, port, mode in (("livez", api.port, "livez"), ("badkey", api.port, "badkey"),
                                   ("ratelimited", limited.port, "ratelimit")):  # fmt: skip
             runs = []
+            target = api if port == api.port else limited
             for _ in range(cfg["runs"]):
-                calls0, xlen0 = r.command_calls(), r.call("XLEN", "{sm}:jobs")
-                w = tools.run_wrk(f"http://127.0.0.1:{port}/", mode, ctx.wrk_script, cfg["seconds"], env=env)
-                calls1, xlen1 = r.command_calls(), r.call("XLEN", "{sm}:jobs")
-                delta = {k: calls1.get(k, 0) - calls0.get(k, 0) for k in calls1}
+                xlen0 = r.call("XLEN", "{sm}:jobs")
+                with Costs(r, {"api": target.pid, "redis": stack.redis_proc.pid}) as c:
+                    w = tools.run_wrk(f"http://127.0.0.1:{port}/", mode, ctx.wrk_script, cfg["seconds"], env=env)
+                w.update(c.per_request(w["requests"]))
                 w["accepted"] = w["requests"] - w["non2xx"]
-                w["stream_entries_added"] = xlen1 - xlen0
-                w["xadd_calls"] = delta.get("xadd", 0)
-                w["redis_commands_per_request"] = (sum(v for k, v in delta.items() if k not in ("info", "xlen")) / w["requests"]
-                                                   if w["requests"] else None)  # fmt: skip
+                w["stream_entries_added"] = r.call("XLEN", "{sm}:jobs") - xlen0
                 runs.append(w)
             out[label] = {
                 "rps_median": median([x["rps"] for x in runs]),

@@ -204,7 +204,7 @@ def perf_top_symbols(out_data, limit=25):
     for line in res.stdout.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+\S*\s*\[[.k]\]\s+(.*)", line)
         if m:
-            rows.append((float(m.group(1)), m.group(2).strip()[:140]))
+            rows.append((float(m.group(1)), m.group(2).strip()[:140].strip()))
     return rows[:limit]
 
 

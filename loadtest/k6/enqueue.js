@@ -20,8 +20,8 @@ export const options = {
       rate: RATE,
       timeUnit: '1s',
       duration: __ENV.DURATION || '15s',
-      preAllocatedVUs: Math.max(20, Math.ceil(RATE / 50)),
-      maxVUs: Math.max(100, Math.ceil(RATE / 5)),
+      preAllocatedVUs: Math.max(50, Math.ceil(RATE / 10)),
+      maxVUs: Math.max(200, Math.ceil(RATE / 2)),
     },
   },
   thresholds: {

@@ -110,7 +110,13 @@ impl Resp {
 }
 
 /// Sends one request with `Connection: close` and reads the whole answer.
-pub async fn request(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Resp {
+pub async fn request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> Resp {
     let mut raw = format!("{method} {path} HTTP/1.1\r\nhost: test\r\nconnection: close\r\n").into_bytes();
     for (k, v) in headers {
         raw.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());

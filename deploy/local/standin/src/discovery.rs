@@ -12,6 +12,20 @@ use serde_json::{Value, json};
 /// Verbs a resource may support, in the order Kubernetes lists them.
 const VERBS: &[&str] = &["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"];
 
+/// Resources in kubectl's `all` category (`kubectl get all`).
+const IN_ALL: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "services"),
+    ("", "replicationcontrollers"),
+    ("apps", "deployments"),
+    ("apps", "replicasets"),
+    ("apps", "statefulsets"),
+    ("apps", "daemonsets"),
+    ("batch", "jobs"),
+    ("batch", "cronjobs"),
+    ("autoscaling", "horizontalpodautoscalers"),
+];
+
 /// One kind served by the stand-in.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Kind {
@@ -113,6 +127,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
                 VERBS.iter().copied().filter(|verb| supports(group, version, &k.kind, verb)).collect(),
             ),
         };
+        let categories: Vec<&str> = if IN_ALL.contains(&(group, k.plural.as_str())) { vec!["all"] } else { vec![] };
         resources.push(json!({
             "name": k.plural,
             "singularName": singular,
@@ -120,6 +135,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "kind": k.kind,
             "verbs": verbs,
             "shortNames": shorts,
+            "categories": categories,
         }));
         if keda.is_none() && has_subresource(group, version, &k.kind, "status") {
             resources.push(json!({

@@ -57,6 +57,9 @@ async fn kubectl_lists_and_reads_what_the_worker_applied() {
     let (ok, out, err) = kubectl(&kc, &["get", "scaledobjects,namespaces"]).await;
     assert!(ok && out.contains("workspaces"), "stdout: {out}\nstderr: {err}");
 
+    let (ok, out, err) = kubectl(&kc, &["get", "all", "-n", "workspaces"]).await;
+    assert!(ok && out.contains("deployment.apps/ws-kubectl"), "stdout: {out}\nstderr: {err}");
+
     let (ok, _, err) = kubectl(&kc, &["scale", "deployment/ws-kubectl", "--replicas=0"]).await;
     assert!(ok, "kubectl scale failed: {err}");
     assert_eq!(api.get("ws-kubectl").await.unwrap().spec.unwrap().replicas, Some(0));

@@ -7,12 +7,18 @@
 //! - [`free_port`]: a currently unused loopback port.
 //! - [`ChildGuard`]: a child process killed when the guard drops, so a
 //!   failing test never leaves servers behind.
+//! - [`http::request`]: a blocking one-shot HTTP/1.1 client for driving
+//!   real processes over loopback.
+//! - [`stack::Stack`]: the whole system (redis, stand-in cluster, workers,
+//!   api) as real processes for end-to-end tests.
 //! - [`otlp::OtlpReceiver`]: an in-test OTLP/HTTP trace receiver that
 //!   collects exported spans and lets a test wait for them.
 //!
 //! Not for production code: nothing outside `[dev-dependencies]` may use it.
 
+pub mod http;
 pub mod otlp;
+pub mod stack;
 
 use std::io;
 use std::net::TcpListener;

@@ -1,0 +1,142 @@
+//! End to end with real processes: redis-server + stand-in cluster + api +
+//! worker(s), driven over HTTP like a client would.
+//!
+//! The stand-in records every Kubernetes call the workers make into
+//! `target/k8s-calls/`, which `make deploy-check` compares against the
+//! worker's Role (every call allowed, every grant used).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use testkit::stack::{Stack, StackConfig, wait_until};
+
+const JOB_TIMEOUT: Duration = Duration::from_secs(90);
+const NS: &str = "/namespaces/workspaces";
+
+/// A fresh calls file under `target/k8s-calls/` (truncated first: stale lines would be false evidence).
+fn calls_file(name: &str) -> PathBuf {
+    let dir = testkit::stack::bin_dir().parent().expect("target/<profile> has a parent").join("k8s-calls");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{name}.txt"));
+    std::fs::write(&path, "").unwrap();
+    path
+}
+
+fn command(stack: &Stack, id: &str, action: &str) -> String {
+    let r = if action == "delete" {
+        stack.api("DELETE", &format!("/session/{id}"), None).unwrap()
+    } else {
+        stack.api("POST", &format!("/session/{id}/{action}"), None).unwrap()
+    };
+    assert_eq!(r.status, 202, "{action} {id}: {}", r.text());
+    r.json()["job_id"].as_str().unwrap().to_owned()
+}
+
+fn create(stack: &Stack, user: &str) -> (String, String) {
+    let r = stack.api("POST", "/session/create", Some(&json!({ "user_id": user }))).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let v = r.json();
+    (v["uuid"].as_str().unwrap().to_owned(), v["job_id"].as_str().unwrap().to_owned())
+}
+
+fn session(stack: &Stack, id: &str) -> Value {
+    stack.api("GET", &format!("/session/{id}"), None).unwrap().json()
+}
+
+fn deployment(stack: &Stack, id: &str) -> Value {
+    stack.kube_get(&format!("/apis/apps/v1{NS}/deployments/ws-{id}")).unwrap().json()
+}
+
+fn assert_succeeded(stack: &Stack, job: &str) -> Value {
+    let v = stack.wait_job(job, JOB_TIMEOUT).unwrap();
+    assert_eq!(v["state"], "succeeded", "job {job}: {v}\n{}", stack.logs());
+    v
+}
+
+#[test]
+fn lifecycle_create_sleep_wake_delete_through_the_api() {
+    let stack = Stack::start(StackConfig { workers: 1, record_calls: Some(calls_file("e2e-lifecycle")), ..Default::default() })
+        .unwrap();
+
+    let (id, job) = create(&stack, "e2e@example.com");
+    assert_succeeded(&stack, &job);
+    let s = session(&stack, &id);
+    assert_eq!(s["session"]["status"], "running", "{s}");
+    assert_eq!(s["replicas"], 1, "{s}");
+    for path in [
+        format!("/api/v1{NS}/persistentvolumeclaims/ws-{id}-data"),
+        format!("/api/v1{NS}/services/ws-{id}"),
+        format!("/apis/networking.k8s.io/v1{NS}/ingresses/ws-{id}"),
+        format!("/apis/keda.sh/v1alpha1{NS}/scaledobjects/ws-{id}"),
+    ] {
+        assert_eq!(stack.kube_get(&path).unwrap().status, 200, "{path} exists after create");
+    }
+    assert_eq!(deployment(&stack, &id)["spec"]["replicas"], 1);
+
+    assert_succeeded(&stack, &command(&stack, &id, "sleep"));
+    assert_eq!(session(&stack, &id)["session"]["status"], "sleeping");
+    assert_eq!(deployment(&stack, &id)["spec"]["replicas"], 0);
+    let pods = stack.kube_get(&format!("/api/v1{NS}/pods?labelSelector=session-uuid%3D{id}")).unwrap().json();
+    assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "no pod while sleeping: {pods}");
+
+    assert_succeeded(&stack, &command(&stack, &id, "wake"));
+    assert_eq!(session(&stack, &id)["session"]["status"], "running");
+    assert_eq!(deployment(&stack, &id)["spec"]["replicas"], 1);
+    assert_eq!(session(&stack, &id)["replicas"], 1);
+
+    assert_succeeded(&stack, &command(&stack, &id, "delete"));
+    let s = session(&stack, &id);
+    assert_eq!(s["session"]["status"], "deleted", "{s}");
+    let jobs = stack.kube_get(&format!("/apis/batch/v1{NS}/jobs?labelSelector=session-uuid%3D{id}")).unwrap().json();
+    let backup = &jobs["items"][0];
+    assert_eq!(backup["status"]["succeeded"], 1, "the backup Job ran: {jobs}");
+    for path in [
+        format!("/apis/apps/v1{NS}/deployments/ws-{id}"),
+        format!("/api/v1{NS}/persistentvolumeclaims/ws-{id}-data"),
+        format!("/api/v1{NS}/services/ws-{id}"),
+        format!("/apis/networking.k8s.io/v1{NS}/ingresses/ws-{id}"),
+        format!("/apis/keda.sh/v1alpha1{NS}/scaledobjects/ws-{id}"),
+    ] {
+        assert_eq!(stack.kube_get(&path).unwrap().status, 404, "{path} is gone after delete");
+    }
+}
+
+#[test]
+fn two_workers_converge_fifty_interleaved_sessions_to_their_last_request() {
+    let stack =
+        Stack::start(StackConfig { workers: 2, record_calls: Some(calls_file("e2e-fifty")), ..Default::default() })
+            .unwrap();
+
+    let created: Vec<(String, String)> = (0..50).map(|i| create(&stack, &format!("user{i}@example.com"))).collect();
+    // Interleave commands across sessions without waiting: each session gets
+    // a few sleep/wake commands while its create may still be running.
+    let mut last = std::collections::HashMap::new();
+    let mut seed = 0x2545_f491_u32;
+    for round in 0..3 {
+        for (id, _) in &created {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let action = if (seed + round) % 2 == 0 { "sleep" } else { "wake" };
+            command(&stack, id, action);
+            last.insert(id.clone(), action);
+        }
+    }
+    for (id, _) in &created {
+        let want = if last[id] == "sleep" { ("sleeping", 0) } else { ("running", 1) };
+        let reached = wait_until(JOB_TIMEOUT, || {
+            let s = session(&stack, id);
+            let d = deployment(&stack, id);
+            (s["session"]["status"] == want.0 && d["spec"]["replicas"] == want.1 && s["queue_length"] == 0).then_some(())
+        });
+        assert!(
+            reached.is_some(),
+            "session {id} should end {want:?}: {} / {}\n{}",
+            session(&stack, id),
+            deployment(&stack, id)["spec"],
+            stack.logs()
+        );
+    }
+}
