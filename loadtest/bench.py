@@ -38,6 +38,7 @@ CONFIG = {
     "lifecycle_workers": ("BENCH_LIFECYCLE_WORKERS", "2", int),
     "lifecycle_pod_delay_ms": ("BENCH_LIFECYCLE_POD_DELAY_MS", "100", int),
     "worker_concurrency": ("BENCH_WORKER_CONCURRENCY", "16", int),
+    "k8s_poll_ms": ("BENCH_K8S_POLL_MS", "10", int),
     "e2e_rate": ("BENCH_E2E_RATE", "200", int),
     "e2e_seconds": ("BENCH_E2E_SECONDS", "20", int),
     "e2e_workers": ("BENCH_E2E_WORKERS", "2", int),
@@ -85,7 +86,7 @@ class Context:
         self.k6 = k6
         self.run_dir = os.path.join(HERE, ".run")
         self.wrk_script = os.path.join(HERE, "wrk", "bench.lua")
-        self.new_stack = scenarios.stack_factory(ROOT, self.run_dir)
+        self.new_stack = scenarios.stack_factory(ROOT, self.run_dir, cfg["k8s_poll_ms"])
         self.perf = cfg["profile"] and tools.perf_available()
 
     def k6_script(self, name):
@@ -93,6 +94,7 @@ class Context:
 
     def k6_outcome(self, label, summary):
         self.results["k6_thresholds"][label] = summary["thresholds_ok"]
+        self.results.setdefault("k6_missed", {})[label] = [k for k, ok in summary["thresholds"].items() if not ok]
 
 
 def main():

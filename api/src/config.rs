@@ -184,6 +184,7 @@ impl Args {
 }
 
 impl Config {
+    #[doc(hidden)]
     /// A configuration for tests: one key, the given Redis, defaults otherwise.
     pub fn for_tests(redis_url: &str, keys: &[&str]) -> Self {
         let mut args = Args::try_parse_from(["api", "--redis-url", redis_url, "--api-keys", &keys.join(",")])

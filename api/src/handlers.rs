@@ -182,6 +182,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
         idempotency: idem_key.as_deref().map(|k| (scope, k, fp.as_str())),
         max_sessions_per_user: state.config.max_sessions_per_user,
         workspace_url_pattern: &state.config.workspace_url_pattern,
+        trace: validate::trace_context(input.headers),
     };
     match state.store.enqueue(&req).await {
         Ok(EnqueueOutcome::Accepted(a)) => {

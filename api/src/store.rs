@@ -180,6 +180,8 @@ pub struct EnqueueRequest<'a> {
     pub max_sessions_per_user: u32,
     /// Workspace URL pattern with `{uuid}`.
     pub workspace_url_pattern: &'a str,
+    /// W3C trace context to hand to the worker: `(traceparent, tracestate)`.
+    pub trace: (Option<String>, Option<String>),
 }
 
 /// A command the store accepted.
@@ -472,8 +474,8 @@ impl Store {
                 requested_at_ms: now,
                 generation: expected + 1,
                 idempotency_key: req.idempotency.map(|(_, k, _)| k.to_owned()),
-                traceparent: None,
-                tracestate: None,
+                traceparent: req.trace.0.clone(),
+                tracestate: req.trace.1.clone(),
             };
             let payload = job.encode().map_err(StoreError::from)?;
             let (user_id, workspace_url, created_at_ms) = match &rec {

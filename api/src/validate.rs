@@ -119,6 +119,25 @@ pub fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> 
     Ok(Some(String::from_utf8_lossy(b).into_owned()))
 }
 
+/// The incoming W3C `traceparent` / `tracestate`, if well-formed, so the
+/// worker's job span can join the caller's trace.
+pub fn trace_context(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    let get = |name: &str, max: usize| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= max && v.bytes().all(|b| (0x20..=0x7e).contains(&b)))
+            .map(str::to_owned)
+    };
+    let parent = get("traceparent", 55).filter(|p| {
+        let parts: Vec<&str> = p.split('-').collect();
+        parts.len() == 4
+            && [2, 32, 16, 2].iter().zip(&parts).all(|(n, s)| s.len() == *n && s.bytes().all(|b| b.is_ascii_hexdigit()))
+    });
+    let state = parent.as_ref().and_then(|_| get("tracestate", 512));
+    (parent, state)
+}
+
 /// Fingerprint of a request for idempotency: method, path and body.
 pub fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
     let mut h = Sha256::new();
@@ -232,6 +251,17 @@ mod tests {
         assert!(require_json(&h).is_err());
         assert!(parse_empty(&h, b"").is_ok());
         assert!(parse_empty(&h, b"{}").is_err());
+    }
+
+    #[test]
+    fn trace_context_only_when_well_formed() {
+        let mut h = HeaderMap::new();
+        assert_eq!(trace_context(&h), (None, None));
+        h.insert("traceparent", HeaderValue::from_static("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+        h.insert("tracestate", HeaderValue::from_static("vendor=1"));
+        assert_eq!(trace_context(&h).1.as_deref(), Some("vendor=1"));
+        h.insert("traceparent", HeaderValue::from_static("00-nothex-00f067aa0ba902b7-01"));
+        assert_eq!(trace_context(&h), (None, None));
     }
 
     #[test]

@@ -225,3 +225,21 @@ async fn shutdown_drains_in_flight_requests() {
     assert!(refused);
     api.stop().await;
 }
+
+/// The binary refuses to start without a key or with the old default key,
+/// with exit status 64 and a one-line reason.
+#[test]
+fn refuses_to_start_without_a_real_key() {
+    for keys in ["", "your-secure-api-key-change-in-production"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+            .env_remove("API_KEYS_FILE")
+            .env("API_KEYS", keys)
+            .env("API_ADDR", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{keys:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("API key") || err.contains("API_KEYS"), "{err}");
+    }
+}

@@ -81,6 +81,11 @@ def markdown(res):
       f"and every ratio compares figures from the same run.\n")
     v = res.get("versions", {})
     w(f"Versions: {v.get('rustc')}; {v.get('k6')}; {v.get('wrk')}; redis {m.get('redis_version')}.\n")
+    c = res.get("config", {})
+    w(f"Benchmark settings: release builds; redis AOF everysec; api rate limits on but set to 100,000,000/min; "
+      f"workers with WORKER_CONCURRENCY={c.get('worker_concurrency')} and K8S_POLL_INTERVAL_MS={c.get('k8s_poll_ms')} "
+      f"(the executor re-observes the stand-in cluster at that interval while waiting); stand-in pod delay 0 ms "
+      f"except lifecycle ({c.get('lifecycle_pod_delay_ms')} ms). wrk runs {c.get('seconds')} s each, 1 thread, 64 connections.\n")
 
     w("## Targets\n")
     w("| target | measured | met |")
@@ -91,6 +96,12 @@ def markdown(res):
     th = res.get("k6_thresholds", {})
     if th:
         w("k6 thresholds: " + ", ".join(f"{k}: {'pass' if ok else 'FAIL'}" for k, ok in th.items()) + "\n")
+        missed = res.get("k6_missed", {})
+        for k, exprs in missed.items():
+            if exprs:
+                w(f"- {k}: missed `" + "`, `".join(exprs) + "`")
+        if any(missed.values()):
+            w("")
     if res.get("errors"):
         w("### Scenario failures\n")
         for k, e in res["errors"].items():

@@ -507,9 +507,11 @@ GROUPS = {
 }
 
 
-def stack_factory(root, run_dir):
+def stack_factory(root, run_dir, k8s_poll_ms):
     def new_stack(name):
-        return Stack(root, run_dir, name)
+        stack = Stack(root, run_dir, name)
+        stack.k8s_poll_ms = k8s_poll_ms
+        return stack
 
     return new_stack
 

@@ -33,6 +33,7 @@ class Stack:
         self.workers = []
         self.apis = []
         self._worker_seq = 0
+        self.k8s_poll_ms = 10
 
     # --- binaries -------------------------------------------------------
     def binary(self, name):
@@ -95,15 +96,16 @@ class Stack:
                 "WORKER_CONCURRENCY": concurrency,
                 "WORKER_CONSUMER_NAME": f"bench-{name}",
                 "WORKER_METRICS_ADDR": f"127.0.0.1:{free_port()}",
-                "WORKER_NAMESPACE": "workspaces",
+                "K8S_POLL_INTERVAL_MS": self.k8s_poll_ms,
+                "WORKER_BLOCK_MS": 1000,
                 "RUST_LOG": "warn",
             }
             env.update(extra_env or {})
             p = Proc(name, [self.binary("worker")], env, self.log(name))
             self.workers.append(p)
             started.append(p)
-        # A worker is up once its consumer shows in the group.
-        want = {f"bench-{p.name}" for p in started}
+        # A worker is up once its consumer (`bench-worker-N-<suffix>`) shows in the group.
+        want = {f"bench-{p.name}-" for p in started}
         r = self.redis()
         t0 = time.monotonic()
         try:
@@ -115,7 +117,7 @@ class Stack:
                     names = {procs_name(c) for c in r.call("XINFO", "CONSUMERS", "{sm}:jobs", "workers")}
                 except Exception:  # noqa: BLE001 - group not created yet
                     return False
-                if want <= names:
+                if all(any(n and n.startswith(w) for n in names) for w in want):
                     return True
                 # A worker that names its consumer itself: give it a moment.
                 return bool(names) and not _names_known(names) and time.monotonic() - t0 > 2.0

@@ -57,8 +57,9 @@ fn assert_succeeded(stack: &Stack, job: &str) -> Value {
 
 #[test]
 fn lifecycle_create_sleep_wake_delete_through_the_api() {
-    let stack = Stack::start(StackConfig { workers: 1, record_calls: Some(calls_file("e2e-lifecycle")), ..Default::default() })
-        .unwrap();
+    let stack =
+        Stack::start(StackConfig { workers: 1, record_calls: Some(calls_file("e2e-lifecycle")), ..Default::default() })
+            .unwrap();
 
     let (id, job) = create(&stack, "e2e@example.com");
     assert_succeeded(&stack, &job);
@@ -86,12 +87,15 @@ fn lifecycle_create_sleep_wake_delete_through_the_api() {
     assert_eq!(deployment(&stack, &id)["spec"]["replicas"], 1);
     assert_eq!(session(&stack, &id)["replicas"], 1);
 
-    assert_succeeded(&stack, &command(&stack, &id, "delete"));
+    let delete = assert_succeeded(&stack, &command(&stack, &id, "delete"));
     let s = session(&stack, &id);
     assert_eq!(s["session"]["status"], "deleted", "{s}");
-    let jobs = stack.kube_get(&format!("/apis/batch/v1{NS}/jobs?labelSelector=session-uuid%3D{id}")).unwrap().json();
-    let backup = &jobs["items"][0];
-    assert_eq!(backup["status"]["succeeded"], 1, "the backup Job ran: {jobs}");
+    // Fetch the backup Job by name (a list here would be recorded as a call the worker never makes).
+    let generation = delete["generation"].as_u64().expect("jobs report their generation");
+    let sid = proto_types::SessionId::parse(&id).unwrap();
+    let name = worker::k8s::names::backup_job(&sid, generation);
+    let backup = stack.kube_get(&format!("/apis/batch/v1{NS}/jobs/{name}")).unwrap().json();
+    assert_eq!(backup["status"]["succeeded"], 1, "the backup Job ran: {backup}");
     for path in [
         format!("/apis/apps/v1{NS}/deployments/ws-{id}"),
         format!("/api/v1{NS}/persistentvolumeclaims/ws-{id}-data"),
@@ -129,7 +133,8 @@ fn two_workers_converge_fifty_interleaved_sessions_to_their_last_request() {
         let reached = wait_until(JOB_TIMEOUT, || {
             let s = session(&stack, id);
             let d = deployment(&stack, id);
-            (s["session"]["status"] == want.0 && d["spec"]["replicas"] == want.1 && s["queue_length"] == 0).then_some(())
+            (s["session"]["status"] == want.0 && d["spec"]["replicas"] == want.1 && s["queue_length"] == 0)
+                .then_some(())
         });
         assert!(
             reached.is_some(),

@@ -18,9 +18,8 @@ use worker::executor::ExecError;
 fn failing_patches(n: usize, make: fn() -> FakeError) -> (interceptor::Funcs, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
-    let funcs = interceptor::Funcs::new().patch(move |_ctx| {
-        if seen.fetch_add(1, Ordering::SeqCst) < n { Err(make()) } else { Ok(None) }
-    });
+    let funcs = interceptor::Funcs::new()
+        .patch(move |_ctx| if seen.fetch_add(1, Ordering::SeqCst) < n { Err(make()) } else { Ok(None) });
     (funcs, calls)
 }
 

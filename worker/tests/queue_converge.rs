@@ -62,11 +62,11 @@ async fn two_consumers_never_act_on_one_session_at_once() {
     let b = spawn(&server, &exec, config("b"));
 
     let mut jobs = vec![enqueue(&mut conn, "abc", Command::Create).await.unwrap()];
-    for round in 0..4 {
+    for round in 0..4u32 {
         // Wait until the previous job is converging, then ask for the opposite.
         let n = exec.calls_for("abc").len();
         eventually(WAIT, "a converge in progress", || async { exec.calls_for("abc").len() > n }).await;
-        let command = if round % 2 == 0 { Command::Sleep } else { Command::Wake };
+        let command = if round.is_multiple_of(2) { Command::Sleep } else { Command::Wake };
         jobs.push(enqueue(&mut conn, "abc", command).await.unwrap());
     }
     let last = jobs.last().unwrap();
@@ -100,9 +100,9 @@ async fn many_sessions_across_consumers_never_overlap() {
     for s in sessions {
         enqueue(&mut conn, s, Command::Create).await.unwrap();
     }
-    for i in 0..6 {
+    for i in 0..6u32 {
         for s in sessions {
-            let command = if i % 2 == 0 { Command::Sleep } else { Command::Wake };
+            let command = if i.is_multiple_of(2) { Command::Sleep } else { Command::Wake };
             let job = enqueue(&mut conn, s, command).await.unwrap();
             if i == 5 {
                 last.push(job);

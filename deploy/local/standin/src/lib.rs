@@ -88,6 +88,10 @@ pub struct Standin {
 impl Standin {
     /// Build the cluster, bind, write the kubeconfig (and address file), start serving.
     pub async fn start(config: &Config) -> Result<Self, StartError> {
+        // A kubeconfig or address file left by an earlier run must not signal readiness.
+        for stale in std::iter::once(&config.kubeconfig_out).chain(config.addr_file.as_ref()) {
+            let _ = std::fs::remove_file(stale);
+        }
         let client = cluster::build().await?;
         let recorder = recorder::Recorder::open(config.record_calls.as_deref())?;
         let (shutdown, shutdown_rx) = signal::channel(false);

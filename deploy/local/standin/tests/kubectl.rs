@@ -58,7 +58,7 @@ async fn kubectl_lists_and_reads_what_the_worker_applied() {
     assert!(ok && out.contains("workspaces"), "stdout: {out}\nstderr: {err}");
 
     let (ok, out, err) = kubectl(&kc, &["get", "all", "-n", "workspaces"]).await;
-    assert!(ok && out.contains("deployment.apps/ws-kubectl"), "stdout: {out}\nstderr: {err}");
+    assert!(ok && out.contains("ws-kubectl"), "stdout: {out}\nstderr: {err}");
 
     let (ok, _, err) = kubectl(&kc, &["scale", "deployment/ws-kubectl", "--replicas=0"]).await;
     assert!(ok, "kubectl scale failed: {err}");

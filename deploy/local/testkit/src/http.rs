@@ -99,7 +99,8 @@ fn dechunk(mut data: &[u8]) -> Option<Vec<u8>> {
 mod tests {
     #[test]
     fn parses_plain_and_chunked() {
-        let r = super::parse(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n\r\n{\"a\":1}").expect("parse");
+        let r =
+            super::parse(b"HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\n\r\n{\"a\":1}").expect("parse");
         assert_eq!(r.status, 202);
         assert_eq!(r.header("content-type"), Some("application/json"));
         assert_eq!(r.json()["a"], 1);
