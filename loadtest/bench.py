@@ -50,6 +50,7 @@ CONFIG = {
     "setup_timeout": ("BENCH_SETUP_TIMEOUT_S", "300", int),
     "skip_build": ("BENCH_SKIP_BUILD", "0", lambda s: s == "1"),
     "profile": ("BENCH_PROFILE", "1", lambda s: s == "1"),
+    "api_candidate": ("BENCH_API_CANDIDATE", "", str),
 }
 
 

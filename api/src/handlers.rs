@@ -37,8 +37,18 @@ pub struct Input<'a> {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Redis(_) | StoreError::Contended => ApiError::StoreUnavailable,
-            _ => ApiError::Internal,
+            StoreError::Redis(e) => {
+                tracing::warn!(error = %e, "redis unavailable");
+                ApiError::StoreUnavailable
+            }
+            StoreError::Contended => {
+                tracing::warn!(error = %e, "enqueue gave up");
+                ApiError::StoreUnavailable
+            }
+            other => {
+                tracing::error!(error = %other, "store returned something this version cannot use");
+                ApiError::Internal
+            }
         }
     }
 }

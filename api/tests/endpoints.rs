@@ -331,3 +331,20 @@ async fn idempotency_keys() {
     assert_eq!(stream_len(&redis), 2);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_job_carries_the_callers_trace_context() {
+    let (redis, api) = setup().await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let h = [("x-api-key", KEY), ("content-type", "application/json"), ("traceparent", tp)];
+    let r = request(api.addr, "POST", "/session/create", &h, Some(br#"{"user_id":"t@example.com"}"#)).await;
+    assert_eq!(r.status, 202);
+    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+        redis::cmd("XRANGE").arg("{sm}:jobs").arg("-").arg("+").query(&mut common::redis_conn(&redis)).unwrap();
+    let payload = &entries[0].1[0].1;
+    let job = proto_types::Job::decode(payload).unwrap();
+    assert_eq!(job.traceparent.as_deref(), Some(tp));
+    assert_eq!(job.job_id.as_str(), r.json()["job_id"].as_str().unwrap());
+    assert_eq!(job.generation, 1);
+    api.stop().await;
+}

@@ -44,10 +44,12 @@ pids+=($!)
 wait_for redis redis-cli -p "$REDIS_PORT" ping
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 
-STANDIN_ADDR=$STANDIN_ADDR STANDIN_KUBECONFIG_OUT=$dev/kubeconfig \
+rm -f "$dev/kubeconfig" "$dev/standin.addr"
+STANDIN_ADDR=$STANDIN_ADDR STANDIN_KUBECONFIG_OUT=$dev/kubeconfig STANDIN_ADDR_FILE=$dev/standin.addr \
   "$bin/kube-standin" >"$dev/logs/standin.log" 2>&1 &
 pids+=($!)
-wait_for stand-in test -s "$dev/kubeconfig"
+# The address file is written after the kubeconfig, once the server listens.
+wait_for stand-in test -s "$dev/standin.addr"
 
 KUBECONFIG=$dev/kubeconfig WORKER_METRICS_ADDR=$WORKER_METRICS_ADDR \
   "$bin/worker" >"$dev/logs/worker.log" 2>&1 &

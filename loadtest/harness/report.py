@@ -82,7 +82,7 @@ def markdown(res):
     v = res.get("versions", {})
     w(f"Versions: {v.get('rustc')}; {v.get('k6')}; {v.get('wrk')}; redis {m.get('redis_version')}.\n")
     c = res.get("config", {})
-    w(f"Benchmark settings: release builds; redis AOF everysec; api rate limits on but set to 100,000,000/min; "
+    w(f"Benchmark settings: release builds; redis AOF everysec (automatic AOF rewrite off, so no background rewrite lands in a measurement); api rate limits on but set to 100,000,000/min; "
       f"workers with WORKER_CONCURRENCY={c.get('worker_concurrency')} and K8S_POLL_INTERVAL_MS={c.get('k8s_poll_ms')} "
       f"(the executor re-observes the stand-in cluster at that interval while waiting); stand-in pod delay 0 ms "
       f"except lifecycle ({c.get('lifecycle_pod_delay_ms')} ms). wrk runs {c.get('seconds')} s each, 1 thread, 64 connections.\n")
@@ -142,6 +142,19 @@ def markdown(res):
             w(f"k6 at a fixed {k['rate']} req/s: p50 {f(d.get('med'), 2)} ms, p95 {f(d.get('p(95)'), 2)} ms, p99 {f(d.get('p(99)'), 2)} ms, "
               f"max {f(d.get('max'), 2)} ms; failed {f((k['http_req_failed_rate'] or 0) * 100, 2)}%, dropped iterations {k['dropped_iterations']}; "
               f"thresholds {'pass' if k['thresholds_ok'] else 'FAIL'}.\n")
+    ab = res.get("api_candidate")
+    if ab:
+        w("## A/B: candidate api binary vs this build (alternating rounds, same Redis)\n")
+        w(f"Candidate: `{ab['binary']}`.\n")
+        w("| binary | req/s | p99 ms | api CPU us/req | redis CPU us/req | Redis commands/req |")
+        w("|---|---|---|---|---|---|")
+        for label in ("base", "candidate"):
+            x = ab[label]
+            w(f"| {label} | {f(x['rps_median'], 0)} | {f(x['p99_ms_median'], 2)} | {f(x['cpu_us_per_req_api'])} | "
+              f"{f(x['cpu_us_per_req_redis'])} | {f(x['redis_commands_per_req'], 2)} |")
+        b0, c0 = ab["base"]["rps_median"], ab["candidate"]["rps_median"]
+        if b0 and c0:
+            w(f"\nCandidate throughput: {f((c0 / b0 - 1) * 100, 1)}% vs base.\n")
     t = res.get("tracing_cost")
     if t:
         w("## Cost of tracing on the enqueue path (issue 7)\n")

@@ -48,14 +48,13 @@ def now_ms():
 # --------------------------------------------------------------------------
 # helpers on Redis state
 # --------------------------------------------------------------------------
-def group_backlog(r):
-    """(lag, pending) of the workers group on the jobs stream."""
-    for g in r.call("XINFO", "GROUPS", "{sm}:jobs"):
-        d = {g[i]: g[i + 1] for i in range(0, len(g) - 1, 2)}
-        if d.get("name") == "workers":
-            lag = d.get("lag")
-            return (int(lag) if lag is not None else 0), int(d.get("pending", 0))
-    return None, None
+def reset_jobs(r):
+    """Drops the jobs stream and every job hash, so runs without workers do
+    not pile up hundreds of thousands of entries between measurements."""
+    r.call("UNLINK", "{sm}:jobs")
+    keys = r.scan_keys("{sm}:job:*", count=5000)
+    for i in range(0, len(keys), 5000):
+        r.call("UNLINK", *keys[i : i + 5000])
 
 
 def wait_drained(stack, job_ids, timeout, poll=0.1):
@@ -223,6 +222,7 @@ def api_group(ctx):
                 w.update(c.per_request(w["requests"]))
                 w["jobs_added"] = r.call("XLEN", "{sm}:jobs") - xlen0
                 rounds["enqueue"].append(w)
+                reset_jobs(r)
         res["api_rss"]["under_load_max_mb"] = sampler.max["api"]
         res["api_rss"]["hwm_mb"] = hwm_mb(api.pid)
         xadd = median([x["rps"] for x in rounds["xadd"]])
@@ -257,6 +257,7 @@ def api_group(ctx):
             }, os.path.join(stack.dir, "k6-enqueue.json")),
         )  # fmt: skip
         ctx.k6_outcome("enqueue (fixed rate)", res["enqueue"]["k6_fixed_rate"])
+        reset_jobs(r)
 
         # CPU profile of the enqueue path.
         if ctx.perf:
@@ -264,11 +265,36 @@ def api_group(ctx):
             rec = tools.perf_record(api.pid, cfg["seconds"], data)
             tools.run_wrk(url, "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env)
             rec.wait(timeout=60)
+            reset_jobs(r)
             res["profile"] = {
                 "api_enqueue_top_symbols": tools.perf_top_symbols(data),
                 "api_enqueue_by_dso": tools.perf_dso_split(data),
             }
         stack.stop_api(api)
+
+        # A/B: a candidate api binary (e.g. with a fix the profile suggests), alternating with this one.
+        if cfg["api_candidate"]:
+            base_runs, cand_runs = [], []
+            for i in range(cfg["runs"]):
+                tools.log(f"A/B candidate round {i + 1}/{cfg['runs']}")
+                for label, binary, out in (("base", None, base_runs), ("candidate", cfg["api_candidate"], cand_runs)):
+                    a = stack.start_api(name=f"api-ab-{label}-{i}", binary=binary)
+                    with Costs(r, {"api": a.pid, "redis": stack.redis_proc.pid}) as c:
+                        w = tools.run_wrk(f"http://127.0.0.1:{a.port}/", "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env)
+                    w.update(c.per_request(w["requests"]))
+                    out.append(w)
+                    stack.stop_api(a)
+                    reset_jobs(r)
+            def summary(runs):
+                return {
+                    "rps_median": median([x["rps"] for x in runs]),
+                    "p99_ms_median": median([x["lat_p99_ms"] for x in runs]),
+                    "cpu_us_per_req_api": median([x.get("cpu_us_per_req_api") for x in runs]),
+                    "cpu_us_per_req_redis": median([x.get("cpu_us_per_req_redis") for x in runs]),
+                    "redis_commands_per_req": median([x.get("redis_commands_per_req") for x in runs]),
+                    "runs": runs,
+                }
+            res["api_candidate"] = {"binary": cfg["api_candidate"], "base": summary(base_runs), "candidate": summary(cand_runs)}
 
         # Tracing cost: the same enqueue run without and with an OTLP exporter.
         with OtlpSink() as sink:
@@ -286,6 +312,7 @@ def api_group(ctx):
                     a = stack.start_api(extra_env=extra, name=f"api-trace-{label}-{i}")
                     out.append(tools.run_wrk(f"http://127.0.0.1:{a.port}/", "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env))
                     stack.stop_api(a)
+                    reset_jobs(r)
             off, on = median([x["rps"] for x in plain]), median([x["rps"] for x in traced])
             res["tracing_cost"] = {
                 "rps_no_exporter": off,
@@ -407,10 +434,13 @@ def worker_group(ctx):
             "RATE": rate, "DURATION": f"{cfg['e2e_seconds']}s", "P99_MS": 20,
         }, os.path.join(stack.dir, "k6-e2e.json"))  # fmt: skip
         t1 = now_ms()
-        r = stack.redis()
-        wait_until(lambda: group_backlog(r) == (0, 0), cfg["setup_timeout"], "the e2e jobs to drain")
-        r.close()
-        e2e = latency_summary(jobs_between(stack, t0, t1, {"sleep", "wake"}))
+        deadline = time.monotonic() + cfg["setup_timeout"]
+        while True:
+            recs = jobs_between(stack, t0, t1, {"sleep", "wake"})
+            if all(j["state"] in TERMINAL for j in recs) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        e2e = latency_summary(recs)
         e2e.update({"rate": rate, "seconds": cfg["e2e_seconds"], "workers": cfg["e2e_workers"], "k6": k6res})
         res["e2e"] = e2e
         ctx.k6_outcome("e2e load (fixed rate)", k6res)

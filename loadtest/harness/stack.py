@@ -54,6 +54,7 @@ class Stack:
             shutil.which("redis-server") or "redis-server",
             "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", data,
             "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            "--auto-aof-rewrite-percentage", "0",
             "--maxmemory-policy", "noeviction", "--daemonize", "no", "--protected-mode", "yes",
         ]  # fmt: skip
         self.redis_proc = Proc("redis-server", argv, {}, self.log("redis"))
@@ -133,7 +134,7 @@ class Stack:
         self.workers = []
 
     # --- api ------------------------------------------------------------
-    def start_api(self, rate_per_minute=100_000_000, extra_env=None, name=None):
+    def start_api(self, rate_per_minute=100_000_000, extra_env=None, name=None, binary=None):
         port = free_port()
         name = name or f"api-{len(self.apis) + 1}"
         env = {
@@ -146,7 +147,7 @@ class Stack:
             "RUST_LOG": "warn",
         }
         env.update(extra_env or {})
-        p = Proc(name, [self.binary("api")], env, self.log(name))
+        p = Proc(name, [binary or self.binary("api")], env, self.log(name))
         p.port = port
         wait_until(lambda: procs.http_status(port, "/readyz") == 200, 30, f"{name} /readyz", p)
         self.apis.append(p)

@@ -47,7 +47,7 @@ async fn run(
     runner_cfg: worker::runner::RunnerConfig,
     k8s_cfg: worker::k8s::K8sConfig,
 ) -> anyhow::Result<()> {
-    let _telemetry = sm_telemetry::init("session-worker").context("initialising telemetry")?;
+    let _telemetry = sm_telemetry::init("sm-worker").context("initialising telemetry")?;
     // kube's rustls needs one process-wide crypto provider (ring and aws-lc-rs are both linked).
     let _ = rustls::crypto::ring::default_provider().install_default();
     let kube =

@@ -98,3 +98,26 @@ async fn a_job_that_never_succeeds_is_dead_lettered_after_the_limit() {
     until_state(&server, &next, "succeeded", WAIT).await;
     runner.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_consumer_first_drains_its_own_pending_list() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    // A lease far longer than the test: nothing can be reclaimed by idle time.
+    let mut cfg = config("pod-0");
+    cfg.lease = Duration::from_secs(60);
+    let hung = FakeExecutor::default();
+    hung.plan("abc", Plan { hang: true, ..Plan::default() });
+    let before = spawn(&server, &hung, cfg.clone());
+    let job = enqueue(&mut conn, "abc", Command::Create).await.unwrap();
+    eventually(WAIT, "converging", || async { hung.active("abc") == 1 }).await;
+    before.crash().await;
+
+    // Same consumer name (same pod restarted): its pending entry comes first.
+    let healthy = FakeExecutor::default();
+    let after = spawn(&server, &healthy, cfg);
+    until_state(&server, &job, "succeeded", WAIT).await;
+    assert_eq!(after.stats.snapshot().reclaimed, 0, "picked up from its own pending list, not reclaimed");
+    assert_eq!(pending(&mut conn).await, 0);
+    after.shutdown().await;
+}

@@ -32,7 +32,8 @@ async fn redis_restart_loses_no_acknowledged_job() {
     // Kill while jobs are in flight.
     eventually(WAIT, "work in progress", || async { !exec.calls().is_empty() }).await;
     server.kill();
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Down long enough for every client-side reconnect attempt to fail.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
     server.restart().unwrap();
 
     let mut conn = connect(&server).await;

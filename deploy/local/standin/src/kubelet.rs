@@ -281,3 +281,130 @@ impl Kubelet {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use k8s_openapi::api::apps::v1::DeploymentSpec;
+    use k8s_openapi::api::batch::v1::JobSpec;
+    use k8s_openapi::api::core::v1::{Container, PodSpec, PodTemplateSpec};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+
+    use super::*;
+
+    fn labels() -> BTreeMap<String, String> {
+        BTreeMap::from([
+            ("app.kubernetes.io/managed-by".to_owned(), "session-manager".to_owned()),
+            ("session-uuid".to_owned(), "abc".to_owned()),
+        ])
+    }
+
+    fn meta(name: &str) -> ObjectMeta {
+        ObjectMeta {
+            name: Some(name.into()),
+            namespace: Some("ws".into()),
+            labels: Some(labels()),
+            ..Default::default()
+        }
+    }
+
+    fn pod_spec() -> Option<PodSpec> {
+        Some(PodSpec { containers: vec![Container { name: "c".into(), ..Default::default() }], ..Default::default() })
+    }
+
+    fn deployment(replicas: i32) -> Deployment {
+        Deployment {
+            metadata: meta("ws-abc"),
+            spec: Some(DeploymentSpec {
+                replicas: Some(replicas),
+                selector: LabelSelector {
+                    match_labels: Some(BTreeMap::from([("session-uuid".to_owned(), "abc".to_owned())])),
+                    match_expressions: None,
+                },
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels: Some(labels()), ..Default::default() }),
+                    spec: pod_spec(),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn job(name: &str) -> Job {
+        Job {
+            metadata: meta(name),
+            spec: Some(JobSpec {
+                backoff_limit: Some(2),
+                template: PodTemplateSpec { metadata: None, spec: pod_spec() },
+                ..Default::default()
+            }),
+            status: None,
+        }
+    }
+
+    async fn cluster() -> Client {
+        kube_fake_client::ClientBuilder::new()
+            .with_status_subresource::<Deployment>()
+            .with_status_subresource::<Job>()
+            .with_object(deployment(1))
+            .with_object(job("backup-1"))
+            .build()
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn deployments_become_ready_after_the_delay_and_scale_to_zero() {
+        let client = cluster().await;
+        let k = Kubelet::new(
+            client.clone(),
+            KubeletConfig { delay: Duration::from_millis(50), fail_backups: false, namespace: None },
+        );
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "ws");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
+        assert_eq!(k.tick().await.unwrap().pods_created, 0, "nothing before the delay");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(k.tick().await.unwrap().pods_created, 1);
+        let d = deployments.get("ws-abc").await.unwrap();
+        assert_eq!(d.status.unwrap().ready_replicas, Some(1));
+        let pod = pods.get("ws-abc-0").await.unwrap();
+        assert_eq!(pod.labels().get("session-uuid").map(String::as_str), Some("abc"));
+        assert_eq!(k.tick().await.unwrap(), TickReport::default(), "converged: nothing to do");
+
+        let patch = json!({"spec": {"replicas": 0}});
+        deployments.patch("ws-abc", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        k.tick().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(60)).await;
+        assert_eq!(k.tick().await.unwrap().pods_deleted, 1);
+        assert!(pods.list(&ListParams::default()).await.unwrap().items.is_empty());
+        let d = deployments.get("ws-abc").await.unwrap();
+        assert_eq!(d.status.unwrap().ready_replicas, Some(0));
+    }
+
+    #[tokio::test]
+    async fn jobs_complete_or_fail_on_the_knob() {
+        let client = cluster().await;
+        let jobs: Api<Job> = Api::namespaced(client.clone(), "ws");
+        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        assert_eq!(k.tick().await.unwrap().jobs_succeeded, 1);
+        let j = jobs.get("backup-1").await.unwrap().status.unwrap();
+        assert_eq!(j.succeeded, Some(1));
+        assert!(j.conditions.unwrap().iter().any(|c| c.type_ == "Complete" && c.status == "True"));
+
+        k.set_fail_backups(true);
+        jobs.create(&PostParams::default(), &job("backup-2")).await.unwrap();
+        assert_eq!(k.tick().await.unwrap().jobs_failed, 1);
+        let j = jobs.get("backup-2").await.unwrap().status.unwrap();
+        assert_eq!(j.failed, Some(3));
+        assert!(
+            j.conditions
+                .unwrap()
+                .iter()
+                .any(|c| c.type_ == "Failed" && c.reason.as_deref() == Some("BackoffLimitExceeded"))
+        );
+        // Finished Jobs are left alone.
+        assert_eq!(k.tick().await.unwrap(), TickReport::default());
+    }
+}
