@@ -40,7 +40,7 @@ clippy:
 # The end-to-end tests run the api, worker and stand-in binaries: build them first.
 cargo-test: deps tools bins
 	rm -rf target/k8s-calls
-	$(CARGO) test --workspace --no-fail-fast
+	KUBERNETES_VALIDATE_REQUIRED=1 $(CARGO) test --workspace --no-fail-fast
 
 doc:
 	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps -p proto-types

@@ -9,11 +9,12 @@ use http::{HeaderMap, StatusCode};
 use proto_types::{Command, JobId, JobState, Refusal, SessionId};
 
 use crate::auth::KeyId;
+use crate::enqueue::{EnqueueError, EnqueueOutcome, EnqueueRequest};
 use crate::error::ApiError;
 use crate::response::{HttpResponse, json_response, now_ms, text_response};
 use crate::routes::{Matched, RouteId};
 use crate::service::AppState;
-use crate::store::{EnqueueError, EnqueueOutcome, EnqueueRequest, StoreError};
+use crate::store::StoreError;
 use crate::{validate, views};
 
 /// The OpenAPI document, served as is.

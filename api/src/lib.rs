@@ -17,18 +17,22 @@
 //! | [`auth`] | API key digests, constant-time check |
 //! | [`ratelimit`] | GCRA buckets and headers |
 //! | [`net`] | client IP behind trusted proxies |
-//! | [`store`] | the Redis adapter: reads, enqueue with optimistic retry |
+//! | [`store`] | the Redis adapter: connection, reads, rate-limit round trip |
+//! | [`enqueue`] | decide + enqueue script, optimistic retry |
+//! | [`records`] | typed session and job hashes |
 //! | [`metrics`] | Prometheus metrics |
 //! | [`error`] | [`ApiError`] and its JSON rendering |
 //! | [`response`] | body type, JSON, the old timestamp format |
 
 pub mod auth;
 pub mod config;
+pub mod enqueue;
 pub mod error;
 pub mod handlers;
 pub mod metrics;
 pub mod net;
 pub mod ratelimit;
+pub mod records;
 pub mod response;
 pub mod routes;
 pub mod server;

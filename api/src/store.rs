@@ -1,28 +1,19 @@
-//! The Redis adapter: everything the api reads or writes, and nothing else.
-//!
-//! Reads parse the hashes the worker and the enqueue script write
-//! ([`proto_types::record`]) into typed records; writes are the enqueue
-//! script ([`proto_types::scripts::enqueue`]) with optimistic retry on
-//! `Conflict`, deciding every attempt with [`proto_types::machine::decide`]
-//! first. The rate-limit script runs here too. No HTTP in this module.
+//! The Redis adapter: the connection, the reads (sessions, jobs, the
+//! session index, queue position), the health ping and the rate-limit
+//! round trip. Enqueueing is in [`crate::enqueue`], record parsing in
+//! [`crate::records`]. No HTTP in this module.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use proto_types::machine::{SessionView, decide};
 use proto_types::scripts::ReplyError;
-use proto_types::scripts::enqueue::{Enqueue, EnqueueReply};
-use proto_types::{
-    CodecError, Command, DesiredState, Job, JobId, JobState, Refusal, SessionId, SessionState, keys, record,
-};
+use proto_types::{CodecError, JobId, JobState, SessionId, keys, record};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{AsyncCommands, RedisError, Script};
 
+use crate::enqueue::ENQUEUE_ATTEMPTS;
 use crate::ratelimit::{Bucket, GCRA_SOURCE, PERIOD_MS, Verdict};
-use crate::response::now_ms;
-
-/// How often enqueue re-reads and re-decides after a `Conflict` (or a taken id).
-const ENQUEUE_ATTEMPTS: usize = 8;
+pub use crate::records::{JobRecord, SessionRecord};
 /// How many stream entries ahead of a job are counted for its queue position.
 pub const QUEUE_POSITION_CAP: u64 = 1000;
 
@@ -54,177 +45,6 @@ pub enum StoreError {
     Contended,
 }
 
-/// A session hash, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionRecord {
-    /// Its id.
-    pub id: SessionId,
-    /// Owner.
-    pub user_id: String,
-    /// Observed status.
-    pub status: SessionState,
-    /// Desired state.
-    pub desired: DesiredState,
-    /// Generation (0 when absent).
-    pub generation: u64,
-    /// Creation time, ms.
-    pub created_at_ms: u64,
-    /// Last activity, ms.
-    pub last_activity_ms: u64,
-    /// Ready replicas the worker observed.
-    pub replicas: u64,
-    /// Last error, empty if none.
-    pub last_error: String,
-    /// Last job enqueued for it.
-    pub last_job_id: String,
-    /// Workspace URL.
-    pub workspace_url: String,
-}
-
-/// A job hash, parsed.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JobRecord {
-    /// Its id.
-    pub id: JobId,
-    /// Session it acts on.
-    pub session_id: String,
-    /// Command.
-    pub command: Command,
-    /// State.
-    pub state: JobState,
-    /// Generation it was issued for.
-    pub generation: u64,
-    /// Accepted at, ms.
-    pub requested_at_ms: u64,
-    /// First started at, ms.
-    pub started_at_ms: Option<u64>,
-    /// Finished at, ms.
-    pub finished_at_ms: Option<u64>,
-    /// Starts so far.
-    pub attempts: u64,
-    /// Error, empty if none.
-    pub error: String,
-    /// Stream entry id.
-    pub stream_id: String,
-}
-
-fn num(map: &HashMap<String, String>, field: &str) -> Option<u64> {
-    map.get(field).and_then(|v| v.parse().ok())
-}
-
-fn text(map: &HashMap<String, String>, field: &str) -> String {
-    map.get(field).cloned().unwrap_or_default()
-}
-
-impl SessionRecord {
-    fn parse(id: &SessionId, map: &HashMap<String, String>) -> Result<Option<Self>, StoreError> {
-        if map.is_empty() {
-            return Ok(None);
-        }
-        let corrupt = |what: String| StoreError::Corrupt { key: keys::session(id.as_str()), what };
-        let status = SessionState::parse(&text(map, record::session::STATUS)).map_err(|e| corrupt(e.to_string()))?;
-        let desired = match map.get(record::session::DESIRED) {
-            Some(d) => DesiredState::parse(d).map_err(|e| corrupt(e.to_string()))?,
-            None => DesiredState::Running,
-        };
-        Ok(Some(Self {
-            id: id.clone(),
-            user_id: text(map, record::session::USER),
-            status,
-            desired,
-            generation: num(map, record::session::GENERATION).unwrap_or(0),
-            created_at_ms: num(map, record::session::CREATED_AT).unwrap_or(0),
-            last_activity_ms: num(map, record::session::LAST_ACTIVITY).unwrap_or(0),
-            replicas: num(map, record::session::REPLICAS).unwrap_or(0),
-            last_error: text(map, record::session::LAST_ERROR),
-            last_job_id: text(map, record::session::LAST_JOB),
-            workspace_url: text(map, record::session::WORKSPACE_URL),
-        }))
-    }
-}
-
-impl JobRecord {
-    fn parse(id: &JobId, map: &HashMap<String, String>) -> Result<Option<Self>, StoreError> {
-        if map.is_empty() {
-            return Ok(None);
-        }
-        let corrupt = |what: String| StoreError::Corrupt { key: keys::job(id.as_str()), what };
-        Ok(Some(Self {
-            id: id.clone(),
-            session_id: text(map, record::job::SESSION),
-            command: Command::parse(&text(map, record::job::COMMAND)).map_err(|e| corrupt(e.to_string()))?,
-            state: JobState::parse(&text(map, record::job::STATE)).map_err(|e| corrupt(e.to_string()))?,
-            generation: num(map, record::job::GENERATION).unwrap_or(0),
-            requested_at_ms: num(map, record::job::REQUESTED_AT).unwrap_or(0),
-            started_at_ms: num(map, record::job::STARTED_AT),
-            finished_at_ms: num(map, record::job::FINISHED_AT),
-            attempts: num(map, record::job::ATTEMPTS).unwrap_or(0),
-            error: text(map, record::job::ERROR),
-            stream_id: text(map, record::job::STREAM_ID),
-        }))
-    }
-}
-
-/// What to enqueue.
-#[derive(Debug, Clone)]
-pub struct EnqueueRequest<'a> {
-    /// The command.
-    pub command: Command,
-    /// The session; `None` for create (a fresh id is drawn).
-    pub session: Option<SessionId>,
-    /// Owner, for create.
-    pub user_id: &'a str,
-    /// `(scope, key, fingerprint)` of an `Idempotency-Key`.
-    pub idempotency: Option<(&'a str, &'a str, &'a str)>,
-    /// Per-user live session limit (0 = none).
-    pub max_sessions_per_user: u32,
-    /// Workspace URL pattern with `{uuid}`.
-    pub workspace_url_pattern: &'a str,
-    /// W3C trace context to hand to the worker: `(traceparent, tracestate)`.
-    pub trace: (Option<String>, Option<String>),
-}
-
-/// A command the store accepted.
-#[derive(Debug, Clone)]
-pub struct Accepted {
-    /// The queued job.
-    pub job: Job,
-    /// Status clients see now.
-    pub status: SessionState,
-    /// Owner.
-    pub user_id: String,
-    /// Workspace URL.
-    pub workspace_url: String,
-    /// Creation time of the session, ms.
-    pub created_at_ms: u64,
-}
-
-/// How an enqueue ended.
-#[derive(Debug, Clone)]
-pub enum EnqueueOutcome {
-    /// Queued now.
-    Accepted(Accepted),
-    /// The idempotency key was used before for the same request: this job.
-    Replay(JobId),
-}
-
-/// Why an enqueue was refused.
-#[derive(Debug, thiserror::Error)]
-pub enum EnqueueError {
-    /// The state machine refused.
-    #[error(transparent)]
-    Refused(Refusal),
-    /// The user is at the live-session limit.
-    #[error("user has {0} live sessions")]
-    Limit(u64),
-    /// The idempotency key belongs to a different request.
-    #[error("idempotency key used for job {0}")]
-    IdempotencyMismatch(String),
-    /// The store failed.
-    #[error(transparent)]
-    Store(#[from] StoreError),
-}
-
 /// A page of sessions.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -237,8 +57,8 @@ pub struct Page {
 /// The Redis-backed store.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
-    enqueue: Script,
+    pub(crate) conn: ConnectionManager,
+    pub(crate) enqueue: Script,
     gcra: Script,
 }
 
@@ -248,7 +68,7 @@ impl std::fmt::Debug for Store {
     }
 }
 
-fn random<const N: usize>() -> Result<[u8; N], StoreError> {
+pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
     let mut b = [0u8; N];
     getrandom::fill(&mut b).map_err(|_| StoreError::Random)?;
     Ok(b)
@@ -437,96 +257,6 @@ impl Store {
         out.truncate(count);
         Ok(out)
     }
-
-    /// Decides and enqueues one command, retrying on races.
-    pub async fn enqueue(&self, req: &EnqueueRequest<'_>) -> Result<EnqueueOutcome, EnqueueError> {
-        let mut c = self.conn.clone();
-        if let Some((scope, key, fingerprint)) = req.idempotency {
-            let prior: Option<String> = c.get(keys::idempotency(scope, key)).await.map_err(StoreError::from)?;
-            if let Some(prior) = prior {
-                let (job, fp) = prior.split_once(' ').unwrap_or((prior.as_str(), ""));
-                if fp != fingerprint {
-                    return Err(EnqueueError::IdempotencyMismatch(job.to_owned()));
-                }
-                let job = JobId::parse(job)
-                    .map_err(|e| StoreError::Corrupt { key: keys::idempotency(scope, key), what: e.to_string() })?;
-                return Ok(EnqueueOutcome::Replay(job));
-            }
-        }
-        for _ in 0..ENQUEUE_ATTEMPTS {
-            let sid = match &req.session {
-                Some(s) => s.clone(),
-                None => SessionId::from_random(random::<4>()?),
-            };
-            let rec = self.session(&sid).await?;
-            let view = rec.as_ref().map(|r| SessionView { status: r.status, desired: r.desired });
-            let decision = match decide(view, req.command) {
-                Ok(d) => d,
-                Err(Refusal::AlreadyExists) if req.session.is_none() => continue,
-                Err(r) => return Err(EnqueueError::Refused(r)),
-            };
-            let expected = rec.as_ref().map_or(0, |r| r.generation);
-            let now = now_ms();
-            let job = Job {
-                job_id: JobId::from_random(random::<16>()?),
-                session_id: sid.clone(),
-                command: req.command,
-                requested_at_ms: now,
-                generation: expected + 1,
-                idempotency_key: req.idempotency.map(|(_, k, _)| k.to_owned()),
-                traceparent: req.trace.0.clone(),
-                tracestate: req.trace.1.clone(),
-            };
-            let payload = job.encode().map_err(StoreError::from)?;
-            let (user_id, workspace_url, created_at_ms) = match &rec {
-                Some(r) => (r.user_id.clone(), r.workspace_url.clone(), r.created_at_ms),
-                None => (req.user_id.to_owned(), req.workspace_url_pattern.replace("{uuid}", sid.as_str()), now),
-            };
-            let inv = Enqueue {
-                job: &job,
-                payload: &payload,
-                expected_generation: expected,
-                desired: decision.desired,
-                status: decision.status,
-                user_id: &user_id,
-                max_sessions_per_user: req.max_sessions_per_user,
-                workspace_url: &workspace_url,
-                idempotency: req.idempotency,
-                now_ms: now,
-            }
-            .invocation();
-            let mut call = self.enqueue.prepare_invoke();
-            for k in &inv.keys {
-                call.key(k);
-            }
-            for a in &inv.args {
-                call.arg(a.as_slice());
-            }
-            let reply: Vec<String> = call.invoke_async(&mut c).await.map_err(StoreError::from)?;
-            match EnqueueReply::parse(&reply).map_err(StoreError::from)? {
-                EnqueueReply::Ok { .. } => {
-                    return Ok(EnqueueOutcome::Accepted(Accepted {
-                        job,
-                        status: decision.status,
-                        user_id,
-                        workspace_url,
-                        created_at_ms,
-                    }));
-                }
-                EnqueueReply::Idempotent { job_id, same_request } => {
-                    if !same_request {
-                        return Err(EnqueueError::IdempotencyMismatch(job_id));
-                    }
-                    let id = JobId::parse(&job_id)
-                        .map_err(|e| StoreError::Corrupt { key: "idempotency".into(), what: e.to_string() })?;
-                    return Ok(EnqueueOutcome::Replay(id));
-                }
-                EnqueueReply::Conflict { .. } => continue,
-                EnqueueReply::LimitReached { live } => return Err(EnqueueError::Limit(live)),
-            }
-        }
-        Err(StoreError::Contended.into())
-    }
 }
 
 #[cfg(test)]
@@ -538,27 +268,5 @@ mod tests {
         assert!(stream_pos("10-0") > stream_pos("9-5"));
         assert!(stream_pos("5-10") > stream_pos("5-9"));
         assert_eq!(stream_pos("junk"), None);
-    }
-
-    #[test]
-    fn session_record_parses_what_the_script_writes() {
-        let id = SessionId::parse("abc").expect("valid");
-        let map: HashMap<String, String> = [
-            ("user_id", "u@example.com"),
-            ("status", "sleeping"),
-            ("desired", "sleeping"),
-            ("generation", "4"),
-            ("created_at_ms", "1000"),
-            ("replicas", "0"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
-        let rec = SessionRecord::parse(&id, &map).expect("parses").expect("exists");
-        assert_eq!(rec.status, SessionState::Sleeping);
-        assert_eq!(rec.generation, 4);
-        assert_eq!(SessionRecord::parse(&id, &HashMap::new()).expect("ok"), None);
-        let bad: HashMap<String, String> = [("status".to_owned(), "melted".to_owned())].into_iter().collect();
-        assert!(SessionRecord::parse(&id, &bad).is_err());
     }
 }

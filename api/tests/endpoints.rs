@@ -339,12 +339,45 @@ async fn queued_job_carries_the_callers_trace_context() {
     let h = [("x-api-key", KEY), ("content-type", "application/json"), ("traceparent", tp)];
     let r = request(api.addr, "POST", "/session/create", &h, Some(br#"{"user_id":"t@example.com"}"#)).await;
     assert_eq!(r.status, 202);
-    let entries: Vec<(String, Vec<(String, Vec<u8>)>)> =
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let entries: Vec<Entry> =
         redis::cmd("XRANGE").arg("{sm}:jobs").arg("-").arg("+").query(&mut common::redis_conn(&redis)).unwrap();
     let payload = &entries[0].1[0].1;
     let job = proto_types::Job::decode(payload).unwrap();
     assert_eq!(job.traceparent.as_deref(), Some(tp));
     assert_eq!(job.job_id.as_str(), r.json()["job_id"].as_str().unwrap());
     assert_eq!(job.generation, 1);
+    api.stop().await;
+}
+
+/// Racing commands on one session all land, each on its own generation:
+/// the enqueue script's compare-and-set plus re-decide never loses or
+/// duplicates a command.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_commands_get_distinct_generations() {
+    let (redis, api) = setup().await;
+    seed_session(&redis, "race", "u", "running", "running", 1);
+    let addr = api.addr;
+    let mut tasks = Vec::new();
+    // At most ENQUEUE_ATTEMPTS racers: each conflict means another racer won, so all fit.
+    for i in 0..api::enqueue::ENQUEUE_ATTEMPTS {
+        let cmd = if i % 2 == 0 { "sleep" } else { "wake" };
+        tasks.push(tokio::spawn(async move {
+            request(addr, "POST", &format!("/session/race/{cmd}"), &[("x-api-key", KEY)], None).await.status
+        }));
+    }
+    for t in tasks {
+        assert_eq!(t.await.unwrap(), 202);
+    }
+    type Entry = (String, Vec<(String, Vec<u8>)>);
+    let entries: Vec<Entry> =
+        redis::cmd("XRANGE").arg("{sm}:jobs").arg("-").arg("+").query(&mut common::redis_conn(&redis)).unwrap();
+    let mut generations: Vec<u64> =
+        entries.iter().map(|(_, f)| proto_types::Job::decode(&f[0].1).unwrap().generation).collect();
+    generations.sort_unstable();
+    assert_eq!(generations, (2..=9).collect::<Vec<u64>>());
+    let g: u64 =
+        redis::cmd("HGET").arg("{sm}:session:race").arg("generation").query(&mut common::redis_conn(&redis)).unwrap();
+    assert_eq!(g, 9);
     api.stop().await;
 }

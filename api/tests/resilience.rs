@@ -14,17 +14,18 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 async fn rate_limit_is_shared_by_two_instances() {
     let redis = RedisServer::start().unwrap();
     let mut cfg = common::config(&redis);
-    cfg.rate_per_ip = 6;
+    // 4 per minute: a token refills only every 15 s, far longer than this test's requests take.
+    cfg.rate_per_ip = 4;
     let one = Api::start(cfg.clone()).await;
     let two = Api::start(cfg).await;
     let mut statuses = Vec::new();
-    for i in 0..6 {
+    for i in 0..4 {
         let api = if i % 2 == 0 { &one } else { &two };
         let r = api.get("/sessions").await;
-        assert_eq!(r.header("ratelimit-limit"), Some("6"));
+        assert_eq!(r.header("ratelimit-limit"), Some("4"));
         statuses.push(r.status);
     }
-    assert_eq!(statuses, [200; 6]);
+    assert_eq!(statuses, [200; 4]);
     for api in [&one, &two] {
         let r = api.create("u@example.com").await;
         assert_eq!(r.error(429), "rate_limited");
@@ -242,4 +243,23 @@ fn refuses_to_start_without_a_real_key() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
         assert!(err.contains("API key") || err.contains("API_KEYS"), "{err}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_beyond_the_cap_wait_their_turn() {
+    let redis = RedisServer::start().unwrap();
+    let mut cfg = common::config(&redis);
+    cfg.max_connections = 1;
+    let api = Api::start(cfg).await;
+    let hog = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    // Give the server time to accept the hog so it holds the only slot.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let addr = api.addr;
+    let mut waiting = tokio::spawn(async move { request(addr, "GET", "/livez", &[], None).await });
+    let early = tokio::time::timeout(Duration::from_millis(500), &mut waiting).await;
+    assert!(early.is_err(), "a second connection is served while the cap is reached");
+    drop(hog);
+    let r = tokio::time::timeout(Duration::from_secs(30), waiting).await.unwrap().unwrap();
+    assert_eq!(r.status, 200);
+    api.stop().await;
 }

@@ -123,7 +123,7 @@ fn two_workers_converge_fifty_interleaved_sessions_to_their_last_request() {
             seed ^= seed << 13;
             seed ^= seed >> 17;
             seed ^= seed << 5;
-            let action = if (seed + round) % 2 == 0 { "sleep" } else { "wake" };
+            let action = if (seed + round).is_multiple_of(2) { "sleep" } else { "wake" };
             command(&stack, id, action);
             last.insert(id.clone(), action);
         }

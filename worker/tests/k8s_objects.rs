@@ -182,7 +182,7 @@ fn backup_job_mounts_the_volume_read_only_and_is_restricted() {
     assert_eq!(data["persistentVolumeClaim"]["readOnly"], true);
     assert!(vols.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == "backup-pvc"));
     let script = s(&c["command"][2]);
-    assert!(script.contains("zipfile") && script.contains("/backup/${BACKUP_FILE}"));
+    assert!(script.contains("make_archive") && script.contains("/backup/${BACKUP_FILE}"));
 }
 
 fn schemas_dir() -> PathBuf {

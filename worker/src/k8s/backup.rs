@@ -5,12 +5,12 @@
 //! PVC at `/backup`, and writes `/backup/app-{uuid}-{YYYYmmdd-HHMMSS}.zip`
 //! (to a hidden `.partial` file first, renamed when complete, so a
 //! half-written archive never carries the final name). The image needs only
-//! `sh` and `python3`: the archive is written by Python's standard
-//! `python3 -m zipfile -c`, so nothing is installed at run time (stock
-//! `alpine`/`busybox` have no `zip`). The timestamp is chosen once, when the
-//! Job is first created, and stored in the [`names::BACKUP_FILE_ANNOTATION`]
-//! annotation; every later attempt reads it back from the Job, so retries
-//! agree on one file name.
+//! `sh` and `python3`: the archive (deflate-compressed, paths under `app/`)
+//! is written by Python's standard `shutil.make_archive`, so nothing is
+//! installed at run time (stock `alpine`/`busybox` have no `zip`). The
+//! timestamp is chosen once, when the Job is first created, and stored in the
+//! [`names::BACKUP_FILE_ANNOTATION`] annotation; every later attempt reads it
+//! back from the Job, so retries agree on one file name.
 
 use std::collections::BTreeMap;
 
@@ -34,8 +34,8 @@ pub const BACKUP_DIR: &str = "/backup";
 /// The shell script run by the backup container.
 const SCRIPT: &str = r#"set -eu
 tmp="/backup/.${BACKUP_FILE}.partial"
-python3 -m zipfile -c "$tmp" /app
-mv "$tmp" "/backup/${BACKUP_FILE}"
+python3 -c 'import shutil, sys; shutil.make_archive(sys.argv[1], "zip", root_dir="/", base_dir="app")' "$tmp"
+mv "$tmp.zip" "/backup/${BACKUP_FILE}"
 echo "wrote /backup/${BACKUP_FILE}""#;
 
 /// The backup file name for a session at a UTC time.

@@ -80,10 +80,7 @@ impl K8sExecutor {
         )?;
         Ok(Observed {
             pvc_uid: pvc.map(|p| p.metadata.uid.unwrap_or_default()),
-            deployment: deploy.map(|d| DeploymentView {
-                replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                ready: d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0),
-            }),
+            deployment: deploy.as_ref().map(deployment_view),
             service: svc.is_some(),
             ingress: ing.is_some(),
             scaled_object_paused: so.as_ref().map(keda::is_paused),
@@ -199,6 +196,20 @@ fn timed_out(wait: Wait, id: &SessionId, generation: u64, bound: Duration) -> Ex
     ExecError::Permanent { message, status: SessionState::Failed }
 }
 
+/// Ready replicas count only once the controller has seen the current spec:
+/// right after a scale change the status still describes the old one.
+fn deployment_view(d: &Deployment) -> DeploymentView {
+    let status = d.status.as_ref();
+    let stale = match (status.and_then(|s| s.observed_generation), d.metadata.generation) {
+        (Some(seen), Some(current)) => seen < current,
+        _ => false,
+    };
+    DeploymentView {
+        replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+        ready: if stale { 0 } else { status.and_then(|s| s.ready_replicas).unwrap_or(0) },
+    }
+}
+
 /// Runs one Kubernetes call in a span, classifying its error.
 async fn traced<T>(
     verb: &'static str,
@@ -242,4 +253,31 @@ where
 
 fn kind_of<K: Resource<DynamicType = ()>>() -> String {
     K::kind(&()).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use k8s_openapi::api::apps::v1::{DeploymentSpec, DeploymentStatus};
+
+    use super::*;
+
+    fn dep(generation: Option<i64>, observed: Option<i64>, ready: i32) -> Deployment {
+        Deployment {
+            metadata: kube::api::ObjectMeta { generation, ..Default::default() },
+            spec: Some(DeploymentSpec { replicas: Some(1), ..Default::default() }),
+            status: Some(DeploymentStatus {
+                observed_generation: observed,
+                ready_replicas: Some(ready),
+                ..Default::default()
+            }),
+        }
+    }
+
+    #[test]
+    fn ready_replicas_of_an_old_spec_do_not_count() {
+        // Woken again before the old pod was gone: status still shows it.
+        assert_eq!(deployment_view(&dep(Some(3), Some(2), 1)).ready, 0);
+        assert_eq!(deployment_view(&dep(Some(3), Some(3), 1)).ready, 1);
+        assert_eq!(deployment_view(&dep(None, None, 1)).ready, 1);
+    }
 }

@@ -70,6 +70,9 @@ pub struct ScaledObjectSpec {
     /// Seconds without demand before scaling to zero.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cooldown_period: Option<i32>,
+    /// Seconds after creation before KEDA may first scale to zero.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_cooldown_period: Option<i32>,
     /// Seconds between two trigger checks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub polling_interval: Option<i32>,
@@ -159,6 +162,9 @@ pub fn scaled_object(config: &K8sConfig, id: &SessionId, paused: bool) -> Scaled
             min_replica_count: Some(0),
             max_replica_count: Some(1),
             cooldown_period: Some(300),
+            // KEDA scales a new target to minReplicaCount at once unless told
+            // to wait; give a fresh workspace the same grace as an idle one.
+            initial_cooldown_period: Some(300),
             polling_interval: Some(15),
             triggers: vec![Trigger {
                 type_: "redis".into(),

@@ -121,7 +121,8 @@ async fn process<E: Executor>(ctx: &Ctx<E>, entry: &Entry, deliveries: Deliverie
             finish_alone(ctx, entry, &job, &user, JobState::Failed, Some("session not found"), status).await
         }
         Action::Converge(_) => {
-            let run = Run { ctx, entry, job: &job, user: &user, attempts, workspace_url: snapshot.workspace_url };
+            let run =
+                Run { ctx, entry, job: &job, user: &user, attempts, status, workspace_url: snapshot.workspace_url };
             run.with_lease().await
         }
     }
@@ -227,6 +228,9 @@ struct Run<'a, E> {
     job: &'a Job,
     user: &'a str,
     attempts: u32,
+    /// Session status when the job started (for events of jobs that end
+    /// without writing the session).
+    status: SessionState,
     workspace_url: Option<String>,
 }
 
@@ -313,7 +317,7 @@ impl<E: Executor> Run<'_, E> {
                     self.user,
                     JobState::Failed,
                     Some("session not found"),
-                    SessionState::Failed,
+                    self.status,
                 )
                 .await;
             }

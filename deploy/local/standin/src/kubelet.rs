@@ -174,7 +174,9 @@ impl Kubelet {
         let pods = pods_api.list(&ListParams::default().labels(&sel)).await.map_err(err(format!("list pods {ns}")))?;
         let have = i32::try_from(pods.items.len()).unwrap_or(i32::MAX);
         let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
-        if have == want && ready == want {
+        let seen = d.status.as_ref().and_then(|s| s.observed_generation);
+        let current = seen.is_none_or(|g| d.metadata.generation.is_none_or(|cur| g >= cur));
+        if have == want && ready == want && current {
             self.forget("Deployment", &ns, &name);
             return Ok(());
         }
