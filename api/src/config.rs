@@ -29,7 +29,7 @@ pub struct Args {
     /// Comma-separated API keys; all are accepted (rotation).
     #[arg(long, env = "API_KEYS", default_value = "", hide_env_values = true, hide_default_value = true)]
     pub api_keys: String,
-    /// File with more API keys, one per line (`#` starts a comment).
+    /// File with more API keys, comma- or newline-separated (`#` starts a comment).
     #[arg(long, env = "API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
     /// Requests per minute per client IP (0 disables the per-IP limit).
@@ -65,6 +65,18 @@ pub struct Args {
     /// Milliseconds to wait for one Redis connect or reply.
     #[arg(long, env = "REDIS_TIMEOUT_MS", default_value_t = 2000)]
     pub redis_timeout_ms: u64,
+    /// Log line format: `text` for humans, `json` for log collectors.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
 }
 
 /// Validated configuration.
@@ -98,6 +110,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Redis connect / response timeout.
     pub redis_timeout: Duration,
+    /// Log format.
+    pub log_format: LogFormat,
 }
 
 /// Why the configuration was refused.
@@ -139,7 +153,9 @@ impl Args {
         if let Some(path) = &self.api_keys_file {
             let text =
                 std::fs::read_to_string(path).map_err(|source| ConfigError::KeysFile { path: path.clone(), source })?;
-            keys.extend(text.lines().map(|l| l.split('#').next().unwrap_or("").trim().to_owned()));
+            keys.extend(
+                text.lines().flat_map(|l| l.split('#').next().unwrap_or("").split(',')).map(|k| k.trim().to_owned()),
+            );
         }
         keys.retain(|k| !k.is_empty());
         if keys.iter().any(|k| k == OLD_DEFAULT_KEY) {
@@ -179,6 +195,7 @@ impl Args {
             request_timeout: Duration::from_secs(self.request_timeout),
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),
+            log_format: self.log_format,
         })
     }
 }
@@ -228,11 +245,12 @@ mod tests {
     #[test]
     fn keys_file_adds_keys() {
         let dir = std::env::temp_dir().join(format!("api-keys-test-{}", std::process::id()));
-        std::fs::write(&dir, "# rotated 2025-11\nalpha\n\nbeta # new\n").unwrap();
+        std::fs::write(&dir, "# rotated 2025-11\nalpha\n\nbeta # new\ngamma,delta\n").unwrap();
         let c = parse(&["--api-keys-file", dir.to_str().unwrap()]).unwrap();
         std::fs::remove_file(&dir).unwrap();
-        assert_eq!(c.keys.len(), 2);
+        assert_eq!(c.keys.len(), 4);
         assert!(c.keys.check(b"beta").is_some());
+        assert!(c.keys.check(b"delta").is_some());
         assert!(matches!(parse(&["--api-keys-file", "/nonexistent/keys"]), Err(ConfigError::KeysFile { .. })));
     }
 

@@ -1,13 +1,18 @@
 //! The api binary: parse configuration (exit 64 on a bad one), install
 //! tracing, serve until SIGTERM or Ctrl-C, drain, exit.
 
+use api::config::LogFormat;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-/// Plain `fmt` tracing, filtered by `RUST_LOG` (default `info`).
-fn init_tracing() {
+/// `fmt` tracing (text or JSON lines), filtered by `RUST_LOG` (default `info`).
+fn init_tracing(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().init(),
+    }
 }
 
 /// Resolves on SIGTERM or Ctrl-C.
@@ -44,7 +49,7 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(64);
         }
     };
-    init_tracing();
+    init_tracing(config.log_format);
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
