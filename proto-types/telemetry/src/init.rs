@@ -56,6 +56,15 @@ pub enum TelemetryError {
     Flush(#[source] OTelSdkError),
 }
 
+impl TelemetryError {
+    /// Whether the environment holds a bad setting (bad variable, `RUST_LOG`,
+    /// endpoint URL, or a protocol this build lacks): binaries exit with
+    /// status 64 on these, and with 1 on the others.
+    pub fn is_config(&self) -> bool {
+        matches!(self, Self::Config(_) | Self::Filter(_) | Self::Exporter(_) | Self::GrpcNotBuilt)
+    }
+}
+
 /// Keeps the span exporter alive; dropping it flushes pending spans and
 /// shuts the exporter down (at most a few seconds). Hold it in `main`
 /// until the process is about to exit.
@@ -137,6 +146,11 @@ where
 }
 
 fn tracer_provider(config: &TelemetryConfig, otlp: &OtlpConfig) -> Result<SdkTracerProvider, TelemetryError> {
+    // The exporter's HTTP client uses rustls; with both ring and aws-lc-rs
+    // linked into one binary (kube pulls one, reqwest the other) rustls has
+    // no default provider and building the client panics. Install ring once
+    // per process (a second install is refused harmlessly).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let exporter = match otlp.protocol {
         OtlpProtocol::HttpProtobuf => opentelemetry_otlp::SpanExporter::builder()
             .with_http()
