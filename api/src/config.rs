@@ -56,6 +56,9 @@ pub struct Args {
     /// Seconds a client may take to send the request headers.
     #[arg(long, env = "HEADER_READ_TIMEOUT", default_value_t = 10)]
     pub header_read_timeout: u64,
+    /// Seconds a client may take to send the request body (more: 408).
+    #[arg(long, env = "BODY_READ_TIMEOUT", default_value_t = 10)]
+    pub body_read_timeout: u64,
     /// Seconds a request (body read included) may take before a 503.
     #[arg(long, env = "REQUEST_TIMEOUT", default_value_t = 15)]
     pub request_timeout: u64,
@@ -104,6 +107,8 @@ pub struct Config {
     pub max_connections: usize,
     /// Header read timeout.
     pub header_read_timeout: Duration,
+    /// Body read timeout.
+    pub body_read_timeout: Duration,
     /// Whole-request timeout.
     pub request_timeout: Duration,
     /// Drain time on shutdown.
@@ -173,6 +178,7 @@ impl Args {
             ("MAX_BODY_BYTES", self.max_body_bytes as u64),
             ("MAX_CONNECTIONS", self.max_connections as u64),
             ("HEADER_READ_TIMEOUT", self.header_read_timeout),
+            ("BODY_READ_TIMEOUT", self.body_read_timeout),
             ("REQUEST_TIMEOUT", self.request_timeout),
             ("REDIS_TIMEOUT_MS", self.redis_timeout_ms),
         ] {
@@ -192,6 +198,7 @@ impl Args {
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout),
+            body_read_timeout: Duration::from_secs(self.body_read_timeout),
             request_timeout: Duration::from_secs(self.request_timeout),
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),

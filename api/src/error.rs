@@ -45,6 +45,12 @@ pub enum ApiError {
         /// The cap.
         max: usize,
     },
+    /// The client did not send the whole body in time.
+    #[error("the request body did not arrive within {secs} s")]
+    BodyTimeout {
+        /// The timeout.
+        secs: u64,
+    },
     /// The body is not `application/json`.
     #[error("Content-Type must be application/json")]
     UnsupportedMediaType,
@@ -106,6 +112,7 @@ impl ApiError {
             ApiError::MissingKey | ApiError::WrongKey => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::InvalidState { .. } | ApiError::SessionLimit { .. } => StatusCode::CONFLICT,
@@ -124,6 +131,7 @@ impl ApiError {
             ApiError::WrongKey => "invalid_api_key",
             ApiError::RateLimited { .. } => "rate_limited",
             ApiError::PayloadTooLarge { .. } => "payload_too_large",
+            ApiError::BodyTimeout { .. } => "body_timeout",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::BadRequest { code, .. } => code,
             ApiError::SessionNotFound(_) => "session_not_found",

@@ -126,41 +126,44 @@ fn command_body(
     user_id: &str,
     workspace_url: &str,
     created_at_ms: u64,
-) -> serde_json::Value {
+    status: StatusCode,
+) -> HttpResponse {
     let status_url = views::status_url(job_id);
-    let value = match command {
-        Command::Create => serde_json::to_value(views::Created {
-            uuid: sid.to_owned(),
-            user_id: user_id.to_owned(),
-            status: "created",
-            workspace_url: workspace_url.to_owned(),
-            created_at: crate::response::iso_ms(created_at_ms),
-            job_id: job_id.to_owned(),
-            status_url,
-        }),
-        Command::Delete => {
-            let (_, status, message) = views::action_words(command);
-            serde_json::to_value(views::Deleting {
+    match command {
+        Command::Create => json_response(
+            status,
+            &views::Created {
                 uuid: sid.to_owned(),
-                status,
-                message,
+                user_id: user_id.to_owned(),
+                status: "created",
+                workspace_url: workspace_url.to_owned(),
+                created_at: crate::response::iso_ms(created_at_ms),
                 job_id: job_id.to_owned(),
                 status_url,
-            })
+            },
+        ),
+        Command::Delete => {
+            let (_, word, message) = views::action_words(command);
+            json_response(
+                status,
+                &views::Deleting { uuid: sid.to_owned(), status: word, message, job_id: job_id.to_owned(), status_url },
+            )
         }
         _ => {
-            let (action, status, message) = views::action_words(command);
-            serde_json::to_value(views::Action {
-                uuid: sid.to_owned(),
-                action,
+            let (action, word, message) = views::action_words(command);
+            json_response(
                 status,
-                message,
-                job_id: job_id.to_owned(),
-                status_url,
-            })
+                &views::Action {
+                    uuid: sid.to_owned(),
+                    action,
+                    status: word,
+                    message,
+                    job_id: job_id.to_owned(),
+                    status_url,
+                },
+            )
         }
-    };
-    value.unwrap_or_default()
+    }
 }
 
 async fn command(state: &Arc<AppState>, input: &Input<'_>, command: Command) -> Result<HttpResponse, ApiError> {
@@ -198,15 +201,15 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
     match state.store.enqueue(&req).await {
         Ok(EnqueueOutcome::Accepted(a)) => {
             tracing::info!(job.id = %a.job.job_id, session.id = %a.job.session_id, command = %command, "enqueued");
-            let body = command_body(
+            Ok(command_body(
                 command,
                 a.job.session_id.as_str(),
                 a.job.job_id.as_str(),
                 &a.user_id,
                 &a.workspace_url,
                 a.created_at_ms,
-            );
-            Ok(json_response(StatusCode::ACCEPTED, &body))
+                StatusCode::ACCEPTED,
+            ))
         }
         Ok(EnqueueOutcome::Replay(job_id)) => replay(state, &job_id).await,
         Err(EnqueueError::Refused(Refusal::NotFound)) => {
@@ -233,6 +236,5 @@ async fn replay(state: &Arc<AppState>, job_id: &JobId) -> Result<HttpResponse, A
         },
         Err(_) => return Err(ApiError::Internal),
     };
-    let body = command_body(job.command, &job.session_id, job_id.as_str(), &user_id, &url, created);
-    Ok(json_response(StatusCode::OK, &body))
+    Ok(command_body(job.command, &job.session_id, job_id.as_str(), &user_id, &url, created, StatusCode::OK))
 }

@@ -1,7 +1,8 @@
 //! The request pipeline every request goes through, in order: route (404 /
 //! 405), API key (checked locally), rate limit (one Redis round trip, per IP
-//! and per key), body read under the cap, the endpoint, metrics. One
-//! tracing span per request; never logs keys or bodies.
+//! and per key), body read under the cap and the body timeout (POST and
+//! DELETE only), the endpoint, metrics. One tracing span per request;
+//! never logs keys or bodies.
 //!
 //! Probes (`/health`, `/livez`, `/readyz`) skip the key and the rate limit.
 //! A 401 is still counted against the client's IP bucket, so guessing keys
@@ -103,7 +104,14 @@ where
                 Presented::Valid(_) => {}
             }
         }
-        let bytes = validate::read_body(&parts.headers, body, state.config.max_body_bytes).await?;
+        // Only commands take a body; GET bodies are never read.
+        let bytes = if spec.method == "GET" {
+            bytes::Bytes::new()
+        } else {
+            let limit = state.config.body_read_timeout;
+            let read = validate::read_body(&parts.headers, body, state.config.max_body_bytes);
+            tokio::time::timeout(limit, read).await.map_err(|_| ApiError::BodyTimeout { secs: limit.as_secs() })??
+        };
         let input = Input { matched, headers: &parts.headers, query: parts.uri.query(), body: bytes, key };
         handlers::handle(state, input).await
     }

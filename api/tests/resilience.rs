@@ -263,3 +263,22 @@ async fn connections_beyond_the_cap_wait_their_turn() {
     assert_eq!(r.status, 200);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_in_gets_408_not_5xx() {
+    let redis = RedisServer::start().unwrap();
+    let mut cfg = common::config(&redis);
+    cfg.body_read_timeout = Duration::from_secs(1);
+    let api = Api::start(cfg).await;
+    let mut s = tokio::net::TcpStream::connect(api.addr).await.unwrap();
+    let head = format!(
+        "POST /session/create HTTP/1.1\r\nhost: x\r\nx-api-key: {KEY}\r\ncontent-type: application/json\r\ncontent-length: 40\r\nconnection: close\r\n\r\n{{\"user"
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    let mut buf = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.unwrap().unwrap();
+    let r = common::parse(&buf);
+    assert_eq!(r.error(408), "body_timeout");
+    assert_eq!(stream_len(&redis), 0);
+    api.stop().await;
+}
