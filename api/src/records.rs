@@ -34,6 +34,8 @@ pub struct SessionRecord {
     pub last_job_id: String,
     /// Workspace URL.
     pub workspace_url: String,
+    /// Backup file written by the delete, empty until then.
+    pub backup_file: String,
 }
 
 /// A job hash, parsed.
@@ -94,6 +96,7 @@ impl SessionRecord {
             last_error: text(map, record::session::LAST_ERROR),
             last_job_id: text(map, record::session::LAST_JOB),
             workspace_url: text(map, record::session::WORKSPACE_URL),
+            backup_file: text(map, record::session::BACKUP_FILE),
         }))
     }
 }

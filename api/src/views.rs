@@ -86,6 +86,8 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
     /// Latest job, or null.
     pub last_job_id: Option<String>,
+    /// Backup file (`app-{uuid}-{YYYYmmdd-HHMMSS}.zip` on the backup volume) once deleted, or null.
+    pub backup_file: Option<String>,
 }
 
 /// One entry of `GET /sessions`.
@@ -217,6 +219,7 @@ pub fn session_status(rec: &SessionRecord, queue_length: u64, now_ms: u64) -> Se
         workspace_url: rec.workspace_url.clone(),
         last_error: non_empty(&rec.last_error),
         last_job_id: non_empty(&rec.last_job_id),
+        backup_file: non_empty(&rec.backup_file),
     }
 }
 
