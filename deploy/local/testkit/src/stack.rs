@@ -52,6 +52,7 @@ pub struct Stack {
     standin: ChildGuard,
     api: ChildGuard,
     workers: Vec<ChildGuard>,
+    worker_metrics: Vec<SocketAddr>,
 }
 
 /// The directory holding the workspace's binaries (`target/debug`).
@@ -120,6 +121,7 @@ impl Stack {
             standin,
             api,
             workers: Vec::new(),
+            worker_metrics: Vec::new(),
         };
         for _ in 0..config.workers {
             stack.add_worker()?;
@@ -136,17 +138,36 @@ impl Stack {
     /// Starts one more worker process; returns its index.
     pub fn add_worker(&mut self) -> io::Result<usize> {
         let n = self.workers.len();
+        let metrics = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = Command::new(binary(&self.bin, "worker")?);
         cmd.env("REDIS_URL", self.redis.url())
             .env("KUBECONFIG", &self.kubeconfig)
             .env("WORKER_CONSUMER_NAME", format!("e2e-{n}"))
-            .env("WORKER_METRICS_ADDR", format!("127.0.0.1:{}", free_port()?))
+            .env("WORKER_METRICS_ADDR", metrics.to_string())
             .env("K8S_POLL_INTERVAL_MS", "50")
             .env("WORKER_RECLAIM_INTERVAL_MS", "500")
             .env("WORKER_BLOCK_MS", "500");
         cmd.envs(self.config.worker_env.iter().map(|(k, v)| (k, v)));
         self.workers.push(spawn_logged(cmd, self.dir.path(), &format!("worker-{n}"))?);
+        self.worker_metrics.push(metrics);
         Ok(n)
+    }
+
+    /// Where worker `n` serves `/livez`, `/readyz` and `/metrics` (unless
+    /// `worker_env` overrode `WORKER_METRICS_ADDR`).
+    pub fn worker_metrics_addr(&self, n: usize) -> Option<SocketAddr> {
+        self.worker_metrics.get(n).copied()
+    }
+
+    /// The Prometheus text of worker `n`'s `/metrics`.
+    pub fn worker_metrics(&self, n: usize) -> io::Result<String> {
+        let addr = self.worker_metrics_addr(n).ok_or_else(|| io::Error::other(format!("no worker {n}")))?;
+        Ok(http::request(addr, "GET", "/metrics", &[], None)?.text())
+    }
+
+    /// The Prometheus text of the api's `/metrics`.
+    pub fn api_metrics(&self) -> io::Result<String> {
+        Ok(self.api("GET", "/metrics", None)?.text())
     }
 
     /// Kills worker `n` with SIGKILL (no graceful shutdown).
