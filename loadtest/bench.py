@@ -42,7 +42,8 @@ CONFIG = {
     "e2e_rate": ("BENCH_E2E_RATE", "200", int),
     "e2e_seconds": ("BENCH_E2E_SECONDS", "20", int),
     "e2e_workers": ("BENCH_E2E_WORKERS", "2", int),
-    "drain_jobs": ("BENCH_DRAIN_JOBS", "2000", int),
+    "drain_sessions": ("BENCH_DRAIN_SESSIONS", "150", int),
+    "drain_jobs_per_session": ("BENCH_DRAIN_JOBS_PER_SESSION", "1,10", lambda s: [int(x) for x in s.split(",")]),
     "drain_workers": ("BENCH_DRAIN_WORKERS", "1,2,4", lambda s: [int(x) for x in s.split(",")]),
     "live_sessions": ("BENCH_LIVE_SESSIONS", "10000", int),
     "live_workers": ("BENCH_LIVE_WORKERS", "2", int),
@@ -89,6 +90,7 @@ class Context:
         self.wrk_script = os.path.join(HERE, "wrk", "bench.lua")
         self.new_stack = scenarios.stack_factory(ROOT, self.run_dir, cfg["k8s_poll_ms"])
         self.perf = cfg["profile"] and tools.perf_available()
+        self.worker_rss_seen = []
 
     def k6_script(self, name):
         return os.path.join(HERE, "k6", name)

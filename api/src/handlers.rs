@@ -6,7 +6,9 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use proto_types::{Command, JobId, JobState, Refusal, SessionId};
+use proto_types::{Command, JobId, JobState, Refusal, SessionId, keys};
+use sm_telemetry::attrs;
+use tracing::{Instrument as _, field};
 
 use crate::auth::KeyId;
 use crate::enqueue::{EnqueueError, EnqueueOutcome, EnqueueRequest};
@@ -189,16 +191,45 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
     let scope = input.key.as_ref().map(|k| k.0.as_str()).unwrap_or("-");
     let path = format!("{}/{}", input.matched.spec.template, input.matched.param.unwrap_or(""));
     let fp = validate::fingerprint(input.matched.spec.method, &path, &input.body);
-    let req = EnqueueRequest {
-        command,
-        session,
-        user_id: &user_id,
-        idempotency: idem_key.as_deref().map(|k| (scope, k, fp.as_str())),
-        max_sessions_per_user: state.config.max_sessions_per_user,
-        workspace_url_pattern: &state.config.workspace_url_pattern,
-        trace: validate::trace_context(input.headers),
-    };
-    match state.store.enqueue(&req).await {
+    let span = tracing::info_span!(
+        attrs::ENQUEUE_SPAN,
+        { attrs::OTEL_KIND } = "producer",
+        { attrs::MESSAGING_SYSTEM } = attrs::MESSAGING_SYSTEM_REDIS,
+        { attrs::MESSAGING_DESTINATION_NAME } = keys::JOBS_STREAM,
+        { attrs::MESSAGING_OPERATION } = "send",
+        { attrs::COMMAND } = command.as_str(),
+        { attrs::JOB_ID } = field::Empty,
+        { attrs::SESSION_UUID } = field::Empty,
+        { attrs::OTEL_STATUS_CODE } = field::Empty,
+        { attrs::OTEL_STATUS_DESCRIPTION } = field::Empty,
+    );
+    let outcome = async {
+        let req = EnqueueRequest {
+            command,
+            session,
+            user_id: &user_id,
+            idempotency: idem_key.as_deref().map(|k| (scope, k, fp.as_str())),
+            max_sessions_per_user: state.config.max_sessions_per_user,
+            workspace_url_pattern: &state.config.workspace_url_pattern,
+            trace: job_trace_context(input.headers),
+        };
+        state.store.enqueue(&req).await
+    }
+    .instrument(span.clone())
+    .await;
+    match &outcome {
+        Ok(EnqueueOutcome::Accepted(a)) => {
+            span.record(attrs::JOB_ID, a.job.job_id.as_str());
+            span.record(attrs::SESSION_UUID, a.job.session_id.as_str());
+        }
+        // Refusals are answers (4xx); only a failing store is an error.
+        Err(EnqueueError::Store(e)) => {
+            span.record(attrs::OTEL_STATUS_CODE, "error");
+            span.record(attrs::OTEL_STATUS_DESCRIPTION, e.to_string());
+        }
+        Ok(EnqueueOutcome::Replay(_)) | Err(_) => {}
+    }
+    match outcome {
         Ok(EnqueueOutcome::Accepted(a)) => {
             tracing::info!(job.id = %a.job.job_id, session.id = %a.job.session_id, command = %command, "enqueued");
             Ok(command_body(
@@ -223,6 +254,16 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
         Err(EnqueueError::Limit(live)) => Err(ApiError::SessionLimit { live, max: state.config.max_sessions_per_user }),
         Err(EnqueueError::IdempotencyMismatch(job_id)) => Err(ApiError::IdempotencyMismatch { job_id }),
         Err(EnqueueError::Store(e)) => Err(e.into()),
+    }
+}
+
+/// The trace context a job carries to the worker: the current span's (the
+/// `job.enqueue` span inside the request span) when spans are exported,
+/// otherwise the caller's incoming `traceparent` passed through unchanged.
+fn job_trace_context(headers: &HeaderMap) -> (Option<String>, Option<String>) {
+    match sm_telemetry::current_trace_context() {
+        (Some(parent), state) => (Some(parent), state),
+        (None, _) => validate::trace_context(headers),
     }
 }
 

@@ -1,17 +1,26 @@
 //! The api binary: parse configuration (exit 64 on a bad one), install
-//! tracing, serve until SIGTERM or Ctrl-C, drain, exit.
+//! telemetry (logs, and OTLP span export when configured; exit 64 on a bad
+//! `OTEL_*`/`RUST_LOG`), serve until SIGTERM or Ctrl-C, drain, exit.
 
 use api::config::LogFormat;
 use clap::Parser;
-use tracing_subscriber::EnvFilter;
 
-/// `fmt` tracing (text or JSON lines), filtered by `RUST_LOG` (default `info`).
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().init(),
+/// `sm_telemetry` from the environment, with the api's `--log-format`;
+/// the reason as a one-line message when a setting is unusable.
+fn init_telemetry(format: LogFormat) -> Result<sm_telemetry::TelemetryGuard, String> {
+    let oneline = |e: sm_telemetry::TelemetryError| format!("{:#}", anyhow::Error::from(e));
+    let mut config = sm_telemetry::TelemetryConfig::from_env("sm-api").map_err(|e| oneline(e.into()))?;
+    config.log_format = match format {
+        LogFormat::Text => sm_telemetry::LogFormat::Human,
+        LogFormat::Json => sm_telemetry::LogFormat::Json,
+    };
+    match sm_telemetry::init_with(&config) {
+        Ok(guard) => Ok(guard),
+        Err(e) if e.is_config() => Err(oneline(e)),
+        Err(e) => {
+            eprintln!("api: {e}");
+            std::process::exit(1);
+        }
     }
 }
 
@@ -49,7 +58,14 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(64);
         }
     };
-    init_tracing(config.log_format);
+    // Flushes pending spans when main returns.
+    let _telemetry = match init_telemetry(config.log_format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("api: {e}");
+            std::process::exit(64);
+        }
+    };
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;

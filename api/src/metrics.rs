@@ -20,12 +20,6 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-struct RouteLabels {
-    route: &'static str,
-    method: &'static str,
-}
-
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct ScopeLabels {
     scope: &'static str,
 }
@@ -39,7 +33,7 @@ struct ReasonLabels {
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
-    latency: Family<RouteLabels, Histogram>,
+    latency: Family<RequestLabels, Histogram>,
     rate_limited: Family<ScopeLabels, Counter>,
     enqueue_failures: Family<ReasonLabels, Counter>,
     limiter_errors: Counter,
@@ -77,7 +71,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("session_api");
         let requests = Family::<RequestLabels, Counter>::default();
         registry.register("http_requests", "HTTP requests answered", requests.clone());
-        let latency = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
+        let latency = Family::<RequestLabels, Histogram>::new_with_constructor(|| {
             Histogram::new(exponential_buckets(0.0005, 2.0, 16))
         });
         registry.register("http_request_duration_seconds", "Time to answer a request", latency.clone());
@@ -96,8 +90,9 @@ impl Metrics {
 
     /// Records one answered request.
     pub fn observe(&self, route: &'static str, method: &'static str, status: u16, seconds: f64) {
-        self.requests.get_or_create(&RequestLabels { route, method, status }).inc();
-        self.latency.get_or_create(&RouteLabels { route, method }).observe(seconds);
+        let labels = RequestLabels { route, method, status };
+        self.requests.get_or_create(&labels).inc();
+        self.latency.get_or_create(&labels).observe(seconds);
     }
 
     /// Records a rate-limit refusal (`scope` = `ip` or `key`).
@@ -139,6 +134,9 @@ mod tests {
             text.contains(r#"session_api_http_requests_total{route="/session/{uuid}",method="GET",status="200"} 1"#)
         );
         assert!(text.contains(r#"session_api_rate_limited_total{scope="ip"} 1"#));
+        assert!(text.contains(
+            r#"session_api_http_request_duration_seconds_count{route="/session/{uuid}",method="GET",status="200"} 1"#
+        ));
         assert!(text.contains("session_api_enqueue_failures_total"));
     }
 }

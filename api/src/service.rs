@@ -1,7 +1,9 @@
 //! The request pipeline every request goes through, in order: route (404 /
 //! 405), API key (checked locally), rate limit (one Redis round trip, per IP
 //! and per key), body read under the cap and the body timeout (POST and
-//! DELETE only), the endpoint, metrics. One tracing span per request;
+//! DELETE only), the endpoint, metrics. One `http.request` span per request
+//! (`otel.kind = server`, route template, method, status; continued from an
+//! incoming W3C `traceparent`; 5xx answers mark it failed with the reason);
 //! never logs keys or bodies.
 //!
 //! Probes (`/health`, `/livez`, `/readyz`) skip the key and the rate limit.
@@ -14,7 +16,8 @@ use std::time::Instant;
 
 use http::Request;
 use proto_types::keys;
-use tracing::Instrument;
+use sm_telemetry::attrs;
+use tracing::{Instrument, Span, field};
 
 use crate::auth::{KeyId, Presented};
 use crate::config::Config;
@@ -50,18 +53,31 @@ where
     let path = req.uri().path().to_owned();
     let matched = routes::resolve(&method, &path);
     let route = routes::label(matched.as_ref());
-    let span = tracing::info_span!("request", http.method = %method_label(&method), http.route = route, http.status = tracing::field::Empty);
+    let span = tracing::info_span!(
+        attrs::HTTP_REQUEST_SPAN,
+        { attrs::OTEL_KIND } = "server",
+        { attrs::HTTP_REQUEST_METHOD } = method_label(&method),
+        { attrs::HTTP_ROUTE } = route,
+        { attrs::HTTP_RESPONSE_STATUS_CODE } = field::Empty,
+        { attrs::OTEL_STATUS_CODE } = field::Empty,
+        { attrs::OTEL_STATUS_DESCRIPTION } = field::Empty,
+    );
+    let (parent, parent_state) = validate::trace_context(req.headers());
+    if parent.is_some() {
+        // A malformed or unexported parent just leaves this span a root.
+        let _ = sm_telemetry::set_parent(&span, parent.as_deref(), parent_state.as_deref());
+    }
     let timeout = state.config.request_timeout;
     let result = async {
         match tokio::time::timeout(timeout, pipeline(&state, peer, matched, req)).await {
             Ok(r) => r,
-            Err(_) => ApiError::Timeout.into_response(),
+            Err(_) => error_response(ApiError::Timeout),
         }
     }
     .instrument(span.clone())
     .await;
     let status = result.status().as_u16();
-    span.record("http.status", status);
+    span.record(attrs::HTTP_RESPONSE_STATUS_CODE, status);
     state.metrics.observe(route, method_label(&method), status, started.elapsed().as_secs_f64());
     result
 }
@@ -78,7 +94,7 @@ where
 {
     let matched = match matched {
         Ok(m) => m,
-        Err(e) => return e.into_response(),
+        Err(e) => return error_response(e),
     };
     let spec = matched.spec;
     let (parts, body) = req.into_parts();
@@ -116,11 +132,22 @@ where
         handlers::handle(state, input).await
     }
     .await;
-    let mut resp = result.unwrap_or_else(ApiError::into_response);
+    let mut resp = result.unwrap_or_else(error_response);
     if let Some(v) = verdict {
         v.apply(resp.headers_mut());
     }
     resp
+}
+
+/// The JSON answer for `e`; a server-side failure (5xx) also marks the
+/// current (request) span as failed with the reason.
+fn error_response(e: ApiError) -> HttpResponse {
+    if e.status().is_server_error() {
+        let span = Span::current();
+        span.record(attrs::OTEL_STATUS_CODE, "error");
+        span.record(attrs::OTEL_STATUS_DESCRIPTION, e.to_string());
+    }
+    e.into_response()
 }
 
 /// Checks the IP bucket and, with a valid key, the key bucket. `Err` is the

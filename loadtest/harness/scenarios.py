@@ -414,7 +414,7 @@ def worker_group(ctx):
         stack.start_standin(ready_delay_ms=0)
         api = stack.start_api()
         client = Api(api.port)
-        n = cfg["drain_jobs"]
+        n = cfg["drain_sessions"]
         tools.log(f"creating {n} sessions for the drain rounds")
         stack.start_workers(4, concurrency=cfg["worker_concurrency"])
         created = client.create_sessions(n, "drain", threads=8)
@@ -453,41 +453,9 @@ def worker_group(ctx):
         wait_drained(stack, jobs, timeout=cfg["setup_timeout"])
         stack.stop_workers()
 
-        drain = {k: [] for k in cfg["drain_workers"]}
-        for rep in range(cfg["runs"]):
-            for k in cfg["drain_workers"]:
-                action = "wake" if action == "sleep" else "sleep"
-                jobs = client.commands([(u, action) for u in uuids])
-                tools.log(f"drain {len(jobs)} {action} jobs with {k} workers (round {rep + 1})")
-                t_start = time.monotonic()
-                workers = stack.start_workers(k, concurrency=cfg["worker_concurrency"])
-                with RssSampler({w.name: w.pid for w in workers}) as s:
-                    wait_drained(stack, jobs, timeout=cfg["setup_timeout"])
-                wall = time.monotonic() - t_start
-                recs = job_records(stack, jobs)
-                started = [int(j["started_at_ms"]) for j in recs if j.get("started_at_ms")]
-                finished = [int(j["finished_at_ms"]) for j in recs if j.get("finished_at_ms")]
-                window = (max(finished) - min(started)) / 1000 if started and finished else None
-                summ = latency_summary(recs)
-                drain[k].append({
-                    "action": action, "jobs": len(jobs), "wall_s": wall, "jobs_per_s_wall": len(jobs) / wall,
-                    "busy_window_s": window, "jobs_per_s_busy": len(jobs) / window if window else None,
-                    "states": summ["states"], "e2e_ms": summ["e2e_ms"], "worker_rss_max_mb": max(s.max.values()),
-                })  # fmt: skip
-                stack.stop_workers()
-        table = {}
-        for k, runs in drain.items():
-            table[k] = {
-                "jobs_per_s_wall_median": median([x["jobs_per_s_wall"] for x in runs]),
-                "jobs_per_s_busy_median": median([x["jobs_per_s_busy"] for x in runs]),
-                "wall_s_median": median([x["wall_s"] for x in runs]),
-                "e2e_p99_ms_median": median([x["e2e_ms"]["p99"] for x in runs]),
-                "runs": runs,
-            }
-        ks = cfg["drain_workers"]
-        base = table[ks[0]]["jobs_per_s_wall_median"]
-        scaling = {f"{ks[0]}->{k}": (table[k]["jobs_per_s_wall_median"] / base if base else None) for k in ks[1:]}
-        res["drain"] = {"jobs": n, "per_workers": table, "scaling_wall": scaling}
+        res["drain"] = {}
+        for per_session in cfg["drain_jobs_per_session"]:
+            action = drain_rounds(ctx, stack, client, uuids, per_session, action)
 
         # Worker RSS with many live sessions.
         live_target = cfg["live_sessions"]
@@ -511,12 +479,69 @@ def worker_group(ctx):
             "concurrency": cfg["worker_concurrency"],
             "create_seconds": time.monotonic() - t0,
             "max_during_creates_mb": max(s.max.values()) if s.max else None,
+            "max_during_drains_mb": max([x for x in ctx.worker_rss_seen] or [0]) or None,
             "after_mb": {w.name: rss_mb(w.pid) for w in workers},
             "hwm_mb": {w.name: hwm_mb(w.pid) for w in workers},
             "standin_rss_mb": rss_mb(stack.standin.pid) if stack.standin else None,
         }
     finally:
         stack.stop()
+
+
+def drain_rounds(ctx, stack, client, uuids, per_session, action):
+    """Drain rounds for 1, 2, 4 workers x runs, with `per_session` jobs per
+    session (the last one sets the state; earlier ones are stale and end as
+    superseded). Returns the last action, so the next round flips it."""
+    cfg, res = ctx.cfg, ctx.results
+    other = {"sleep": "wake", "wake": "sleep"}
+    drain = {k: [] for k in cfg["drain_workers"]}
+    pids_extra = {"standin": stack.standin.pid, "redis": stack.redis_proc.pid}
+    for rep in range(cfg["runs"]):
+        for k in cfg["drain_workers"]:
+            action = other[action]
+            pairs = [(u, action if (per_session - 1 - i) % 2 == 0 else other[action])
+                     for i in range(per_session) for u in uuids]  # fmt: skip
+            jobs = client.commands(pairs)
+            tools.log(f"drain {len(jobs)} jobs ({per_session}/session, last {action}) with {k} workers (round {rep + 1})")
+            cpu0 = {n: procs.cpu_seconds(p) for n, p in pids_extra.items()}
+            t_start = time.monotonic()
+            workers = stack.start_workers(k, concurrency=cfg["worker_concurrency"])
+            with RssSampler({w.name: w.pid for w in workers}) as s:
+                wait_drained(stack, jobs, timeout=cfg["setup_timeout"])
+            wall = time.monotonic() - t_start
+            cpu = {n: procs.cpu_seconds(p) - cpu0[n] for n, p in pids_extra.items()}
+            cpu["workers"] = sum(procs.cpu_seconds(w.pid) or 0 for w in workers)
+            ctx.worker_rss_seen.append(max(s.max.values()))
+            recs = job_records(stack, jobs)
+            started = [int(j["started_at_ms"]) for j in recs if j.get("started_at_ms")]
+            finished = [int(j["finished_at_ms"]) for j in recs if j.get("finished_at_ms")]
+            window = (max(finished) - min(started)) / 1000 if started and finished else None
+            summ = latency_summary(recs)
+            drain[k].append({
+                "action": action, "jobs": len(jobs), "wall_s": wall, "jobs_per_s_wall": len(jobs) / wall,
+                "busy_window_s": window, "jobs_per_s_busy": len(jobs) / window if window else None,
+                "states": summ["states"], "e2e_ms": summ["e2e_ms"], "worker_rss_max_mb": max(s.max.values()),
+                "cpu_ms_per_job": {n: v * 1000 / len(jobs) for n, v in cpu.items() if v is not None},
+            })  # fmt: skip
+            stack.stop_workers()
+    table = {}
+    for k, runs in drain.items():
+        table[k] = {
+            "jobs_per_s_wall_median": median([x["jobs_per_s_wall"] for x in runs]),
+            "jobs_per_s_busy_median": median([x["jobs_per_s_busy"] for x in runs]),
+            "wall_s_median": median([x["wall_s"] for x in runs]),
+            "e2e_p99_ms_median": median([x["e2e_ms"]["p99"] for x in runs]),
+            "cpu_ms_per_job_median": {n: median([x["cpu_ms_per_job"].get(n) for x in runs]) for n in ("workers", "standin", "redis")},
+            "runs": runs,
+        }
+    ks = cfg["drain_workers"]
+    base = table[ks[0]]["jobs_per_s_wall_median"]
+    scaling = {f"{ks[0]}->{k}": (table[k]["jobs_per_s_wall_median"] / base if base else None) for k in ks[1:]}
+    res["drain"][str(per_session)] = {
+        "sessions": len(uuids), "jobs_per_session": per_session, "jobs": len(uuids) * per_session,
+        "per_workers": table, "scaling_wall": scaling,
+    }  # fmt: skip
+    return action
 
 
 def micro_group(ctx):

@@ -3,9 +3,13 @@
 //! Redis answered), `/metrics` (Prometheus text from a render function).
 //!
 //! It is not an API: no auth, no bodies, GET only; anything else is 404/405.
+//! The metrics text comes from an async render function, so a scrape may
+//! read Redis (the queue backlog) before answering.
 
 use std::convert::Infallible;
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -19,8 +23,19 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+/// A boxed future of the metrics text.
+pub type RenderFuture = Pin<Box<dyn Future<Output = String> + Send>>;
+
 /// Renders the Prometheus text exposition.
-pub type MetricsRender = Arc<dyn Fn() -> String + Send + Sync>;
+pub type MetricsRender = Arc<dyn Fn() -> RenderFuture + Send + Sync>;
+
+/// A [`MetricsRender`] returning the text of a synchronous function.
+pub fn render_sync(f: impl Fn() -> String + Send + Sync + 'static) -> MetricsRender {
+    Arc::new(move || {
+        let text = f();
+        Box::pin(async move { text })
+    })
+}
 
 /// Shared state of the admin server.
 #[derive(Clone)]
@@ -41,7 +56,7 @@ impl Admin {
     }
 
     /// Answers one request.
-    pub fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
+    pub async fn respond(&self, method: &Method, path: &str) -> Response<Full<Bytes>> {
         let text = |status: StatusCode, body: String, ctype: &'static str| {
             let mut r = Response::new(Full::new(Bytes::from(body)));
             *r.status_mut() = status;
@@ -61,7 +76,7 @@ impl Admin {
             "/livez" => text(StatusCode::OK, "ok\n".into(), plain),
             "/readyz" if self.ready.load(Ordering::Relaxed) => text(StatusCode::OK, "ready\n".into(), plain),
             "/readyz" => text(StatusCode::SERVICE_UNAVAILABLE, "not ready\n".into(), plain),
-            _ => text(StatusCode::OK, (self.metrics)(), "text/plain; version=0.0.4; charset=utf-8"),
+            _ => text(StatusCode::OK, (self.metrics)().await, "text/plain; version=0.0.4; charset=utf-8"),
         }
     }
 
@@ -75,8 +90,8 @@ impl Admin {
             let Ok((stream, _)) = accepted else { continue };
             let admin = self.clone();
             let svc = service_fn(move |req: Request<Incoming>| {
-                let resp = admin.respond(req.method(), req.uri().path());
-                async move { Ok::<_, Infallible>(resp) }
+                let admin = admin.clone();
+                async move { Ok::<_, Infallible>(admin.respond(req.method(), req.uri().path()).await) }
             });
             let mut stop = shutdown.clone();
             tokio::spawn(async move {
@@ -100,15 +115,18 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn probes_and_metrics() {
-        let admin = Admin::new(Arc::new(|| "worker_up 1\n".to_owned()));
-        assert_eq!(admin.respond(&Method::GET, "/livez").status(), StatusCode::OK);
-        assert_eq!(admin.respond(&Method::GET, "/readyz").status(), StatusCode::SERVICE_UNAVAILABLE);
+    #[tokio::test]
+    async fn probes_and_metrics() {
+        let admin = Admin::new(render_sync(|| "worker_up 1\n".to_owned()));
+        assert_eq!(admin.respond(&Method::GET, "/livez").await.status(), StatusCode::OK);
+        assert_eq!(admin.respond(&Method::GET, "/readyz").await.status(), StatusCode::SERVICE_UNAVAILABLE);
         admin.set_ready(true);
-        assert_eq!(admin.respond(&Method::GET, "/readyz").status(), StatusCode::OK);
-        assert_eq!(admin.respond(&Method::GET, "/metrics").status(), StatusCode::OK);
-        assert_eq!(admin.respond(&Method::POST, "/metrics").status(), StatusCode::METHOD_NOT_ALLOWED);
-        assert_eq!(admin.respond(&Method::GET, "/nope").status(), StatusCode::NOT_FOUND);
+        assert_eq!(admin.respond(&Method::GET, "/readyz").await.status(), StatusCode::OK);
+        let metrics = admin.respond(&Method::GET, "/metrics").await;
+        assert_eq!(metrics.status(), StatusCode::OK);
+        let body = http_body_util::BodyExt::collect(metrics.into_body()).await.unwrap().to_bytes();
+        assert_eq!(&body[..], b"worker_up 1\n");
+        assert_eq!(admin.respond(&Method::POST, "/metrics").await.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(admin.respond(&Method::GET, "/nope").await.status(), StatusCode::NOT_FOUND);
     }
 }

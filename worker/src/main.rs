@@ -7,9 +7,10 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::Parser;
-use worker::admin::{self, Admin};
+use worker::admin::{self, Admin, MetricsRender};
 use worker::config::{Cli, Sub};
 use worker::k8s::{K8sExecutor, render_session_objects};
+use worker::metrics::{Metrics, backlog::Backlog};
 use worker::runner::Runner;
 
 const EX_CONFIG: u8 = 64;
@@ -23,17 +24,21 @@ fn main() -> ExitCode {
     };
     if let Some(Sub::RenderObjects { session }) = &cli.command {
         let Ok(id) = proto_types::SessionId::parse(session) else {
-            eprintln!("worker: invalid session id {session:?}");
-            return ExitCode::from(EX_CONFIG);
+            return config_error(&format!("invalid session id {session:?}"));
         };
-        let objects = render_session_objects(&k8s_cfg, &id, None);
-        let text = serde_json::Value::Array(objects).to_string();
+        let text = serde_json::Value::Array(render_session_objects(&k8s_cfg, &id, None)).to_string();
         // A closed pipe (`| head`) is not an error worth a panic.
         let _ = writeln!(std::io::stdout().lock(), "{text}");
         return ExitCode::SUCCESS;
     }
     let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
+        Err(e) => return fatal(&e.into()),
+    };
+    // Inside the runtime (the gRPC exporter spawns there); dropped before `rt`, flushing spans.
+    let _telemetry = match rt.block_on(async { sm_telemetry::init("sm-worker") }) {
+        Ok(guard) => guard,
+        Err(e) if e.is_config() => return config_error(&format!("{:#}", anyhow::Error::from(e))),
         Err(e) => return fatal(&e.into()),
     };
     match rt.block_on(run(cli, runner_cfg, k8s_cfg)) {
@@ -47,15 +52,24 @@ async fn run(
     runner_cfg: worker::runner::RunnerConfig,
     k8s_cfg: worker::k8s::K8sConfig,
 ) -> anyhow::Result<()> {
-    let _telemetry = sm_telemetry::init("sm-worker").context("initialising telemetry")?;
     // kube's rustls needs one process-wide crypto provider (ring and aws-lc-rs are both linked).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let kube =
-        kube::Client::try_default().await.context("building the Kubernetes client (KUBECONFIG or in-cluster)")?;
+    let metrics = Arc::new(Metrics::new());
+    let kube = worker::k8s::client(metrics.kube())
+        .await
+        .context("building the Kubernetes client (KUBECONFIG or in-cluster)")?;
     let redis = redis::Client::open(cli.args.redis_url.as_str()).context("REDIS_URL")?;
-    let runner = Runner::new(redis, Arc::new(K8sExecutor::new(kube, k8s_cfg)), runner_cfg)?;
-    let stats = runner.stats();
-    let admin = Admin::new(Arc::new(move || worker::metrics::render(&stats.snapshot())));
+    let backlog = Arc::new(Backlog::new(redis.clone(), metrics.backlog_gauges()));
+    let runner =
+        Runner::new(redis, Arc::new(K8sExecutor::new(kube, k8s_cfg)), runner_cfg)?.with_metrics(Arc::clone(&metrics));
+    let render: MetricsRender = Arc::new(move || {
+        let (metrics, backlog) = (Arc::clone(&metrics), Arc::clone(&backlog));
+        Box::pin(async move {
+            backlog.refresh().await;
+            metrics.render()
+        })
+    });
+    let admin = Admin::new(render);
     let listener = admin::bind(cli.args.metrics_addr).await.context("binding WORKER_METRICS_ADDR")?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let admin_task = tokio::spawn(admin.clone().serve(listener, stop_rx.clone()));

@@ -171,7 +171,8 @@ impl K8sExecutor {
 
 impl Executor for K8sExecutor {
     fn converge(&self, target: &Target) -> impl Future<Output = Result<Outcome, ExecError>> + Send {
-        let span = tracing::info_span!(
+        // Debug level: the runner's `job.converge` span carries the same at info.
+        let span = tracing::debug_span!(
             "k8s.converge",
             session.uuid = %target.session_id,
             desired = %target.desired,

@@ -13,9 +13,10 @@
 //! | [`error`] | retryable/permanent classification of Kubernetes errors |
 //! | [`executor`] | observe → plan → act against a `kube::Client` |
 //! | [`render`] | every generated object as JSON, for validation |
+//! | [`telemetry`] | span and latency histogram per Kubernetes API call (tower layer), [`client`] |
 //!
 //! No config loading happens here: the caller builds the `kube::Client`
-//! (kubeconfig or in-cluster) and fills [`K8sConfig`].
+//! (production: [`client`], kubeconfig or in-cluster) and fills [`K8sConfig`].
 
 pub mod backup;
 pub mod config;
@@ -27,7 +28,9 @@ pub mod objects;
 pub mod plan;
 pub mod render;
 pub mod security;
+pub mod telemetry;
 
 pub use config::K8sConfig;
 pub use executor::K8sExecutor;
 pub use render::render_session_objects;
+pub use telemetry::client;

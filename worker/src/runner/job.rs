@@ -6,9 +6,16 @@
 //! leaves the entry pending and the next delivery resumes safely: a job
 //! already finished is only acknowledged, and a job that had not finished
 //! converges again (executors are idempotent).
+//!
+//! Telemetry: each delivery runs in one `job.process` span (a consumer
+//! span continued from the job's `traceparent`, so it joins the api
+//! request's trace), each executor try in a `job.converge` child span
+//! (retries are siblings), and failures set the span status with the
+//! message. Metrics are recorded next to the runner's counters.
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
@@ -17,6 +24,7 @@ use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::{AcquireReply, Lease};
 use proto_types::scripts::start::StartReply;
 use proto_types::{Event, Job, JobState, SessionState};
+use sm_telemetry::attrs;
 use tokio::sync::watch;
 use tracing::{Instrument, Span, debug, field, info, info_span, warn};
 
@@ -24,6 +32,7 @@ use super::config::RunnerConfig;
 use super::decide::{Action, Ending, Triage, classify, classify_snapshot, ending, triage};
 use super::stats::{Counter, Stats};
 use crate::executor::{ExecError, Executor, Outcome, Target};
+use crate::metrics::Metrics;
 use crate::queue::{Entry, Queue, QueueError};
 
 /// What every job task shares.
@@ -32,6 +41,7 @@ pub(crate) struct Ctx<E> {
     pub(crate) executor: Arc<E>,
     pub(crate) config: RunnerConfig,
     pub(crate) stats: Arc<Stats>,
+    pub(crate) metrics: Arc<Metrics>,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
@@ -57,18 +67,14 @@ pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
 /// Handles one entry inside its own span; errors are logged, and leave the
 /// entry pending for redelivery.
 pub(crate) async fn handle<E: Executor>(ctx: Arc<Ctx<E>>, entry: Entry, deliveries: Deliveries) {
-    let span = info_span!(
-        "job",
-        job.id = field::Empty,
-        session.uuid = field::Empty,
-        command = field::Empty,
-        attempt = field::Empty,
-        messaging.message.id = %entry.id,
-        messaging.delivery_count = field::Empty,
-    );
+    let _in_flight = ctx.metrics.in_flight();
+    let job = entry.payload.as_deref().and_then(|p| Job::decode(p).ok());
+    let span = job_span(&ctx, &entry, job.as_ref());
     async {
-        if let Err(error) = process(&ctx, &entry, deliveries).await {
+        if let Err(error) = process(&ctx, &entry, job, deliveries).await {
             ctx.stats.add(Counter::LeftPending, 1);
+            ctx.metrics.left_pending();
+            span_failed(&Span::current(), &error.to_string());
             warn!(%error, retryable = error.is_retryable(), "job step failed; entry stays pending");
         }
     }
@@ -76,7 +82,67 @@ pub(crate) async fn handle<E: Executor>(ctx: Arc<Ctx<E>>, entry: Entry, deliveri
     .await
 }
 
-async fn process<E: Executor>(ctx: &Ctx<E>, entry: &Entry, deliveries: Deliveries) -> Result<(), QueueError> {
+/// The `job.process` span of one delivery, continued from the job's trace
+/// context (set before the span is first entered, as `set_parent` needs).
+fn job_span<E>(ctx: &Ctx<E>, entry: &Entry, job: Option<&Job>) -> Span {
+    let span = info_span!(
+        attrs::JOB_SPAN,
+        { attrs::OTEL_KIND } = "consumer",
+        { attrs::JOB_ID } = job.map(|j| j.job_id.as_str()),
+        { attrs::SESSION_UUID } = job.map(|j| j.session_id.as_str()),
+        { attrs::COMMAND } = job.map(|j| j.command.as_str()),
+        { attrs::ATTEMPT } = field::Empty,
+        { attrs::MESSAGING_SYSTEM } = attrs::MESSAGING_SYSTEM_REDIS,
+        { attrs::MESSAGING_DESTINATION_NAME } = proto_types::keys::JOBS_STREAM,
+        { attrs::MESSAGING_OPERATION } = "receive",
+        { attrs::MESSAGING_MESSAGE_ID } = %entry.id,
+        { attrs::MESSAGING_CONSUMER_GROUP_NAME } = proto_types::keys::GROUP,
+        messaging.consumer.name = ctx.queue.consumer(),
+        messaging.delivery_count = field::Empty,
+        job.state = field::Empty,
+        { attrs::OTEL_STATUS_CODE } = field::Empty,
+        { attrs::OTEL_STATUS_DESCRIPTION } = field::Empty,
+    );
+    if let Some(job) = job
+        && let Err(error) = sm_telemetry::set_parent(&span, job.traceparent.as_deref(), job.tracestate.as_deref())
+    {
+        debug!(%error, job.id = job.job_id.as_str(), "job span starts its own trace");
+    }
+    span
+}
+
+/// Marks `span` failed with `message` (OpenTelemetry status `error`).
+fn span_failed(span: &Span, message: &str) {
+    span.record(attrs::OTEL_STATUS_CODE, "error");
+    span.record(attrs::OTEL_STATUS_DESCRIPTION, message);
+}
+
+/// Records a terminal state: runner counter, metrics, and the job span.
+fn finished<E>(
+    ctx: &Ctx<E>,
+    command: Option<proto_types::Command>,
+    state: JobState,
+    error: Option<&str>,
+    started: Instant,
+) {
+    count(&ctx.stats, state);
+    ctx.metrics.job_finished(command, state, started.elapsed().as_secs_f64());
+    let span = Span::current();
+    span.record("job.state", state.as_str());
+    match (state, error) {
+        (JobState::Failed | JobState::Dead, Some(message)) => span_failed(&span, message),
+        (JobState::Failed | JobState::Dead, None) => span_failed(&span, state.as_str()),
+        _ => {}
+    }
+}
+
+async fn process<E: Executor>(
+    ctx: &Ctx<E>,
+    entry: &Entry,
+    job: Option<Job>,
+    deliveries: Deliveries,
+) -> Result<(), QueueError> {
+    let started = Instant::now();
     if entry.deleted {
         debug!("entry data is gone; acknowledging");
         return ctx.queue.ack(&entry.id).await;
@@ -89,21 +155,21 @@ async fn process<E: Executor>(ctx: &Ctx<E>, entry: &Entry, deliveries: Deliverie
         },
     };
     Span::current().record("messaging.delivery_count", deliveries);
-    let job = entry.payload.as_deref().and_then(|p| Job::decode(p).ok());
     match triage(deliveries, ctx.config.max_deliveries, job.is_some()) {
         Triage::Run => {}
         Triage::LeavePending => {
             ctx.stats.add(Counter::LeftPending, 1);
+            ctx.metrics.left_pending();
+            span_failed(&Span::current(), "undecodable payload");
             warn!(deliveries, "undecodable payload; leaving it pending until the delivery limit");
             return Ok(());
         }
-        Triage::DeadLetter(reason) => return dead_letter(ctx, entry, job.as_ref(), &reason, deliveries).await,
+        Triage::DeadLetter(reason) => {
+            return dead_letter(ctx, entry, job.as_ref(), &reason, deliveries, started).await;
+        }
     }
     let job = job.expect("triage runs only decoded jobs");
     let span = Span::current();
-    span.record("job.id", job.job_id.as_str());
-    span.record("session.uuid", job.session_id.as_str());
-    span.record("command", job.command.as_str());
 
     let (attempts, snapshot) = match ctx.queue.start(job.job_id.as_str(), job.session_id.as_str(), now_ms()).await? {
         StartReply::Terminal { state } => {
@@ -112,17 +178,19 @@ async fn process<E: Executor>(ctx: &Ctx<E>, entry: &Entry, deliveries: Deliverie
         }
         StartReply::Started { attempts, session } => (attempts, session),
     };
-    span.record("attempt", attempts);
+    span.record(attrs::ATTEMPT, attempts);
+    ctx.metrics.job_started(job.command);
     let user = snapshot.user_id.clone().unwrap_or_default();
     let status = snapshot.status.unwrap_or(SessionState::Failed);
     match classify_snapshot(job.generation, &snapshot) {
-        Action::Superseded => finish_alone(ctx, entry, &job, &user, JobState::Superseded, None, status).await,
+        Action::Superseded => finish_alone(ctx, entry, &job, &user, JobState::Superseded, None, status, started).await,
         Action::Orphaned => {
-            finish_alone(ctx, entry, &job, &user, JobState::Failed, Some("session not found"), status).await
+            let error = Some("session not found");
+            finish_alone(ctx, entry, &job, &user, JobState::Failed, error, status, started).await
         }
         Action::Converge(_) => {
-            let run =
-                Run { ctx, entry, job: &job, user: &user, attempts, status, workspace_url: snapshot.workspace_url };
+            let workspace_url = snapshot.workspace_url;
+            let run = Run { ctx, entry, job: &job, user: &user, attempts, status, workspace_url, started };
             run.with_lease().await
         }
     }
@@ -134,6 +202,7 @@ async fn dead_letter<E>(
     job: Option<&Job>,
     reason: &str,
     deliveries: u64,
+    started: Instant,
 ) -> Result<(), QueueError> {
     let event = job.and_then(|j| event(j, JobState::Dead, SessionState::Failed, Some(reason)));
     let dead = DeadLetter {
@@ -152,6 +221,10 @@ async fn dead_letter<E>(
     };
     let dead_id = ctx.queue.dead_letter(&dead).await?;
     ctx.stats.add(Counter::DeadLettered, 1);
+    ctx.metrics.job_finished(job.map(|j| j.command), JobState::Dead, started.elapsed().as_secs_f64());
+    let span = Span::current();
+    span.record("job.state", JobState::Dead.as_str());
+    span_failed(&span, reason);
     warn!(reason, deliveries, dead_id, "entry moved to the dead-letter stream");
     Ok(())
 }
@@ -186,6 +259,7 @@ fn count(stats: &Stats, state: JobState) {
 }
 
 /// Finishes without writing the session (superseded, orphaned, fenced out).
+#[expect(clippy::too_many_arguments, reason = "one call site shape; a struct would only rename them")]
 async fn finish_alone<E>(
     ctx: &Ctx<E>,
     entry: &Entry,
@@ -194,6 +268,7 @@ async fn finish_alone<E>(
     state: JobState,
     error: Option<&str>,
     session_state: SessionState,
+    started: Instant,
 ) -> Result<(), QueueError> {
     let ev = event(job, state, session_state, error).unwrap_or_default();
     let finish = Finish {
@@ -210,7 +285,7 @@ async fn finish_alone<E>(
     };
     match ctx.queue.finish(&finish).await? {
         FinishReply::Finished => {
-            count(&ctx.stats, state);
+            finished(ctx, Some(job.command), state, error, started);
             info!(state = state.as_str(), error, "job finished");
         }
         FinishReply::AlreadyTerminal { state } => info!(state = state.as_str(), "already finished; acknowledged"),
@@ -232,6 +307,8 @@ struct Run<'a, E> {
     /// without writing the session).
     status: SessionState,
     workspace_url: Option<String>,
+    /// When this delivery started (job duration metric).
+    started: Instant,
 }
 
 impl<E: Executor> Run<'_, E> {
@@ -276,6 +353,7 @@ impl<E: Executor> Run<'_, E> {
                 }
                 AcquireReply::Held { owner: holder, ttl_ms } => {
                     ctx.stats.add(Counter::LeaseContention, 1);
+                    ctx.metrics.lease_contended();
                     debug!(holder, ttl_ms, "session lease held; waiting");
                 }
             }
@@ -306,6 +384,7 @@ impl<E: Executor> Run<'_, E> {
                     JobState::Superseded,
                     None,
                     SessionState::Running,
+                    self.started,
                 )
                 .await;
             }
@@ -318,6 +397,7 @@ impl<E: Executor> Run<'_, E> {
                     JobState::Failed,
                     Some("session not found"),
                     self.status,
+                    self.started,
                 )
                 .await;
             }
@@ -338,6 +418,8 @@ impl<E: Executor> Run<'_, E> {
         match ending(result) {
             Ending::LeavePending { error } => {
                 ctx.stats.add(Counter::LeftPending, 1);
+                ctx.metrics.left_pending();
+                span_failed(&Span::current(), &error);
                 warn!(error, "retries exhausted; entry stays pending for redelivery");
                 Ok(())
             }
@@ -351,15 +433,34 @@ impl<E: Executor> Run<'_, E> {
 
     async fn converge(&self, target: &Target) -> Result<Outcome, ExecError> {
         let stats = &self.ctx.stats;
-        (|| self.ctx.executor.converge(target))
+        let tries = AtomicU32::new(0);
+        (|| self.converge_once(target, tries.fetch_add(1, Ordering::Relaxed) + 1))
             .retry(self.ctx.config.retry.builder())
             .sleep(tokio::time::sleep)
             .when(ExecError::is_retryable)
             .notify(|error, delay| {
                 stats.add(Counter::Retries, 1);
+                self.ctx.metrics.job_retried(target.command);
                 warn!(%error, ?delay, "converge failed; retrying");
             })
             .await
+    }
+
+    /// One executor try in its own `job.converge` span (`try` counts from 1).
+    async fn converge_once(&self, target: &Target, attempt: u32) -> Result<Outcome, ExecError> {
+        let span = info_span!(
+            "job.converge",
+            desired = %target.desired,
+            generation = target.generation,
+            r#try = attempt,
+            { attrs::OTEL_STATUS_CODE } = field::Empty,
+            { attrs::OTEL_STATUS_DESCRIPTION } = field::Empty,
+        );
+        let result = self.ctx.executor.converge(target).instrument(span.clone()).await;
+        if let Err(error) = &result {
+            span_failed(&span, &error.to_string());
+        }
+        result
     }
 
     /// Keeps the entry from being reclaimed and the lease from expiring.
@@ -397,7 +498,7 @@ impl<E: Executor> Run<'_, E> {
         };
         match self.ctx.queue.finish(&finish).await? {
             FinishReply::Finished => {
-                count(&self.ctx.stats, state);
+                finished(self.ctx, Some(self.job.command), state, error, self.started);
                 info!(state = state.as_str(), status = status.as_str(), error, "job finished");
                 Ok(())
             }
@@ -408,7 +509,9 @@ impl<E: Executor> Run<'_, E> {
             FinishReply::Fenced { session_fence } => {
                 warn!(session_fence, "a newer lease holder wrote the session; finishing as superseded");
                 let msg = "fenced out by a newer lease holder";
-                finish_alone(self.ctx, self.entry, self.job, self.user, JobState::Superseded, Some(msg), status).await
+                let superseded = JobState::Superseded;
+                finish_alone(self.ctx, self.entry, self.job, self.user, superseded, Some(msg), status, self.started)
+                    .await
             }
         }
     }

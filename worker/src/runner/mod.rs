@@ -32,6 +32,7 @@ pub use config::{ConfigError, RetryPolicy, RunnerConfig};
 pub use stats::{Stats, StatsSnapshot};
 
 use crate::executor::Executor;
+use crate::metrics::Metrics;
 use crate::queue::{Entry, Queue, QueueError};
 use job::{Ctx, Deliveries, stopped};
 
@@ -41,6 +42,7 @@ pub struct Runner<E> {
     executor: Arc<E>,
     config: RunnerConfig,
     stats: Arc<Stats>,
+    metrics: Arc<Metrics>,
 }
 
 impl<E> std::fmt::Debug for Runner<E> {
@@ -79,7 +81,14 @@ impl<E: Executor> Runner<E> {
     pub fn new(client: redis::Client, executor: Arc<E>, config: RunnerConfig) -> Result<Self, RunnerError> {
         config.validate()?;
         let queue = Queue::new(client, config.queue.clone())?;
-        Ok(Self { queue, executor, config, stats: Arc::new(Stats::default()) })
+        Ok(Self { queue, executor, config, stats: Arc::new(Stats::default()), metrics: Arc::default() })
+    }
+
+    /// Records into `metrics` (the registry `/metrics` renders) instead of a private one.
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = metrics;
+        self
     }
 
     /// The runner's counters (shared; read them any time).
@@ -96,6 +105,7 @@ impl<E: Executor> Runner<E> {
             executor: self.executor,
             config: self.config,
             stats: self.stats,
+            metrics: self.metrics,
             shutdown: shutdown.clone(),
         });
         info!(consumer = ctx.queue.consumer(), concurrency = config.concurrency, "runner starting");
@@ -227,6 +237,7 @@ async fn reclaim_once<E: Executor>(
     if !claimed.is_empty() {
         info!(count = claimed.len(), "reclaimed idle entries");
         ctx.stats.add(stats::Counter::Reclaimed, claimed.len() as u64);
+        ctx.metrics.reclaimed(claimed.len() as u64);
     }
     dispatch(ctx, sem, in_flight, tasks, claimed, None, Deliveries::Lookup);
     Ok(())
