@@ -3,7 +3,7 @@
 //! `OTEL_*`/`RUST_LOG`), serve until SIGTERM or Ctrl-C, drain, exit.
 
 use api::config::LogFormat;
-use clap::Parser;
+use clap::Parser as _;
 
 /// `sm_telemetry` from the environment, with the api's `--log-format`;
 /// the reason as a one-line message when a setting is unusable.
@@ -51,7 +51,15 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config = match api::Args::parse().into_config() {
+    let args = match api::Args::try_parse() {
+        Ok(args) => args,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => {
+            eprintln!("api: {}", e.to_string().lines().next().unwrap_or("invalid arguments"));
+            std::process::exit(64);
+        }
+    };
+    let config = match args.into_config() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("api: {e}");

@@ -197,9 +197,29 @@ def perf_record(pid, seconds, out_data):
     )
 
 
-def perf_top_symbols(out_data, limit=25):
+def perf_record_until_stopped(pids, out_data):
+    """perf record of some pids until `.send_signal(SIGINT)` on the returned process."""
+    return subprocess.Popen(
+        ["perf", "record", "-F", "499", "-g", "-p", ",".join(str(p) for p in pids), "-o", out_data],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def perf_by_comm(out_data):
+    res = sh(["perf", "report", "-i", out_data, "--stdio", "--no-children", "--sort", "comm", "-g", "none"], check=False)
+    rows = []
+    for line in res.stdout.splitlines():
+        m = re.match(r"\s*([\d.]+)%\s+(.*)", line)
+        if m:
+            rows.append((float(m.group(1)), m.group(2).strip()))
+    return rows[:10]
+
+
+def perf_top_symbols(out_data, limit=25, comm=None):
+    extra = ["--comms", comm] if comm else []
     res = sh(["perf", "report", "-i", out_data, "--stdio", "--no-children", "--sort", "symbol", "-g", "none",
-              "--percent-limit", "0.7"], check=False)  # fmt: skip
+              "--percent-limit", "0.7", *extra], check=False)  # fmt: skip
     rows = []
     for line in res.stdout.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+\S*\s*\[[.k]\]\s+(.*)", line)

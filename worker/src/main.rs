@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context as _;
-use clap::Parser;
+use clap::Parser as _;
 use worker::admin::{self, Admin, MetricsRender};
 use worker::config::{Cli, Sub};
 use worker::k8s::{K8sExecutor, render_session_objects};
@@ -16,7 +16,11 @@ use worker::runner::Runner;
 const EX_CONFIG: u8 = 64;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => e.exit(), // --help, --version
+        Err(e) => return config_error(&e.to_string().lines().next().unwrap_or("invalid arguments")),
+    };
     let (runner_cfg, k8s_cfg) = match (cli.args.runner(&worker::process::unique_suffix()), cli.args.k8s()) {
         (Ok(r), Ok(k)) => (r, k),
         (Err(e), _) => return config_error(&e),

@@ -51,3 +51,20 @@ fn bad_telemetry_settings_exit_64_with_a_one_line_reason() {
         }
     }
 }
+
+#[test]
+fn unparsable_flags_exit_64_with_a_one_line_reason() {
+    for (bin, var, value) in [
+        ("worker", "WORKER_CONCURRENCY", "many"),
+        ("worker", "WORKER_CONCURRENCY", "0"),
+        ("worker", "WORKSPACE_URL_PATTERN", "https://no-placeholder.example.com"),
+        ("api", "LOG_FORMAT", "xml"),
+        ("api", "RATE_LIMIT_PER_MINUTE", "-1"),
+        ("api", "API_KEYS", "your-secure-api-key-change-in-production"),
+    ] {
+        let (code, stderr) = run(bin, &[(var, value)]);
+        assert_eq!(code, Some(64), "{bin} with {var}={value}: {stderr}");
+        assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
+        assert!(stderr.starts_with(&format!("{bin}: ")), "{bin}: {stderr}");
+    }
+}
