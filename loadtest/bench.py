@@ -52,6 +52,7 @@ CONFIG = {
     "skip_build": ("BENCH_SKIP_BUILD", "0", lambda s: s == "1"),
     "profile": ("BENCH_PROFILE", "1", lambda s: s == "1"),
     "api_candidate": ("BENCH_API_CANDIDATE", "", str),
+    "note": ("BENCH_NOTE", "", str),
 }
 
 
@@ -135,6 +136,8 @@ def main():
                 if not ok_p:
                     results["notes"].append(f"`cargo build --release -p {p}` failed: {err_p.strip().splitlines()[-1] if err_p.strip() else '?'}")
 
+    if cfg["note"]:
+        results["notes"].append(cfg["note"])
     ctx = Context(cfg, results, k6)
     if cfg["profile"] and not ctx.perf:
         results["notes"].append("perf is not usable here (missing, or perf_event_paranoid forbids it): no CPU profile")

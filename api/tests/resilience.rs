@@ -157,6 +157,7 @@ async fn hostile_input_never_gets_a_5xx() {
     let r =
         raw_request(a, b"GET /sessions HTTP/1.1\r\nhost: x\r\nx-api-key: \xff\xfe\r\nconnection: close\r\n\r\n").await;
     assert_eq!(r.status, 401);
+    common::contract::contract().assert_conforms("GET", "/sessions", &r);
     // A header flood and an overlong header are refused before any handler.
     let mut flood = b"GET /sessions HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".to_vec();
     for i in 0..500 {
@@ -172,6 +173,7 @@ async fn hostile_input_never_gets_a_5xx() {
     // A lying Content-Length larger than the cap.
     let r = raw_request(a, b"POST /session/create HTTP/1.1\r\nhost: x\r\nx-api-key: test-key-1\r\ncontent-type: application/json\r\ncontent-length: 99999999999\r\nconnection: close\r\n\r\n{}").await;
     assert_eq!(r.status, 413);
+    common::contract::contract().assert_conforms("POST", "/session/create", &r);
     // Garbage instead of HTTP.
     let r = raw_request(a, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03garbage\r\n\r\n").await;
     assert_eq!(r.status, 400);
@@ -220,7 +222,9 @@ async fn shutdown_drains_in_flight_requests() {
     s.write_all(&body[5..]).await.unwrap();
     let mut buf = Vec::new();
     tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(common::parse(&buf).status, 202, "the in-flight request completes");
+    let r = common::parse(&buf);
+    assert_eq!(r.status, 202, "the in-flight request completes");
+    common::contract::contract().assert_conforms("POST", "/session/create", &r);
     // New connections are refused once the listener is closed.
     let refused = common::eventually(|| async { tokio::net::TcpStream::connect(addr).await.is_err() }).await;
     assert!(refused);
@@ -279,6 +283,7 @@ async fn a_body_that_trickles_in_gets_408_not_5xx() {
     tokio::time::timeout(Duration::from_secs(30), s.read_to_end(&mut buf)).await.unwrap().unwrap();
     let r = common::parse(&buf);
     assert_eq!(r.error(408), "body_timeout");
+    common::contract::contract().assert_conforms("POST", "/session/create", &r);
     assert_eq!(stream_len(&redis), 0);
     api.stop().await;
 }

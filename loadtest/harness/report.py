@@ -247,7 +247,7 @@ def markdown(res):
                 w(f"- {suite}: {rows}")
         w("")
     p = res.get("profile")
-    if p:
+    if p and p.get("api_enqueue_by_dso"):
         w("## CPU profile of the api under enqueue load (perf, self time)\n")
         w("By binary: " + ", ".join(f"{d} {f(x)}%" for x, d in p["api_enqueue_by_dso"]) + "\n")
         w("| self % | symbol |")
@@ -255,6 +255,18 @@ def markdown(res):
         for x, s in p["api_enqueue_top_symbols"]:
             w(f"| {f(x)} | `{s}` |")
         w("")
+    if p and p.get("drain_by_process"):
+        w("## CPU profile of a drain round (1 worker + the stand-in cluster, perf, self time)\n")
+        w("By process: " + ", ".join(f"{d} {f(x)}%" for x, d in p["drain_by_process"]) + "\n")
+        for label, key in (("worker", "drain_worker_top_symbols"), ("kube-standin", "drain_standin_top_symbols")):
+            rows = p.get(key) or []
+            if rows:
+                w(f"Top symbols in {label} (share of all samples):\n")
+                w("| self % | symbol |")
+                w("|---|---|")
+                for x, sym in rows:
+                    w(f"| {f(x)} | `{sym}` |")
+                w("")
     if res.get("notes"):
         w("## Notes\n")
         for n in res["notes"]:

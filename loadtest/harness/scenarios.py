@@ -10,6 +10,7 @@ live-sessions (workers), micro (criterion).
 
 import http.server
 import os
+import signal
 import statistics
 import threading
 import time
@@ -431,7 +432,7 @@ def worker_group(ctx):
         t0 = now_ms()
         k6res = tools.run_k6(ctx.k6, ctx.k6_script("enqueue.js"), {
             "BASE_URL": f"http://127.0.0.1:{api.port}", "API_KEY": API_KEY, "SESSIONS": sess_file,
-            "RATE": rate, "DURATION": f"{cfg['e2e_seconds']}s", "P99_MS": 20,
+            "RATE": rate, "DURATION": f"{cfg['e2e_seconds']}s", "P99_MS": 50,
         }, os.path.join(stack.dir, "k6-e2e.json"))  # fmt: skip
         t1 = now_ms()
         deadline = time.monotonic() + cfg["setup_timeout"]
@@ -506,9 +507,27 @@ def drain_rounds(ctx, stack, client, uuids, per_session, action):
             cpu0 = {n: procs.cpu_seconds(p) for n, p in pids_extra.items()}
             t_start = time.monotonic()
             workers = stack.start_workers(k, concurrency=cfg["worker_concurrency"])
+            profiling = ctx.perf and rep == 0 and k == 1 and per_session == 1
+            if profiling:
+                # perf reports threads; map every thread id to its process.
+                names = {}
+                for label, pid in (("worker", workers[0].pid), ("kube-standin", stack.standin.pid)):
+                    names.update({tid: label for tid in os.listdir(f"/proc/{pid}/task")})
+                data = os.path.join(stack.dir, "perf-drain.data")
+                rec = tools.perf_record_until_stopped([workers[0].pid, stack.standin.pid], data)
             with RssSampler({w.name: w.pid for w in workers}) as s:
                 wait_drained(stack, jobs, timeout=cfg["setup_timeout"])
             wall = time.monotonic() - t_start
+            if profiling:
+                rec.send_signal(signal.SIGINT)
+                rec.wait(timeout=120)
+                by = {}
+                for x, d in tools.perf_by_process(data):
+                    label = names.get(d.split(":")[0].strip(), "other")
+                    by[label] = by.get(label, 0.0) + x
+                res.setdefault("profile", {})["drain_by_process"] = sorted(((x, d) for d, x in by.items()), reverse=True)
+                res["profile"]["drain_worker_top_symbols"] = tools.perf_top_symbols(data, limit=15, pid=workers[0].pid)
+                res["profile"]["drain_standin_top_symbols"] = tools.perf_top_symbols(data, limit=15, pid=stack.standin.pid)
             cpu = {n: procs.cpu_seconds(p) - cpu0[n] for n, p in pids_extra.items()}
             cpu["workers"] = sum(procs.cpu_seconds(w.pid) or 0 for w in workers)
             ctx.worker_rss_seen.append(max(s.max.values()))

@@ -206,8 +206,8 @@ def perf_record_until_stopped(pids, out_data):
     )
 
 
-def perf_by_comm(out_data):
-    res = sh(["perf", "report", "-i", out_data, "--stdio", "--no-children", "--sort", "comm", "-g", "none"], check=False)
+def perf_by_process(out_data):
+    res = sh(["perf", "report", "-i", out_data, "--stdio", "--no-children", "--sort", "pid", "-g", "none"], check=False)
     rows = []
     for line in res.stdout.splitlines():
         m = re.match(r"\s*([\d.]+)%\s+(.*)", line)
@@ -216,8 +216,8 @@ def perf_by_comm(out_data):
     return rows[:10]
 
 
-def perf_top_symbols(out_data, limit=25, comm=None):
-    extra = ["--comms", comm] if comm else []
+def perf_top_symbols(out_data, limit=25, pid=None):
+    extra = ["--pid", str(pid)] if pid else []
     res = sh(["perf", "report", "-i", out_data, "--stdio", "--no-children", "--sort", "symbol", "-g", "none",
               "--percent-limit", "0.7", *extra], check=False)  # fmt: skip
     rows = []

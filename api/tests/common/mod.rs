@@ -1,6 +1,10 @@
 //! Test harness: the api on port 0 against a private redis-server, and a
 //! tiny raw HTTP/1.1 client (raw, so hostile requests can be sent as bytes).
+//! Every answer [`request`] returns is first held against `api/openapi.json`
+//! (see [`contract`]), so every test also checks the document.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
+
+pub mod contract;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -128,7 +132,9 @@ pub async fn request(
     if let Some(b) = body {
         raw.extend_from_slice(b);
     }
-    raw_request(addr, &raw).await
+    let resp = raw_request(addr, &raw).await;
+    contract::contract().assert_conforms(method, path, &resp);
+    resp
 }
 
 /// Sends raw bytes and parses the answer.
