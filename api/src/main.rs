@@ -24,31 +24,6 @@ fn init_telemetry(format: LogFormat) -> Result<sm_telemetry::TelemetryGuard, Str
     }
 }
 
-/// Resolves on SIGTERM or Ctrl-C.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = term => {},
-    }
-    tracing::info!("shutdown signal received");
-}
-
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = match api::Args::try_parse() {
@@ -77,6 +52,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;
-    api::serve(config, listener, shutdown_signal()).await?;
+    api::serve(config, listener, sm_telemetry::shutdown_signal()).await?;
     Ok(())
 }

@@ -79,7 +79,7 @@ async fn run(
     let admin_task = tokio::spawn(admin.clone().serve(listener, stop_rx.clone()));
     admin.set_ready(true);
     tokio::spawn(async move {
-        worker::process::shutdown_signal().await;
+        sm_telemetry::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
     runner.run(stop_rx).await;

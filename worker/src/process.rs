@@ -1,28 +1,5 @@
-//! Process-level helpers for `main`: the one shutdown signal and the random
-//! suffix that makes consumer names unique per process.
-
-/// Resolves on SIGTERM or Ctrl-C (SIGINT), whichever comes first.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = term => {}
-    }
-    tracing::info!("shutdown requested");
-}
+//! Process-level helper for `main`: the random suffix that makes consumer
+//! names unique per process.
 
 /// Eight random lowercase hex characters, different in every process, so
 /// two pods (or two restarts of one pod) never share a consumer name.

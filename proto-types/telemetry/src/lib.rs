@@ -9,6 +9,7 @@
 //!   (worker, on the job span before entering it) carry the W3C trace
 //!   context through `Job::traceparent` / `Job::tracestate`.
 //! - [`attrs`]: span names and attribute keys both sides use.
+//! - [`shutdown_signal`]: SIGTERM or Ctrl-C, the one signal every binary stops on.
 //!
 //! Spans are exported over OTLP (`http/protobuf` by default, `grpc` with
 //! the default `grpc` feature) only when an endpoint is configured;
@@ -20,8 +21,10 @@ mod config;
 mod init;
 mod json;
 mod propagation;
+mod signal;
 
 pub use config::{ConfigError, LogFormat, OtlpConfig, OtlpProtocol, SamplerConfig, TelemetryConfig};
 pub use init::{TelemetryError, TelemetryGuard, build, build_with_writer, init, init_with};
 pub use json::JsonWithTraceIds;
 pub use propagation::{ParentError, current_trace_context, set_parent};
+pub use signal::shutdown_signal;
