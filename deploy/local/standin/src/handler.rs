@@ -11,6 +11,10 @@ use crate::discovery;
 use crate::faults::Faults;
 use crate::namespaces::Namespaces;
 use crate::recorder::Recorder;
+
+/// Header a test sets on its own inspection requests: they are neither
+/// recorded as calls nor subject to fault injection.
+pub const OBSERVER_HEADER: &str = "x-standin-observer";
 use crate::respond::{self, Body};
 use crate::route::{self, ResourceRequest, Route};
 use bytes::Bytes;
@@ -112,8 +116,15 @@ impl Handler {
         B::Error: std::error::Error + Send + Sync + 'static,
     {
         let method = req.method().clone();
-        self.recorder.record(&r.record_line(&method));
-        if let Some(code) = self.faults.take() {
+        // Tests that inspect the cluster mark their own requests: only the
+        // system under test's calls are evidence for the RBAC check, and
+        // only its calls are subject to fault injection.
+        let observer = req.headers().contains_key(OBSERVER_HEADER);
+        if !observer {
+            self.recorder.record(&r.record_line(&method));
+        }
+        let injected = if observer { None } else { self.faults.take() };
+        if let Some(code) = injected {
             tracing::info!(code = code.as_u16(), "injected failure");
             let mut resp =
                 respond::status(code, respond::reason_for(code), "injected failure (kube-standin fault injection)");

@@ -153,6 +153,12 @@ async fn call_recording_writes_rbac_verbs_per_resource_request() {
     let pvcs: Api<PersistentVolumeClaim> = Api::namespaced(h.client.clone(), NS);
     pvcs.list(&ListParams::default()).await.unwrap();
     Discovery::new(h.client.clone()).run().await.unwrap();
+    // A test's own inspection, marked as an observer, is not evidence of the system's calls.
+    let observe = http::Request::get("/api/v1/namespaces/workspaces/pods")
+        .header(kube_standin::handler::OBSERVER_HEADER, "1")
+        .body(kube::client::Body::from(Vec::new()))
+        .unwrap();
+    assert_eq!(h.client.send(observe).await.unwrap().status(), 200);
 
     let lines: Vec<String> =
         std::fs::read_to_string(h.dir.path().join("calls.txt")).unwrap().lines().map(str::to_string).collect();

@@ -204,7 +204,14 @@ impl Stack {
 
     /// A raw GET against the stand-in cluster (e.g. `/apis/apps/v1/namespaces/workspaces/deployments/ws-x`).
     pub fn kube_get(&self, path: &str) -> io::Result<Response> {
-        http::request(self.standin_addr, "GET", path, &[("Authorization", "Bearer standin")], None)
+        // Marked as an observer: not recorded as a worker call, never fault-injected.
+        http::request(
+            self.standin_addr,
+            "GET",
+            path,
+            &[("Authorization", "Bearer standin"), ("X-Standin-Observer", "1")],
+            None,
+        )
     }
 
     /// Polls `GET /jobs/{id}` until the job is terminal; returns its JSON.
