@@ -60,6 +60,7 @@ pub struct Store {
     pub(crate) conn: ConnectionManager,
     pub(crate) enqueue: Script,
     gcra: Script,
+    gcra_loaded: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -92,7 +93,12 @@ impl Store {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self { conn, enqueue: Script::new(proto_types::scripts::enqueue::SOURCE), gcra: Script::new(GCRA_SOURCE) })
+        Ok(Self {
+            conn,
+            enqueue: Script::new(proto_types::scripts::enqueue::SOURCE),
+            gcra: Script::new(GCRA_SOURCE),
+            gcra_loaded: Default::default(),
+        })
     }
 
     /// `PING`.
@@ -107,8 +113,6 @@ impl Store {
         if buckets.is_empty() {
             return Ok(Vec::new());
         }
-        let mut pipe = redis::pipe();
-        pipe.load_script(&self.gcra).ignore();
         let invocations: Vec<_> = buckets
             .iter()
             .map(|b| {
@@ -117,11 +121,29 @@ impl Store {
                 inv
             })
             .collect();
-        for inv in &invocations {
-            pipe.invoke_script(inv);
-        }
+        let pipe = |load: bool| {
+            let mut pipe = redis::pipe();
+            if load {
+                pipe.load_script(&self.gcra).ignore();
+            }
+            for inv in &invocations {
+                pipe.invoke_script(inv);
+            }
+            pipe
+        };
         let mut c = self.conn.clone();
-        let replies: Vec<Vec<i64>> = pipe.query_async(&mut c).await?;
+        // Send the script text only until Redis has it (and again after a
+        // NOSCRIPT, e.g. when Redis restarted with an empty script cache).
+        let loaded = self.gcra_loaded.load(std::sync::atomic::Ordering::Relaxed);
+        let replies: Vec<Vec<i64>> = match pipe(!loaded).query_async(&mut c).await {
+            Ok(r) => r,
+            Err(e) if loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                self.gcra_loaded.store(false, std::sync::atomic::Ordering::Relaxed);
+                pipe(true).query_async(&mut c).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        self.gcra_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
         buckets
             .iter()
             .zip(&replies)

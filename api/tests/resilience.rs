@@ -287,3 +287,23 @@ async fn a_body_that_trickles_in_gets_408_not_5xx() {
     assert_eq!(stream_len(&redis), 0);
     api.stop().await;
 }
+
+/// Regression: the rate-limit script is sent to Redis only until it is
+/// cached there; when Redis forgets it (restart, `SCRIPT FLUSH`) the next
+/// request must load it again instead of failing open or erroring.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limit_survives_a_flushed_script_cache() {
+    let redis = RedisServer::start().unwrap();
+    let mut cfg = common::config(&redis);
+    cfg.rate_per_ip = 3;
+    let api = Api::start(cfg).await;
+    assert_eq!(api.get("/sessions").await.header("ratelimit-remaining"), Some("2"));
+    let mut conn = common::redis_conn(&redis);
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut conn).unwrap();
+    let r = api.get("/sessions").await;
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("ratelimit-remaining"), Some("1"), "the limit is still enforced after the flush");
+    assert_eq!(api.get("/sessions").await.status, 200);
+    assert_eq!(api.get("/sessions").await.error(429), "rate_limited");
+    api.stop().await;
+}
