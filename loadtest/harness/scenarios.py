@@ -297,30 +297,43 @@ def api_group(ctx):
                 }
             res["api_candidate"] = {"binary": cfg["api_candidate"], "base": summary(base_runs), "candidate": summary(cand_runs)}
 
-        # Tracing cost: the same enqueue run without and with an OTLP exporter.
+        # Tracing cost: the same enqueue run with spans filtered out (RUST_LOG=warn), at the production
+        # level without an exporter, and at that level exporting every span over OTLP/HTTP to a local sink.
         with OtlpSink() as sink:
-            plain, traced = [], []
+            otlp = {
+                "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
+                "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
+                "OTEL_TRACES_SAMPLER": "always_on",
+                "OTEL_SERVICE_NAME": "api-bench",
+            }
+            variants = (
+                ("warn_no_exporter", {"RUST_LOG": "warn"}),
+                ("info_no_exporter", {"RUST_LOG": "info"}),
+                ("info_otlp_exporter", {"RUST_LOG": "info", **otlp}),
+            )
+            runs = {label: [] for label, _ in variants}
             for i in range(cfg["runs"]):
                 tools.log(f"tracing cost round {i + 1}/{cfg['runs']}")
-                for label, extra, out in (
-                    ("off", {}, plain),
-                    ("otlp", {
-                        "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{sink.port}",
-                        "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
-                        "OTEL_TRACES_SAMPLER": "always_on", "OTEL_SERVICE_NAME": "api-bench",
-                    }, traced),
-                ):  # fmt: skip
+                for label, extra in variants:
                     a = stack.start_api(extra_env=extra, name=f"api-trace-{label}-{i}")
-                    out.append(tools.run_wrk(f"http://127.0.0.1:{a.port}/", "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env))
+                    with Costs(r, {"api": a.pid}) as c:
+                        w = tools.run_wrk(f"http://127.0.0.1:{a.port}/", "enqueue", ctx.wrk_script, cfg["seconds"], env=wrk_env)
+                    w.update(c.per_request(w["requests"]))
+                    runs[label].append(w)
                     stack.stop_api(a)
                     reset_jobs(r)
-            off, on = median([x["rps"] for x in plain]), median([x["rps"] for x in traced])
+            out = {}
+            for label, rs in runs.items():
+                out[label] = {
+                    "rps_median": median([x["rps"] for x in rs]),
+                    "p99_ms_median": median([x["lat_p99_ms"] for x in rs]),
+                    "cpu_us_per_req_api": median([x.get("cpu_us_per_req_api") for x in rs]),
+                }
+            base = out["info_no_exporter"]["rps_median"]
+            on = out["info_otlp_exporter"]["rps_median"]
             res["tracing_cost"] = {
-                "rps_no_exporter": off,
-                "rps_otlp_exporter": on,
-                "p99_ms_no_exporter": median([x["lat_p99_ms"] for x in plain]),
-                "p99_ms_otlp_exporter": median([x["lat_p99_ms"] for x in traced]),
-                "throughput_cost_pct": (1 - on / off) * 100 if off and on else None,
+                "variants": out,
+                "throughput_cost_pct": (1 - on / base) * 100 if base and on else None,
                 "otlp_export_requests": sink.requests,
                 "otlp_export_bytes": sink.bytes,
             }

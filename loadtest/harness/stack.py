@@ -168,6 +168,8 @@ class Stack:
         if self.redis_proc:
             self.redis_proc.stop()
             self.redis_proc = None
+            # The AOF of a benchmark run is gigabytes of nothing worth keeping; logs stay.
+            shutil.rmtree(os.path.join(self.dir, "redis"), ignore_errors=True)
 
 
 def procs_name(consumer):

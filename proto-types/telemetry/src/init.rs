@@ -114,13 +114,24 @@ pub fn init_with(config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryEr
 }
 
 /// The subscriber `config` describes, logging to stdout, not installed.
+/// Human logs are coloured only when stdout is a terminal (never in files
+/// or `kubectl logs`).
 pub fn build(config: &TelemetryConfig) -> Result<(Dispatch, TelemetryGuard), TelemetryError> {
-    build_with_writer(config, std::io::stdout)
+    use std::io::IsTerminal as _;
+    build_inner(config, std::io::stdout, std::io::stdout().is_terminal())
 }
 
 /// The subscriber `config` describes, logging to `writer`, not installed.
 /// Tests scope it with `tracing::dispatcher::with_default(&dispatch, ..)`.
+/// Human logs written this way carry no colour codes.
 pub fn build_with_writer<W>(config: &TelemetryConfig, writer: W) -> Result<(Dispatch, TelemetryGuard), TelemetryError>
+where
+    W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
+{
+    build_inner(config, writer, false)
+}
+
+fn build_inner<W>(config: &TelemetryConfig, writer: W, ansi: bool) -> Result<(Dispatch, TelemetryGuard), TelemetryError>
 where
     W: for<'a> MakeWriter<'a> + Send + Sync + 'static,
 {
@@ -130,7 +141,7 @@ where
         tracing_opentelemetry::layer().with_tracer(p.tracer(env!("CARGO_PKG_NAME"))).with_tracked_inactivity(false)
     });
     let (human, json) = match config.log_format {
-        LogFormat::Human => (Some(tracing_subscriber::fmt::layer().with_writer(writer)), None),
+        LogFormat::Human => (Some(tracing_subscriber::fmt::layer().with_ansi(ansi).with_writer(writer)), None),
         LogFormat::Json => (
             None,
             Some(
@@ -254,6 +265,18 @@ mod tests {
         assert_eq!(lines[0]["fields"]["message"], "accepted");
         assert_eq!(lines[0]["span"]["name"], "http.request");
         assert!(lines[0].get("trace_id").is_none(), "no ids without tracing: {}", lines[0]);
+    }
+
+    /// Regression: human logs written to a file or pipe carried ANSI colour codes.
+    #[test]
+    fn human_logs_to_a_non_terminal_have_no_colour_codes() {
+        let config = TelemetryConfig::new("sm-worker");
+        let buffer = Buffer::default();
+        let (dispatch, _guard) = build_with_writer(&config, buffer.clone()).unwrap();
+        tracing::dispatcher::with_default(&dispatch, || tracing::info!(job = "j-1", "started"));
+        let text = String::from_utf8(buffer.0.lock().unwrap().clone()).unwrap();
+        assert!(text.contains("started") && text.contains("job=\"j-1\""), "{text}");
+        assert!(!text.contains('\u{1b}'), "no escape codes: {text:?}");
     }
 
     #[test]
