@@ -4,8 +4,10 @@
 //! Each attempt reads the session, decides with
 //! [`proto_types::machine::decide`], and runs the script with the generation
 //! it read. When the script answers `Conflict` (another command got there
-//! first) the attempt is repeated from the read (optimistic concurrency);
-//! create draws a fresh id when the random one is taken. An
+//! first) the attempt is repeated from the read (optimistic concurrency).
+//! The first read of a command may come with the rate-limit round trip
+//! ([`EnqueueRequest::prefetched`]). Create skips the read: a fresh random id is enqueued with expected
+//! generation 0, and a `Conflict` (the id is taken) draws a new id. An
 //! `Idempotency-Key` seen before short-circuits everything to the original job.
 
 use proto_types::machine::{SessionView, decide};
@@ -14,7 +16,7 @@ use proto_types::{Command, Job, JobId, Refusal, SessionId, SessionState, keys};
 use redis::AsyncCommands;
 
 use crate::response::now_ms;
-use crate::store::{Store, StoreError, random};
+use crate::store::{Prefetched, Store, StoreError, random};
 
 /// How often enqueue re-reads and re-decides after a `Conflict` (or a taken id).
 pub const ENQUEUE_ATTEMPTS: usize = 8;
@@ -36,6 +38,8 @@ pub struct EnqueueRequest<'a> {
     pub workspace_url_pattern: &'a str,
     /// W3C trace context to hand to the worker: `(traceparent, tracestate)`.
     pub trace: (Option<String>, Option<String>),
+    /// The session as read together with the rate limit, if it was.
+    pub prefetched: Option<&'a Prefetched>,
 }
 
 /// A command the store accepted.
@@ -95,12 +99,17 @@ impl Store {
                 return Ok(EnqueueOutcome::Replay(job));
             }
         }
+        // The first attempt may use the read the rate limiter made; a
+        // `Conflict` re-reads.
+        let mut prefetched = req.prefetched.cloned();
         for _ in 0..ENQUEUE_ATTEMPTS {
-            let sid = match &req.session {
-                Some(s) => s.clone(),
-                None => SessionId::from_random(random::<4>()?),
+            // A freshly drawn id is not read first: the script's generation
+            // check (expected 0) answers `Conflict` when the id is taken.
+            let (sid, rec) = match (&req.session, prefetched.take()) {
+                (Some(s), Some(p)) if p.id == *s => (p.id, p.record),
+                (Some(s), _) => (s.clone(), self.session(s).await?),
+                (None, _) => (SessionId::from_random(random::<4>()?), None),
             };
-            let rec = self.session(&sid).await?;
             let view = rec.as_ref().map(|r| SessionView { status: r.status, desired: r.desired });
             let decision = match decide(view, req.command) {
                 Ok(d) => d,

@@ -16,7 +16,7 @@ use crate::error::ApiError;
 use crate::response::{HttpResponse, json_response, now_ms, text_response};
 use crate::routes::{Matched, RouteId};
 use crate::service::AppState;
-use crate::store::StoreError;
+use crate::store::{Prefetched, StoreError};
 use crate::{validate, views};
 
 /// The OpenAPI document, served as is.
@@ -35,6 +35,8 @@ pub struct Input<'a> {
     pub body: Bytes,
     /// The authenticated key, for routes that need one.
     pub key: Option<KeyId>,
+    /// The session of a command, read along with the rate limit.
+    pub prefetched: Option<Prefetched>,
 }
 
 impl From<StoreError> for ApiError {
@@ -189,8 +191,11 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
     };
     let idem_key = validate::idempotency_key(input.headers)?;
     let scope = input.key.as_ref().map(|k| k.0.as_str()).unwrap_or("-");
-    let path = format!("{}/{}", input.matched.spec.template, input.matched.param.unwrap_or(""));
-    let fp = validate::fingerprint(input.matched.spec.method, &path, &input.body);
+    // The request fingerprint (a SHA-256) is only needed with an Idempotency-Key.
+    let fp = idem_key.as_ref().map(|_| {
+        let path = format!("{}/{}", input.matched.spec.template, input.matched.param.unwrap_or(""));
+        validate::fingerprint(input.matched.spec.method, &path, &input.body)
+    });
     let span = tracing::info_span!(
         attrs::ENQUEUE_SPAN,
         { attrs::OTEL_KIND } = "producer",
@@ -208,10 +213,11 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
             command,
             session,
             user_id: &user_id,
-            idempotency: idem_key.as_deref().map(|k| (scope, k, fp.as_str())),
+            idempotency: idem_key.as_deref().zip(fp.as_deref()).map(|(k, fp)| (scope, k, fp)),
             max_sessions_per_user: state.config.max_sessions_per_user,
             workspace_url_pattern: &state.config.workspace_url_pattern,
             trace: job_trace_context(input.headers),
+            prefetched: input.prefetched.as_ref(),
         };
         state.store.enqueue(&req).await
     }

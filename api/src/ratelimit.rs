@@ -1,6 +1,7 @@
 //! The shared rate limit: a GCRA (generic cell rate algorithm) bucket per
 //! client IP and per API key, kept in Redis so every api replica enforces
-//! one budget. Both buckets are checked in one pipelined round trip.
+//! one budget. Both buckets are checked in one script call (one round trip,
+//! one `EVALSHA`).
 //!
 //! GCRA stores one number per bucket (the theoretical arrival time) and
 //! allows a burst of the whole per-minute budget, then one request every

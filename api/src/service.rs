@@ -1,10 +1,13 @@
 //! The request pipeline every request goes through, in order: route (404 /
-//! 405), API key (checked locally), rate limit (one Redis round trip, per IP
+//! 405), API key (checked locally), rate limit (one script call, per IP
 //! and per key), body read under the cap and the body timeout (POST and
 //! DELETE only), the endpoint, metrics. One `http.request` span per request
 //! (`otel.kind = server`, route template, method, status; continued from an
 //! incoming W3C `traceparent`; 5xx answers mark it failed with the reason);
 //! never logs keys or bodies.
+//!
+//! A command on an existing session (valid key) also reads that session in
+//! the rate limiter's round trip, and the enqueue starts from that read.
 //!
 //! Probes (`/health`, `/livez`, `/readyz`) skip the key and the rate limit.
 //! A 401 is still counted against the client's IP bucket, so guessing keys
@@ -15,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::Request;
-use proto_types::keys;
+use proto_types::{SessionId, keys};
 use sm_telemetry::attrs;
 use tracing::{Instrument, Span, field};
 
@@ -27,8 +30,8 @@ use crate::metrics::{Metrics, method_label};
 use crate::net::client_ip;
 use crate::ratelimit::{Bucket, Verdict, tightest};
 use crate::response::HttpResponse;
-use crate::routes::{self, Matched};
-use crate::store::Store;
+use crate::routes::{self, Matched, RouteId};
+use crate::store::{Prefetched, Store};
 use crate::validate;
 
 /// Everything a request may use.
@@ -50,8 +53,9 @@ where
 {
     let started = Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
-    let matched = routes::resolve(&method, &path);
+    // A clone of the Uri shares its bytes; the path borrows it while `req` moves on.
+    let uri = req.uri().clone();
+    let matched = routes::resolve(&method, uri.path());
     let route = routes::label(matched.as_ref());
     let span = tracing::info_span!(
         attrs::HTTP_REQUEST_SPAN,
@@ -103,14 +107,20 @@ where
         Presented::Valid(k) => Some(k.clone()),
         _ => None,
     };
-    let verdict = if spec.rate_limited {
+    // A command on an existing session from a valid key reads the session in
+    // the rate limiter's round trip (the enqueue needs it next).
+    let prefetch = match (spec.id, &key, matched.param) {
+        (RouteId::Command(_), Some(_), Some(p)) => SessionId::parse(p).ok(),
+        _ => None,
+    };
+    let (verdict, prefetched) = if spec.rate_limited {
         let ip = client_ip(peer.ip(), &parts.headers, &state.config.trusted_proxies);
-        match rate_limit(state, &ip.to_string(), key.as_ref()).await {
+        match rate_limit(state, &ip.to_string(), key.as_ref(), prefetch.as_ref()).await {
             Err(resp) => return resp,
             Ok(v) => v,
         }
     } else {
-        None
+        (None, None)
     };
     let result = async {
         if spec.auth {
@@ -128,7 +138,7 @@ where
             let read = validate::read_body(&parts.headers, body, state.config.max_body_bytes);
             tokio::time::timeout(limit, read).await.map_err(|_| ApiError::BodyTimeout { secs: limit.as_secs() })??
         };
-        let input = Input { matched, headers: &parts.headers, query: parts.uri.query(), body: bytes, key };
+        let input = Input { matched, headers: &parts.headers, query: parts.uri.query(), body: bytes, key, prefetched };
         handlers::handle(state, input).await
     }
     .await;
@@ -150,9 +160,19 @@ fn error_response(e: ApiError) -> HttpResponse {
     e.into_response()
 }
 
-/// Checks the IP bucket and, with a valid key, the key bucket. `Err` is the
-/// 429 to send; `Ok(None)` when limits are off or Redis failed (fail open).
-async fn rate_limit(state: &Arc<AppState>, ip: &str, key: Option<&KeyId>) -> Result<Option<Verdict>, HttpResponse> {
+/// What the limiter let through: the tightest verdict (for the headers)
+/// and the session it read along, if asked to.
+type Passed = (Option<Verdict>, Option<Prefetched>);
+
+/// Checks the IP bucket and, with a valid key, the key bucket (reading
+/// `session` in the same round trip). `Err` is the 429 to send; no verdict
+/// when limits are off or Redis failed (fail open).
+async fn rate_limit(
+    state: &Arc<AppState>,
+    ip: &str,
+    key: Option<&KeyId>,
+    session: Option<&SessionId>,
+) -> Result<Passed, HttpResponse> {
     let cfg = &state.config;
     let mut buckets = Vec::with_capacity(2);
     if cfg.rate_per_ip > 0 {
@@ -162,14 +182,18 @@ async fn rate_limit(state: &Arc<AppState>, ip: &str, key: Option<&KeyId>) -> Res
         buckets.push(Bucket { key: keys::rate_limit("key", &k.0), limit: cfg.rate_per_key, scope: "key" });
     }
     if buckets.is_empty() {
-        return Ok(None);
+        return Ok((None, None));
     }
-    let verdicts = match state.store.rate_limit(&buckets).await {
+    let checked = match session {
+        Some(id) => state.store.rate_limit_and_session(&buckets, id).await,
+        None => state.store.rate_limit(&buckets).await.map(|v| (v, None)),
+    };
+    let (verdicts, prefetched) = match checked {
         Ok(v) => v,
         Err(e) => {
             state.metrics.limiter_error();
             tracing::warn!(error = %e, "rate limiter unavailable; failing open");
-            return Ok(None);
+            return Ok((None, None));
         }
     };
     for (b, v) in buckets.iter().zip(&verdicts) {
@@ -183,6 +207,6 @@ async fn rate_limit(state: &Arc<AppState>, ip: &str, key: Option<&KeyId>) -> Res
             v.apply(resp.headers_mut());
             Err(resp)
         }
-        other => Ok(other),
+        other => Ok((other, prefetched)),
     }
 }

@@ -4,6 +4,8 @@
 //! [`crate::records`]. No HTTP in this module.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use proto_types::scripts::ReplyError;
@@ -45,6 +47,15 @@ pub enum StoreError {
     Contended,
 }
 
+/// A session read ahead of its command (see [`Store::rate_limit_and_session`]).
+#[derive(Debug, Clone)]
+pub struct Prefetched {
+    /// The session read.
+    pub id: SessionId,
+    /// What was stored (`None`: no such session).
+    pub record: Option<SessionRecord>,
+}
+
 /// A page of sessions.
 #[derive(Debug, Clone)]
 pub struct Page {
@@ -60,7 +71,7 @@ pub struct Store {
     pub(crate) conn: ConnectionManager,
     pub(crate) enqueue: Script,
     gcra: Script,
-    gcra_loaded: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    gcra_loaded: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
@@ -108,50 +119,84 @@ impl Store {
         Ok(())
     }
 
-    /// Checks every bucket in one round trip.
+    /// Checks every bucket in one script call (one `EVALSHA`; the script
+    /// text is sent again only after Redis answers `NOSCRIPT`, e.g. after a
+    /// restart with an empty script cache).
     pub async fn rate_limit(&self, buckets: &[Bucket]) -> Result<Vec<Verdict>, StoreError> {
+        Ok(self.limit_and_read(buckets, None).await?.0)
+    }
+
+    /// [`Store::rate_limit`] and, in the same round trip, a read of the
+    /// session a command is for (what [`Store::enqueue`] would read next).
+    /// The read is a prefetch: `None` when the record is not usable.
+    pub async fn rate_limit_and_session(
+        &self,
+        buckets: &[Bucket],
+        session: &SessionId,
+    ) -> Result<(Vec<Verdict>, Option<Prefetched>), StoreError> {
+        self.limit_and_read(buckets, Some(session)).await
+    }
+
+    async fn limit_and_read(
+        &self,
+        buckets: &[Bucket],
+        session: Option<&SessionId>,
+    ) -> Result<(Vec<Verdict>, Option<Prefetched>), StoreError> {
         if buckets.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), None));
         }
-        let invocations: Vec<_> = buckets
-            .iter()
-            .map(|b| {
-                let mut inv = self.gcra.key(&b.key);
-                inv.arg(b.limit).arg(PERIOD_MS);
-                inv
-            })
-            .collect();
-        let pipe = |load: bool| {
-            let mut pipe = redis::pipe();
-            if load {
-                pipe.load_script(&self.gcra).ignore();
-            }
-            for inv in &invocations {
-                pipe.invoke_script(inv);
-            }
-            pipe
-        };
+        let mut inv = self.gcra.prepare_invoke();
+        inv.arg(PERIOD_MS);
+        for b in buckets {
+            inv.key(&b.key).arg(b.limit);
+        }
         let mut c = self.conn.clone();
-        // Send the script text only until Redis has it (and again after a
-        // NOSCRIPT, e.g. when Redis restarted with an empty script cache).
-        let loaded = self.gcra_loaded.load(std::sync::atomic::Ordering::Relaxed);
-        let replies: Vec<Vec<i64>> = match pipe(!loaded).query_async(&mut c).await {
-            Ok(r) => r,
-            Err(e) if loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                self.gcra_loaded.store(false, std::sync::atomic::Ordering::Relaxed);
-                pipe(true).query_async(&mut c).await?
+        let (replies, prefetched) = match session {
+            None => {
+                let replies: Vec<Vec<i64>> = inv.invoke_async(&mut c).await?;
+                self.gcra_loaded.store(true, Ordering::Relaxed);
+                (replies, None)
             }
-            Err(e) => return Err(e.into()),
+            Some(id) => {
+                let pipe = |load: bool| {
+                    let mut pipe = redis::pipe();
+                    if load {
+                        pipe.load_script(&self.gcra).ignore();
+                    }
+                    pipe.invoke_script(&inv).hgetall(keys::session(id.as_str()));
+                    pipe
+                };
+                let loaded = self.gcra_loaded.load(Ordering::Relaxed);
+                type Reply = (Vec<Vec<i64>>, HashMap<String, String>);
+                // The script text rides along only until Redis has it (and
+                // again after a NOSCRIPT).
+                let (replies, map): Reply = match pipe(!loaded).query_async(&mut c).await {
+                    Ok(r) => r,
+                    Err(e) if loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                        self.gcra_loaded.store(false, Ordering::Relaxed);
+                        pipe(true).query_async(&mut c).await?
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                self.gcra_loaded.store(true, Ordering::Relaxed);
+                (replies, SessionRecord::parse(id, &map).ok().map(|record| Prefetched { id: id.clone(), record }))
+            }
         };
-        self.gcra_loaded.store(true, std::sync::atomic::Ordering::Relaxed);
-        buckets
+        if replies.len() != buckets.len() {
+            return Err(StoreError::Corrupt {
+                key: buckets[0].key.clone(),
+                what: format!("{} rate-limit replies for {} buckets", replies.len(), buckets.len()),
+            });
+        }
+        let verdicts = buckets
             .iter()
             .zip(&replies)
             .map(|(b, r)| {
                 Verdict::from_reply(b.limit, r)
                     .ok_or_else(|| StoreError::Corrupt { key: b.key.clone(), what: format!("rate-limit reply {r:?}") })
             })
-            .collect()
+            .collect::<Result<_, _>>()?;
+        Ok((verdicts, prefetched))
     }
 
     /// Reads a session.

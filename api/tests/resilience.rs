@@ -307,3 +307,52 @@ async fn rate_limit_survives_a_flushed_script_cache() {
     assert_eq!(api.get("/sessions").await.error(429), "rate_limited");
     api.stop().await;
 }
+
+/// Calls of one Redis command since the last `CONFIG RESETSTAT`.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(&mut common::redis_conn(redis)).unwrap();
+    let prefix = format!("cmdstat_{command}:calls=");
+    info.lines()
+        .find_map(|l| l.strip_prefix(prefix.as_str()))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_command_costs_redis_two_script_calls_and_one_read() {
+    let (redis, api) = setup().await;
+    // Warm up: both scripts get loaded into Redis' cache.
+    let created = api.create("u@example.com").await;
+    assert_eq!(created.status, 202);
+    let sid = created.json()["uuid"].as_str().unwrap().to_owned();
+    common::seed_session(&redis, &sid, "u@example.com", "running", "running", 1);
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut common::redis_conn(&redis)).unwrap();
+
+    // A command on an existing session: the limiter (IP and key buckets in
+    // one call), one read of the session, the enqueue script.
+    let r = api.post(&format!("/session/{sid}/sleep"), None).await;
+    assert_eq!(r.status, 202, "body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("ratelimit-limit"), Some("10000"));
+    assert_eq!(calls(&redis, "evalsha"), 2);
+    assert_eq!(calls(&redis, "hgetall"), 1);
+
+    // Create draws a fresh id and skips the read.
+    let r = api.create("v@example.com").await;
+    assert_eq!(r.status, 202, "body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(calls(&redis, "evalsha"), 4);
+    assert_eq!(calls(&redis, "hgetall"), 1);
+    assert_eq!(calls(&redis, "eval") + calls(&redis, "script|load"), 0, "scripts are sent once");
+    assert_eq!(stream_len(&redis), 3);
+
+    // A command for a session that does not exist: the limiter's read answers it.
+    let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut common::redis_conn(&redis)).unwrap();
+    assert_eq!(api.post("/session/0badc0de/wake", None).await.error(404), "session_not_found");
+    assert_eq!((calls(&redis, "evalsha"), calls(&redis, "hgetall")), (1, 1));
+
+    // With the script cache flushed, a command still gets its verdict and its job.
+    let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut common::redis_conn(&redis)).unwrap();
+    let r = api.post(&format!("/session/{sid}/wake"), None).await;
+    assert_eq!(r.status, 202, "body: {}", String::from_utf8_lossy(&r.body));
+    assert_eq!(r.header("ratelimit-limit"), Some("10000"));
+    assert_eq!(stream_len(&redis), 4);
+    api.stop().await;
+}

@@ -22,7 +22,7 @@
 //! Status is written through the status subresource (merge patch on
 //! `/status`), which the fake accepts whether or not the kind registered one.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::future::Future;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -81,13 +81,35 @@ pub struct TickReport {
     pub jobs_failed: usize,
 }
 
+/// Identifies a pending change: (kind, namespace, name).
+type Key = (&'static str, String, String);
+
 /// The simulated kubelet.
 pub struct Kubelet {
     client: Client,
     config: KubeletConfig,
     fail_backups: AtomicBool,
-    /// When each pending change was first seen (kind, namespace, name, goal).
-    seen: Mutex<HashMap<(String, String, String, String), Instant>>,
+    /// Each pending change: its goal and when it was first seen.
+    seen: Mutex<HashMap<Key, (String, Instant)>>,
+    /// The Deployments/Jobs fingerprint of the last idle pass, and how many passes were
+    /// skipped since.
+    idle: Mutex<(Option<Fingerprint>, u32)>,
+}
+
+/// Idle passes skipped in a row before a full pass anyway (one that lists pods too, and so
+/// notices pods changed by someone else).
+const MAX_SKIPPED: u32 = 10;
+
+/// Count and highest resourceVersion of a list: the fake's resourceVersions come from one
+/// counter, so any create or update raises the highest and any delete lowers the count.
+type Fingerprint = [(usize, u64); 2];
+
+fn fingerprint<K: kube::Resource>(items: &[K]) -> Option<(usize, u64)> {
+    let mut max = 0;
+    for item in items {
+        max = max.max(item.meta().resource_version.as_deref()?.parse::<u64>().ok()?);
+    }
+    Some((items.len(), max))
 }
 
 fn err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeletError {
@@ -95,11 +117,50 @@ fn err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeletError {
     move |source| KubeletError { what, source }
 }
 
+/// The pods of one tick's list, indexed by (namespace, label key, label value), so a
+/// Deployment's selector finds its pods without another list call.
+struct PodIndex<'a> {
+    by_label: HashMap<(&'a str, &'a str, &'a str), Vec<&'a Pod>>,
+}
+
+impl<'a> PodIndex<'a> {
+    fn new(pods: &'a [Pod]) -> Self {
+        let mut by_label: HashMap<_, Vec<&Pod>> = HashMap::new();
+        for pod in pods {
+            let Some(ns) = pod.metadata.namespace.as_deref() else { continue };
+            for (k, v) in pod.metadata.labels.iter().flatten() {
+                by_label.entry((ns, k.as_str(), v.as_str())).or_default().push(pod);
+            }
+        }
+        Self { by_label }
+    }
+
+    /// The pods in `ns` carrying every label of the (non-empty) `selector`.
+    fn select(&self, ns: &str, selector: &BTreeMap<String, String>) -> Vec<&'a Pod> {
+        let Some((k, v)) = selector.iter().next() else { return Vec::new() };
+        let Some(candidates) = self.by_label.get(&(ns, k.as_str(), v.as_str())) else { return Vec::new() };
+        candidates
+            .iter()
+            .copied()
+            .filter(|p| {
+                let labels = p.metadata.labels.as_ref();
+                selector.iter().all(|(k, v)| labels.and_then(|l| l.get(k)) == Some(v))
+            })
+            .collect()
+    }
+}
+
 impl Kubelet {
     /// A kubelet acting through `client`.
     pub fn new(client: Client, config: KubeletConfig) -> Self {
         let fail = config.fail_backups;
-        Self { client, config, fail_backups: AtomicBool::new(fail), seen: Mutex::new(HashMap::new()) }
+        Self {
+            client,
+            config,
+            fail_backups: AtomicBool::new(fail),
+            seen: Mutex::new(HashMap::new()),
+            idle: Mutex::new((None, 0)),
+        }
     }
 
     /// Switches backup Jobs between failing and succeeding from now on.
@@ -117,33 +178,83 @@ impl Kubelet {
         }
     }
 
-    /// Whether `key` has been pending for at least the delay (recording
-    /// when it was first seen).
-    fn due(&self, key: (String, String, String, String)) -> bool {
+    /// Whether `key` has been pending towards `goal` for at least the delay (recording when
+    /// it was first seen; a new goal restarts the clock).
+    fn due(&self, key: Key, goal: &str) -> bool {
         let mut seen = self.seen.lock().expect("kubelet state lock poisoned");
-        let since = *seen.entry(key).or_insert_with(Instant::now);
-        since.elapsed() >= self.config.delay
+        let entry = seen.entry(key).or_insert_with(|| (goal.to_owned(), Instant::now()));
+        if entry.0 != goal {
+            *entry = (goal.to_owned(), Instant::now());
+        }
+        entry.1.elapsed() >= self.config.delay
     }
 
-    fn forget(&self, kind: &str, ns: &str, name: &str) {
+    fn forget(&self, key: &Key) {
         let mut seen = self.seen.lock().expect("kubelet state lock poisoned");
-        seen.retain(|k, _| !(k.0 == kind && k.1 == ns && k.2 == name));
+        if !seen.is_empty() {
+            seen.remove(key);
+        }
     }
 
-    /// One pass over managed Deployments and Jobs.
+    /// One pass over managed Deployments and Jobs: one list each of Deployments, pods and
+    /// Jobs, and writes only for objects that are not yet where they should be. When the
+    /// last pass changed nothing, nothing is pending and the Deployments and Jobs are
+    /// unchanged, the pass stops after those two lists (but at least every
+    /// [`MAX_SKIPPED`]+1-th pass is a full one).
     pub async fn tick(&self) -> Result<TickReport, KubeletError> {
         let mut report = TickReport::default();
         let lp = ListParams::default().labels(MANAGED);
         let ns = self.config.namespace.as_deref();
         let deployments = self.api::<Deployment>(ns).list(&lp).await.map_err(err("list deployments"))?;
-        for d in deployments.items {
-            self.deployment(&d, &mut report).await?;
-        }
         let jobs = self.api::<Job>(ns).list(&lp).await.map_err(err("list jobs"))?;
-        for j in jobs.items {
-            self.job(&j, &mut report).await?;
+        let print = fingerprint(&deployments.items).zip(fingerprint(&jobs.items)).map(|(d, j)| [d, j]);
+        if self.skip(print) {
+            return Ok(report);
         }
+        if !deployments.items.is_empty() {
+            // All pods, not only managed ones: a template without labels gives its pods just the
+            // selector's labels.
+            let pods = self.api::<Pod>(ns).list(&ListParams::default()).await.map_err(err("list pods"))?;
+            let index = PodIndex::new(&pods.items);
+            for d in &deployments.items {
+                self.deployment(d, &index, &mut report).await?;
+            }
+        }
+        for j in &jobs.items {
+            self.job(j, &mut report).await?;
+        }
+        self.prune(&deployments.items, &jobs.items);
+        let pending = !self.seen.lock().expect("kubelet state lock poisoned").is_empty();
+        let idle = report == TickReport::default() && !pending;
+        // A pass that wrote only a status still changed the fingerprint: the next pass is full.
+        *self.idle.lock().expect("kubelet state lock poisoned") = (print.filter(|_| idle), 0);
         Ok(report)
+    }
+
+    /// Whether this pass can stop early: the last pass was idle with the same fingerprint
+    /// and fewer than [`MAX_SKIPPED`] passes were skipped since.
+    fn skip(&self, print: Option<Fingerprint>) -> bool {
+        let mut idle = self.idle.lock().expect("kubelet state lock poisoned");
+        let same = print.is_some() && idle.0 == print;
+        if same && idle.1 < MAX_SKIPPED {
+            idle.1 += 1;
+            return true;
+        }
+        false
+    }
+
+    /// Drops pending entries of objects that no longer exist.
+    fn prune(&self, deployments: &[Deployment], jobs: &[Job]) {
+        let mut seen = self.seen.lock().expect("kubelet state lock poisoned");
+        if seen.is_empty() {
+            return;
+        }
+        let names: HashSet<(&str, String, String)> = deployments
+            .iter()
+            .map(|d| ("Deployment", d.namespace().unwrap_or_default(), d.name_any()))
+            .chain(jobs.iter().map(|j| ("Job", j.namespace().unwrap_or_default(), j.name_any())))
+            .collect();
+        seen.retain(|k, _| names.contains(&(k.0, k.1.clone(), k.2.clone())));
     }
 
     /// Ticks every `interval` until `shutdown` completes; errors are logged
@@ -161,36 +272,37 @@ impl Kubelet {
         }
     }
 
-    async fn deployment(&self, d: &Deployment, report: &mut TickReport) -> Result<(), KubeletError> {
+    async fn deployment(
+        &self,
+        d: &Deployment,
+        index: &PodIndex<'_>,
+        report: &mut TickReport,
+    ) -> Result<(), KubeletError> {
         let (Some(ns), name) = (d.namespace(), d.name_any()) else { return Ok(()) };
         let Some(spec) = d.spec.as_ref() else { return Ok(()) };
         let want = spec.replicas.unwrap_or(1).max(0);
-        let selector = spec.selector.match_labels.clone().unwrap_or_default();
-        if selector.is_empty() {
-            return Ok(());
-        }
-        let sel = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
-        let pods_api = self.api::<Pod>(Some(&ns));
-        let pods = pods_api.list(&ListParams::default().labels(&sel)).await.map_err(err(format!("list pods {ns}")))?;
-        let have = i32::try_from(pods.items.len()).unwrap_or(i32::MAX);
+        let Some(selector) = spec.selector.match_labels.as_ref().filter(|s| !s.is_empty()) else { return Ok(()) };
+        let pods = index.select(&ns, selector);
+        let have = i32::try_from(pods.len()).unwrap_or(i32::MAX);
         let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
         let seen = d.status.as_ref().and_then(|s| s.observed_generation);
         let current = seen.is_none_or(|g| d.metadata.generation.is_none_or(|cur| g >= cur));
+        let key: Key = ("Deployment", ns.clone(), name.clone());
         if have == want && ready == want && current {
-            self.forget("Deployment", &ns, &name);
+            self.forget(&key);
             return Ok(());
         }
-        let key = ("Deployment".to_owned(), ns.clone(), name.clone(), want.to_string());
-        if !self.due(key) {
+        if !self.due(key.clone(), &want.to_string()) {
             return Ok(());
         }
+        let pods_api = self.api::<Pod>(Some(&ns));
         if have < want {
             let template = &spec.template;
             let labels: BTreeMap<String, String> =
                 template.metadata.as_ref().and_then(|m| m.labels.clone()).unwrap_or_else(|| selector.clone());
             for i in 0..want {
                 let pod_name = format!("{name}-{i}");
-                if pods.items.iter().any(|p| p.name_any() == pod_name) {
+                if pods.iter().any(|p| p.metadata.name.as_deref() == Some(pod_name.as_str())) {
                     continue;
                 }
                 let pod = Pod {
@@ -214,7 +326,7 @@ impl Kubelet {
                 }
             }
         } else if have > want {
-            let mut sorted: Vec<_> = pods.items.iter().map(ResourceExt::name_any).collect();
+            let mut sorted: Vec<_> = pods.iter().map(|p| p.name_any()).collect();
             sorted.sort();
             for pod_name in sorted.into_iter().skip(usize::try_from(want).unwrap_or(0)) {
                 match pods_api.delete(&pod_name, &DeleteParams::default()).await {
@@ -235,7 +347,7 @@ impl Kubelet {
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&status))
             .await
             .map_err(err(format!("patch deployment status {ns}/{name}")))?;
-        self.forget("Deployment", &ns, &name);
+        self.forget(&key);
         Ok(())
     }
 
@@ -245,11 +357,12 @@ impl Kubelet {
             j.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
                 c.iter().any(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
             });
+        let key: Key = ("Job", ns.clone(), name.clone());
         if finished {
-            self.forget("Job", &ns, &name);
+            self.forget(&key);
             return Ok(());
         }
-        if !self.due(("Job".to_owned(), ns.clone(), name.clone(), "finish".to_owned())) {
+        if !self.due(key.clone(), "finish") {
             return Ok(());
         }
         let now = jiff::Timestamp::now().to_string();
@@ -279,7 +392,7 @@ impl Kubelet {
         } else {
             report.jobs_succeeded += 1;
         }
-        self.forget("Job", &ns, &name);
+        self.forget(&key);
         Ok(())
     }
 }
@@ -408,5 +521,58 @@ mod tests {
         );
         // Finished Jobs are left alone.
         assert_eq!(k.tick().await.unwrap(), TickReport::default());
+    }
+
+    fn session_deployment(session: &str, replicas: i32) -> Deployment {
+        let mut d = deployment(replicas);
+        let mut l = labels();
+        l.insert("session-uuid".to_owned(), session.to_owned());
+        d.metadata.name = Some(format!("ws-{session}"));
+        d.metadata.labels = Some(l.clone());
+        let spec = d.spec.as_mut().unwrap();
+        spec.selector.match_labels = Some(BTreeMap::from([("session-uuid".to_owned(), session.to_owned())]));
+        spec.template.metadata = Some(ObjectMeta { labels: Some(l), ..Default::default() });
+        d
+    }
+
+    #[tokio::test]
+    async fn each_deployment_counts_only_its_own_pods() {
+        let client = kube_fake_client::ClientBuilder::new()
+            .with_status_subresource::<Deployment>()
+            .with_object(session_deployment("a", 2))
+            .with_object(session_deployment("b", 1))
+            .build()
+            .await
+            .unwrap();
+        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        assert_eq!(k.tick().await.unwrap().pods_created, 3);
+        assert_eq!(k.tick().await.unwrap(), TickReport::default(), "converged: nothing to do");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "ws");
+        let patch = json!({"spec": {"replicas": 0}});
+        deployments.patch("ws-b", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        assert_eq!(k.tick().await.unwrap().pods_deleted, 1);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
+        let mut names: Vec<_> =
+            pods.list(&ListParams::default()).await.unwrap().items.iter().map(ResourceExt::name_any).collect();
+        names.sort();
+        assert_eq!(names, ["ws-a-0", "ws-a-1"]);
+        assert_eq!(deployments.get("ws-a").await.unwrap().status.unwrap().ready_replicas, Some(2));
+        assert_eq!(deployments.get("ws-b").await.unwrap().status.unwrap().ready_replicas, Some(0));
+    }
+
+    #[tokio::test]
+    async fn a_pod_deleted_by_someone_else_comes_back_within_a_few_idle_passes() {
+        let client = cluster().await;
+        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        assert_eq!(k.tick().await.unwrap().pods_created, 1);
+        assert_eq!(k.tick().await.unwrap().jobs_succeeded, 0);
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
+        pods.delete("ws-abc-0", &DeleteParams::default()).await.unwrap();
+        let mut created = 0;
+        for _ in 0..=MAX_SKIPPED + 1 {
+            created += k.tick().await.unwrap().pods_created;
+        }
+        assert_eq!(created, 1);
+        assert!(pods.get("ws-abc-0").await.is_ok());
     }
 }
