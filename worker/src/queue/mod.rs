@@ -109,19 +109,10 @@ impl Queue {
         }
     }
 
-    /// Reads up to `count` new entries, blocking up to the configured time.
+    /// Reads up to `count` new entries, blocking up to the configured time,
+    /// on the dedicated read connection.
     pub async fn read_new(&self, count: usize) -> Result<Vec<Entry>, QueueError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(keys::GROUP)
-            .arg(&self.config.consumer)
-            .arg("COUNT")
-            .arg(count.max(1))
-            .arg("BLOCK")
-            .arg(self.config.block.as_millis() as u64)
-            .arg("STREAMS")
-            .arg(keys::JOBS_STREAM)
-            .arg(">");
+        let cmd = xreadgroup(&self.config.consumer, count, Some(self.config.block), ">");
         let mut read = self.read.clone();
         let v: Value = cmd.query_async(&mut read).await.map_err(|e| QueueError::redis("XREADGROUP", e))?;
         Ok(entry::read_reply(&v))
@@ -130,15 +121,7 @@ impl Queue {
     /// Reads up to `count` entries of this consumer's own pending list with
     /// ids above `after` (start with `"0-0"`), without blocking.
     pub async fn read_own_pending(&self, after: &str, count: usize) -> Result<Vec<Entry>, QueueError> {
-        let mut cmd = redis::cmd("XREADGROUP");
-        cmd.arg("GROUP")
-            .arg(keys::GROUP)
-            .arg(&self.config.consumer)
-            .arg("COUNT")
-            .arg(count.max(1))
-            .arg("STREAMS")
-            .arg(keys::JOBS_STREAM)
-            .arg(after);
+        let cmd = xreadgroup(&self.config.consumer, count, None, after);
         let v: Value = self.query("XREADGROUP pending", &cmd).await?;
         Ok(entry::read_reply(&v))
     }
@@ -202,4 +185,15 @@ impl Queue {
         let desired = desired.as_deref().and_then(|d| proto_types::DesiredState::parse(d).ok());
         Ok((generation.unwrap_or(0), desired))
     }
+}
+
+/// `XREADGROUP GROUP workers {consumer} COUNT n [BLOCK ms] STREAMS {sm}:jobs {id}`.
+fn xreadgroup(consumer: &str, count: usize, block: Option<Duration>, id: &str) -> redis::Cmd {
+    let mut cmd = redis::cmd("XREADGROUP");
+    cmd.arg("GROUP").arg(keys::GROUP).arg(consumer).arg("COUNT").arg(count.max(1));
+    if let Some(block) = block {
+        cmd.arg("BLOCK").arg(block.as_millis() as u64);
+    }
+    cmd.arg("STREAMS").arg(keys::JOBS_STREAM).arg(id);
+    cmd
 }
