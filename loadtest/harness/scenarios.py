@@ -10,6 +10,7 @@ live-sessions (workers), micro (criterion).
 
 import http.server
 import os
+import random
 import signal
 import statistics
 import threading
@@ -471,18 +472,42 @@ def worker_group(ctx):
         for per_session in cfg["drain_jobs_per_session"]:
             action = drain_rounds(ctx, stack, client, uuids, per_session, action)
 
-        # Worker RSS with many live sessions.
-        live_target = cfg["live_sessions"]
+        # Worker RSS with many live sessions, created through the api and the workers in
+        # waves. Each wave is put to sleep once it runs, so the stand-in holds at most one
+        # wave's pods (kube-fake-client clones every pod of the namespace on each pod list).
+        live_target, wave = cfg["live_sessions"], max(1, cfg["live_wave"])
         more = max(0, live_target - n)
-        tools.log(f"creating {more} more sessions ({live_target} live) for the worker RSS measurement")
+        tools.log(f"creating {more} more sessions ({live_target} live) in waves of {wave} for the worker RSS measurement")
         workers = stack.start_workers(cfg["live_workers"], concurrency=cfg["worker_concurrency"])
+        pids = {w.name: w.pid for w in workers}
         t0 = time.monotonic()
-        jobs = []
-        with RssSampler({w.name: w.pid for w in workers}) as s:
-            batch = 1000
-            for i in range(0, more, batch):
-                jobs += [j for _, j in client.create_sessions(min(batch, more - i), f"live{i}", threads=8)]
-            wait_drained(stack, jobs, timeout=cfg["live_timeout"])
+        waves = []
+        live_uuids = list(uuids)
+        with RssSampler(pids) as s_create:
+            for i in range(0, more, wave):
+                k = min(wave, more - i)
+                tw = time.monotonic()
+                created = client.create_sessions(k, f"live{i}", threads=8)
+                wait_drained(stack, [j for _, j in created], timeout=cfg["live_timeout"])
+                tc = time.monotonic()
+                asleep = client.commands([(u, "sleep") for u, _ in created])
+                wait_drained(stack, asleep, timeout=cfg["live_timeout"])
+                live_uuids += [u for u, _ in created]
+                waves.append({"sessions": k, "create_s": tc - tw, "sleep_s": time.monotonic() - tc,
+                              "live_after": len(live_uuids)})  # fmt: skip
+                tools.log(f"  {len(live_uuids)} live; wave of {k}: create {tc - tw:.1f} s, sleep {time.monotonic() - tc:.1f} s")
+        create_seconds = time.monotonic() - t0
+        # With every session live: wake a spread of them, then put them back to sleep.
+        rng = random.Random(7)
+        picked = rng.sample(live_uuids, min(cfg["live_round"], len(live_uuids)))
+        t_round = time.monotonic()
+        with RssSampler(pids) as s_round:
+            woke = client.commands([(u, "wake") for u in picked])
+            wait_drained(stack, woke, timeout=cfg["live_timeout"])
+            slept = client.commands([(u, "sleep") for u in picked])
+            wait_drained(stack, slept, timeout=cfg["live_timeout"])
+        round_seconds = time.monotonic() - t_round
+        round_states = latency_summary(job_records(stack, woke + slept))
         r = stack.redis()
         live = r.call("ZCARD", "{sm}:sessions")
         r.close()
@@ -491,8 +516,14 @@ def worker_group(ctx):
             "live_sessions": live,
             "workers": len(workers),
             "concurrency": cfg["worker_concurrency"],
-            "create_seconds": time.monotonic() - t0,
-            "max_during_creates_mb": max(s.max.values()) if s.max else None,
+            "wave": wave,
+            "waves": waves,
+            "create_seconds": create_seconds,
+            "max_during_creates_mb": max(s_create.max.values()) if s_create.max else None,
+            "round_jobs": len(woke) + len(slept),
+            "round_seconds": round_seconds,
+            "round_summary": round_states,
+            "max_during_round_mb": max(s_round.max.values()) if s_round.max else None,
             "max_during_drains_mb": max([x for x in ctx.worker_rss_seen] or [0]) or None,
             "after_mb": {w.name: rss_mb(w.pid) for w in workers},
             "hwm_mb": {w.name: hwm_mb(w.pid) for w in workers},

@@ -17,6 +17,7 @@ use k8s_openapi::api::batch::v1::Job;
 use kube::Client;
 use kube::client::Body;
 use kube_fake_client::{ClientBuilder, interceptor};
+use kube_standin::changes::{Changes, notifying_client};
 use kube_standin::kubelet::{Kubelet, KubeletConfig};
 use proto_types::{Command, DesiredState, JobId, SessionId};
 use worker::executor::{ExecError, Executor, Outcome, Target};
@@ -118,12 +119,14 @@ impl tower::Service<http::Request<Body>> for FaultLayer {
 
 /// One in-process cluster.
 pub struct Cluster {
-    /// The raw fake (what the kubelet and assertions use).
+    /// The fake as tests see it: writes through it wake the kubelet (which itself works on
+    /// the fake directly).
     pub raw: Client,
     /// The executor under test, going through the fault layer.
     pub exec: K8sExecutor,
     pub faults: Arc<Faults>,
     pub kubelet: Arc<Kubelet>,
+    changes: Arc<Changes>,
     kubelet_task: Option<tokio::task::JoinHandle<()>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
@@ -158,13 +161,23 @@ impl Cluster {
     pub async fn with(interceptors: Option<interceptor::Funcs>, cfg: K8sConfig, kubelet_running: bool) -> Self {
         let raw = fake(interceptors).await;
         let faults = Arc::new(Faults::default());
-        let layered = Client::new(FaultLayer { inner: raw.clone(), faults: faults.clone() }, NS);
+        // Writes by the executor and by the tests wake the kubelet, as in the stand-in server.
+        let changes = Arc::new(Changes::default());
+        let notifying = notifying_client(raw.clone(), changes.clone());
+        let layered = Client::new(FaultLayer { inner: notifying.clone(), faults: faults.clone() }, NS);
         let kubelet = Arc::new(Kubelet::new(
             raw.clone(),
             KubeletConfig { delay: Duration::from_millis(20), fail_backups: false, namespace: None },
         ));
-        let mut c =
-            Cluster { raw, exec: K8sExecutor::new(layered, cfg), faults, kubelet, kubelet_task: None, stop: None };
+        let mut c = Cluster {
+            raw: notifying,
+            exec: K8sExecutor::new(layered, cfg),
+            faults,
+            kubelet,
+            changes,
+            kubelet_task: None,
+            stop: None,
+        };
         if kubelet_running {
             c.start_kubelet();
         }
@@ -174,8 +187,9 @@ impl Cluster {
     pub fn start_kubelet(&mut self) {
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
         let k = self.kubelet.clone();
+        let changes = self.changes.clone();
         self.kubelet_task = Some(tokio::spawn(async move {
-            k.run(Duration::from_millis(5), async {
+            k.run(&changes, Duration::from_secs(1), async {
                 let _ = rx.await;
             })
             .await;

@@ -19,12 +19,14 @@
 //!   (`succeeded: 1`), or `Failed` (`BackoffLimitExceeded`) when
 //!   `fail_backups` is set.
 //!
-//! Cost: a pass lists Deployments, Jobs and (all) pods once each and groups the pods by
-//! label in memory, so it is linear in the number of sessions; converged objects cause
-//! no writes. When the last pass wrote nothing, nothing is waiting out its delay and the
-//! Deployments and Jobs are unchanged (count and highest resourceVersion), a pass stops
-//! after listing those two; every 11th pass is full anyway, so pods
-//! deleted by someone else come back within about a second.
+//! When it acts: [`Kubelet::run`] waits on the [`Changes`] feed. A write to one Deployment or
+//! Job through the server makes it reconcile just that object (one get, plus one pod list by
+//! the Deployment's selector), so its cost per change does not grow with the number of
+//! sessions; a pod written by someone else, or a nameless write, asks for a full pass. Objects
+//! still waiting out their delay are re-checked when it is up, and a full pass runs every
+//! `resync` anyway. A full pass ([`Kubelet::tick`]) lists Deployments, Jobs and (all) pods
+//! once each and groups the pods by label in memory, so it is linear in the number of
+//! sessions; converged objects cause no writes.
 //!
 //! Status is written through the status subresource (merge patch on
 //! `/status`), which the fake accepts whether or not the kind registered one.
@@ -43,6 +45,8 @@ use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
 use kube::{Client, ResourceExt};
 use serde_json::json;
 use tokio::time::Instant;
+
+use crate::changes::{Changes, Key, Kind};
 
 /// Label selector of the objects the kubelet manages.
 pub const MANAGED: &str = "app.kubernetes.io/managed-by=session-manager";
@@ -88,9 +92,6 @@ pub struct TickReport {
     pub jobs_failed: usize,
 }
 
-/// Identifies a pending change: (kind, namespace, name).
-type Key = (&'static str, String, String);
-
 /// The simulated kubelet.
 pub struct Kubelet {
     client: Client,
@@ -98,25 +99,20 @@ pub struct Kubelet {
     fail_backups: AtomicBool,
     /// Each pending change: its goal and when it was first seen.
     seen: Mutex<HashMap<Key, (String, Instant)>>,
-    /// The Deployments/Jobs fingerprint of the last idle pass, and how many passes were
-    /// skipped since.
-    idle: Mutex<(Option<Fingerprint>, u32)>,
 }
 
-/// Idle passes skipped in a row before a full pass anyway (one that lists pods too, and so
-/// notices pods changed by someone else).
-const MAX_SKIPPED: u32 = 10;
+/// How long the run loop waits after a failed pass before a full one.
+const RETRY_AFTER_ERROR: Duration = Duration::from_millis(100);
 
-/// Count and highest resourceVersion of a list: the fake's resourceVersions come from one
-/// counter, so any create or update raises the highest and any delete lowers the count.
-type Fingerprint = [(usize, u64); 2];
+/// Whether `meta` carries the [`MANAGED`] label.
+fn managed(meta: &ObjectMeta) -> bool {
+    let (k, v) = MANAGED.split_once('=').unwrap_or((MANAGED, ""));
+    meta.labels.as_ref().and_then(|l| l.get(k)).is_some_and(|have| have == v)
+}
 
-fn fingerprint<K: kube::Resource>(items: &[K]) -> Option<(usize, u64)> {
-    let mut max = 0;
-    for item in items {
-        max = max.max(item.meta().resource_version.as_deref()?.parse::<u64>().ok()?);
-    }
-    Some((items.len(), max))
+/// The `matchLabels` of a Deployment's selector, when it has some.
+fn selector_of(d: &Deployment) -> Option<&BTreeMap<String, String>> {
+    d.spec.as_ref()?.selector.match_labels.as_ref().filter(|s| !s.is_empty())
 }
 
 fn err(what: impl Into<String>) -> impl FnOnce(kube::Error) -> KubeletError {
@@ -166,7 +162,6 @@ impl Kubelet {
             config,
             fail_backups: AtomicBool::new(fail),
             seen: Mutex::new(HashMap::new()),
-            idle: Mutex::new((None, 0)),
         }
     }
 
@@ -203,50 +198,80 @@ impl Kubelet {
         }
     }
 
-    /// One pass over managed Deployments and Jobs: one list each of Deployments, pods and
-    /// Jobs, and writes only for objects that are not yet where they should be. When the
-    /// last pass changed nothing, nothing is pending and the Deployments and Jobs are
-    /// unchanged, the pass stops after those two lists (every 11th pass is full anyway).
+    /// One full pass over managed Deployments and Jobs: one list each of Deployments, pods
+    /// and Jobs, and writes only for objects that are not yet where they should be.
     pub async fn tick(&self) -> Result<TickReport, KubeletError> {
         let mut report = TickReport::default();
         let lp = ListParams::default().labels(MANAGED);
         let ns = self.config.namespace.as_deref();
         let deployments = self.api::<Deployment>(ns).list(&lp).await.map_err(err("list deployments"))?;
         let jobs = self.api::<Job>(ns).list(&lp).await.map_err(err("list jobs"))?;
-        let print = fingerprint(&deployments.items).zip(fingerprint(&jobs.items)).map(|(d, j)| [d, j]);
-        if self.skip(print) {
-            return Ok(report);
-        }
         if !deployments.items.is_empty() {
             // All pods, not only managed ones: a template without labels gives its pods just the
             // selector's labels.
             let pods = self.api::<Pod>(ns).list(&ListParams::default()).await.map_err(err("list pods"))?;
             let index = PodIndex::new(&pods.items);
             for d in &deployments.items {
-                self.deployment(d, &index, &mut report).await?;
+                let (Some(dns), Some(selector)) = (d.metadata.namespace.as_deref(), selector_of(d)) else { continue };
+                self.deployment(d, &index.select(dns, selector), &mut report).await?;
             }
         }
         for j in &jobs.items {
             self.job(j, &mut report).await?;
         }
         self.prune(&deployments.items, &jobs.items);
-        let pending = !self.seen.lock().expect("kubelet state lock poisoned").is_empty();
-        let idle = report == TickReport::default() && !pending;
-        // A pass that wrote only a status still changed the fingerprint: the next pass is full.
-        *self.idle.lock().expect("kubelet state lock poisoned") = (print.filter(|_| idle), 0);
         Ok(report)
     }
 
-    /// Whether this pass can stop early: the last pass was idle with the same fingerprint
-    /// and fewer than `MAX_SKIPPED` passes were skipped since.
-    fn skip(&self, print: Option<Fingerprint>) -> bool {
-        let mut idle = self.idle.lock().expect("kubelet state lock poisoned");
-        let same = print.is_some() && idle.0 == print;
-        if same && idle.1 < MAX_SKIPPED {
-            idle.1 += 1;
-            return true;
+    /// A pass over just `keys` (and nothing else): each object is read by name, and a
+    /// Deployment's pods are listed by its selector.
+    pub async fn reconcile(&self, keys: impl IntoIterator<Item = Key>) -> Result<TickReport, KubeletError> {
+        let mut report = TickReport::default();
+        for key in keys {
+            let (kind, ns, name) = &key;
+            if self.config.namespace.as_ref().is_some_and(|only| only != ns) {
+                continue;
+            }
+            match kind {
+                Kind::Deployment => {
+                    let api = self.api::<Deployment>(Some(ns));
+                    let got = api.get_opt(name).await.map_err(err(format!("get deployment {ns}/{name}")))?;
+                    let Some((d, selector)) =
+                        got.as_ref().filter(|d| managed(&d.metadata)).and_then(|d| Some((d, selector_of(d)?)))
+                    else {
+                        self.forget(&key);
+                        continue;
+                    };
+                    let wanted =
+                        selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                    let pods = self
+                        .api::<Pod>(Some(ns))
+                        .list(&ListParams::default().labels(&wanted))
+                        .await
+                        .map_err(err(format!("list pods of {ns}/{name}")))?;
+                    self.deployment(d, &pods.items.iter().collect::<Vec<_>>(), &mut report).await?;
+                }
+                Kind::Job => {
+                    let api = self.api::<Job>(Some(ns));
+                    match api.get_opt(name).await.map_err(err(format!("get job {ns}/{name}")))? {
+                        Some(j) if managed(&j.metadata) => self.job(&j, &mut report).await?,
+                        _ => self.forget(&key),
+                    }
+                }
+            }
         }
-        false
+        Ok(report)
+    }
+
+    /// Objects still waiting out their delay.
+    fn pending(&self) -> Vec<Key> {
+        self.seen.lock().expect("kubelet state lock poisoned").keys().cloned().collect()
+    }
+
+    /// How long until the first pending object's delay is up (`None`: nothing pending).
+    fn next_due(&self) -> Option<Duration> {
+        let seen = self.seen.lock().expect("kubelet state lock poisoned");
+        seen.values().map(|(_, since)| self.config.delay.saturating_sub(since.elapsed())).min()
     }
 
     /// Drops pending entries of objects that no longer exist.
@@ -255,45 +280,56 @@ impl Kubelet {
         if seen.is_empty() {
             return;
         }
-        let names: HashSet<(&str, String, String)> = deployments
+        let names: HashSet<Key> = deployments
             .iter()
-            .map(|d| ("Deployment", d.namespace().unwrap_or_default(), d.name_any()))
-            .chain(jobs.iter().map(|j| ("Job", j.namespace().unwrap_or_default(), j.name_any())))
+            .map(|d| (Kind::Deployment, d.namespace().unwrap_or_default(), d.name_any()))
+            .chain(jobs.iter().map(|j| (Kind::Job, j.namespace().unwrap_or_default(), j.name_any())))
             .collect();
-        seen.retain(|k, _| names.contains(&(k.0, k.1.clone(), k.2.clone())));
+        seen.retain(|k, _| names.contains(k));
     }
 
-    /// Ticks every `interval` until `shutdown` completes; errors are logged
-    /// and the next tick tries again.
-    pub async fn run(&self, interval: Duration, shutdown: impl Future<Output = ()>) {
+    /// Acts on `changes` as they come (see the module docs) until `shutdown` completes, with a
+    /// full pass at start and every `resync`. Errors are logged and answered with a full pass.
+    pub async fn run(&self, changes: &Changes, resync: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut last_full: Option<Instant> = None;
         loop {
-            if let Err(e) = self.tick().await {
-                tracing::warn!(error = %e, "kubelet tick failed");
+            let (mut keys, everything) = changes.take();
+            let full = everything || last_full.is_none_or(|t| t.elapsed() >= resync);
+            let result = if full {
+                last_full = Some(Instant::now());
+                self.tick().await
+            } else {
+                keys.extend(self.pending());
+                self.reconcile(keys).await
+            };
+            let mut wait = last_full.map_or(Duration::ZERO, |t| resync.saturating_sub(t.elapsed()));
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "kubelet pass failed; a full pass follows");
+                last_full = None;
+                wait = RETRY_AFTER_ERROR;
+            }
+            if let Some(due) = self.next_due() {
+                wait = wait.min(due.max(Duration::from_millis(1)));
             }
             tokio::select! {
                 () = &mut shutdown => return,
-                () = tokio::time::sleep(interval) => {}
+                () = changes.changed() => {}
+                () = tokio::time::sleep(wait) => {}
             }
         }
     }
 
-    async fn deployment(
-        &self,
-        d: &Deployment,
-        index: &PodIndex<'_>,
-        report: &mut TickReport,
-    ) -> Result<(), KubeletError> {
+    /// Converge one Deployment given its current `pods`.
+    async fn deployment(&self, d: &Deployment, pods: &[&Pod], report: &mut TickReport) -> Result<(), KubeletError> {
         let (Some(ns), name) = (d.namespace(), d.name_any()) else { return Ok(()) };
-        let Some(spec) = d.spec.as_ref() else { return Ok(()) };
+        let (Some(spec), Some(selector)) = (d.spec.as_ref(), selector_of(d)) else { return Ok(()) };
         let want = spec.replicas.unwrap_or(1).max(0);
-        let Some(selector) = spec.selector.match_labels.as_ref().filter(|s| !s.is_empty()) else { return Ok(()) };
-        let pods = index.select(&ns, selector);
         let have = i32::try_from(pods.len()).unwrap_or(i32::MAX);
         let ready = d.status.as_ref().and_then(|s| s.ready_replicas).unwrap_or(0);
         let seen = d.status.as_ref().and_then(|s| s.observed_generation);
         let current = seen.is_none_or(|g| d.metadata.generation.is_none_or(|cur| g >= cur));
-        let key: Key = ("Deployment", ns.clone(), name.clone());
+        let key: Key = (Kind::Deployment, ns.clone(), name.clone());
         if have == want && ready == want && current {
             self.forget(&key);
             return Ok(());
@@ -363,7 +399,7 @@ impl Kubelet {
             j.status.as_ref().and_then(|s| s.conditions.as_ref()).is_some_and(|c| {
                 c.iter().any(|c| c.status == "True" && (c.type_ == "Complete" || c.type_ == "Failed"))
             });
-        let key: Key = ("Job", ns.clone(), name.clone());
+        let key: Key = (Kind::Job, ns.clone(), name.clone());
         if finished {
             self.forget(&key);
             return Ok(());
@@ -567,18 +603,78 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_pod_deleted_by_someone_else_comes_back_within_a_few_idle_passes() {
-        let client = cluster().await;
+    async fn reconciling_one_key_touches_only_that_object() {
+        let client = kube_fake_client::ClientBuilder::new()
+            .with_status_subresource::<Deployment>()
+            .with_object(session_deployment("a", 1))
+            .with_object(session_deployment("b", 1))
+            .build()
+            .await
+            .unwrap();
         let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
-        assert_eq!(k.tick().await.unwrap().pods_created, 1);
-        assert_eq!(k.tick().await.unwrap().jobs_succeeded, 0);
+        let key = (Kind::Deployment, "ws".to_owned(), "ws-a".to_owned());
+        assert_eq!(k.reconcile([key.clone()]).await.unwrap().pods_created, 1);
         let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
-        pods.delete("ws-abc-0", &DeleteParams::default()).await.unwrap();
-        let mut created = 0;
-        for _ in 0..=MAX_SKIPPED + 1 {
-            created += k.tick().await.unwrap().pods_created;
+        let names: Vec<_> =
+            pods.list(&ListParams::default()).await.unwrap().items.iter().map(ResourceExt::name_any).collect();
+        assert_eq!(names, ["ws-a-0"]);
+        assert_eq!(k.reconcile([key]).await.unwrap(), TickReport::default(), "converged: nothing to do");
+        let gone = (Kind::Deployment, "ws".to_owned(), "ws-missing".to_owned());
+        assert_eq!(k.reconcile([gone]).await.unwrap(), TickReport::default(), "a missing object is no error");
+    }
+
+    /// Polls `check` for up to 5 s.
+    async fn eventually<F, Fut>(what: &str, mut check: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = bool>,
+    {
+        for _ in 0..500 {
+            if check().await {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
-        assert_eq!(created, 1);
-        assert!(pods.get("ws-abc-0").await.is_ok());
+        panic!("timed out waiting for {what}");
+    }
+
+    #[tokio::test]
+    async fn the_run_loop_acts_on_noted_writes_without_waiting_for_a_resync() {
+        let raw = cluster().await;
+        let changes = std::sync::Arc::new(Changes::default());
+        let client = crate::changes::notifying_client(raw.clone(), std::sync::Arc::clone(&changes));
+        let k = Kubelet::new(raw, KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let changes_for_run = std::sync::Arc::clone(&changes);
+        let run = tokio::spawn(async move {
+            // A resync far beyond the test: only the first pass and the change feed can act.
+            k.run(&changes_for_run, Duration::from_secs(3600), async move {
+                let _ = stopped.await;
+            })
+            .await;
+        });
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "ws");
+        eventually("the first pass to start the pod", || async { pods.get_opt("ws-abc-0").await.unwrap().is_some() })
+            .await;
+
+        let patch = json!({"spec": {"replicas": 0}});
+        deployments.patch("ws-abc", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        eventually("the pod to go after scaling to 0", || async { pods.get_opt("ws-abc-0").await.unwrap().is_none() })
+            .await;
+
+        let patch = json!({"spec": {"replicas": 1}});
+        deployments.patch("ws-abc", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        eventually("the pod to come back after scaling to 1", || async {
+            pods.get_opt("ws-abc-0").await.unwrap().is_some()
+        })
+        .await;
+
+        // Someone else deletes the pod: the kubelet notices and starts it again.
+        pods.delete("ws-abc-0", &DeleteParams::default()).await.unwrap();
+        eventually("a deleted pod to come back", || async { pods.get_opt("ws-abc-0").await.unwrap().is_some() })
+            .await;
+        let _ = stop.send(());
+        run.await.unwrap();
     }
 }

@@ -10,12 +10,14 @@
 //! - `discovery` (pure): the discovery documents;
 //! - `cluster`: builds the fake cluster; `namespaces`: the namespace store;
 //! - `handler`: the request handler; `scale`, `watch`: subresource and watch adapters;
-//! - `kubelet`: the simulated kubelet (Deployments become ready, pods vanish, Jobs finish);
+//! - `kubelet`: the simulated kubelet (Deployments become ready, pods vanish, Jobs finish),
+//!   woken by `changes`: the feed of writes that reach the fake cluster;
 //! - `recorder`, `faults`, `kubeconfig`, `respond`: small helpers; `server`: the accept loop.
 //!
 //! Not a Kubernetes: no admission, no schema validation, no controllers (the simulated kubelet
 //! is the only thing that changes objects on its own); see the README's limits.
 
+pub mod changes;
 pub mod cluster;
 pub mod config;
 pub mod discovery;
@@ -42,8 +44,10 @@ use std::time::Duration;
 use tokio::sync::watch as signal;
 use tokio::task::JoinHandle;
 
-/// How often the simulated kubelet makes a pass.
-const KUBELET_INTERVAL: Duration = Duration::from_millis(100);
+/// How often the simulated kubelet makes a full pass anyway. It acts on each write as it
+/// comes (see `changes.rs`), so this is only a safety net, and a full pass costs time linear
+/// in the number of stored objects.
+const KUBELET_RESYNC: Duration = Duration::from_secs(30);
 
 /// Starting the stand-in failed.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +96,10 @@ impl Standin {
         for stale in std::iter::once(&config.kubeconfig_out).chain(config.addr_file.as_ref()) {
             let _ = std::fs::remove_file(stale);
         }
-        let client = cluster::build().await?;
+        let raw = cluster::build().await?;
+        // Writes through the server (and the tests' in-process client) wake the kubelet.
+        let changes = Arc::new(changes::Changes::default());
+        let client = changes::notifying_client(raw.clone(), Arc::clone(&changes));
         let recorder = recorder::Recorder::open(config.record_calls.as_deref())?;
         let (shutdown, shutdown_rx) = signal::channel(false);
         let handler = Arc::new(Handler::new(
@@ -108,10 +115,11 @@ impl Standin {
         let addr = listener.local_addr().map_err(|source| StartError::Bind { addr: config.addr, source })?;
         let server = tokio::spawn(server::serve(listener, Arc::clone(&handler), shutdown_rx.clone()));
 
-        // The simulated kubelet acts on the in-memory client directly (not recorded, not faulted).
+        // The simulated kubelet acts on the raw in-memory client (not recorded, not faulted,
+        // and its own writes do not wake it again).
         let kubelet = config.kubelet.enabled.then(|| {
             let kubelet = kubelet::Kubelet::new(
-                client,
+                raw,
                 kubelet::KubeletConfig {
                     delay: config.kubelet.delay,
                     fail_backups: config.kubelet.fail_backups,
@@ -124,7 +132,7 @@ impl Standin {
                     // An error means the sender is gone: stop too.
                     let _ = stop.wait_for(|down| *down).await;
                 };
-                kubelet.run(KUBELET_INTERVAL, stopped).await;
+                kubelet.run(&changes, KUBELET_RESYNC, stopped).await;
             })
         });
 
