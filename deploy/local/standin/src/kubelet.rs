@@ -157,12 +157,7 @@ impl Kubelet {
     /// A kubelet acting through `client`.
     pub fn new(client: Client, config: KubeletConfig) -> Self {
         let fail = config.fail_backups;
-        Self {
-            client,
-            config,
-            fail_backups: AtomicBool::new(fail),
-            seen: Mutex::new(HashMap::new()),
-        }
+        Self { client, config, fail_backups: AtomicBool::new(fail), seen: Mutex::new(HashMap::new()) }
     }
 
     /// Switches backup Jobs between failing and succeeding from now on.
@@ -242,8 +237,7 @@ impl Kubelet {
                         self.forget(&key);
                         continue;
                     };
-                    let wanted =
-                        selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+                    let wanted = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
                     let pods = self
                         .api::<Pod>(Some(ns))
                         .list(&ListParams::default().labels(&wanted))
@@ -672,8 +666,7 @@ mod tests {
 
         // Someone else deletes the pod: the kubelet notices and starts it again.
         pods.delete("ws-abc-0", &DeleteParams::default()).await.unwrap();
-        eventually("a deleted pod to come back", || async { pods.get_opt("ws-abc-0").await.unwrap().is_some() })
-            .await;
+        eventually("a deleted pod to come back", || async { pods.get_opt("ws-abc-0").await.unwrap().is_some() }).await;
         let _ = stop.send(());
         run.await.unwrap();
     }
