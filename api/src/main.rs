@@ -24,6 +24,11 @@ fn init_telemetry(format: LogFormat) -> Result<sm_telemetry::TelemetryGuard, Str
     }
 }
 
+/// mimalloc instead of glibc malloc: allocation was the largest item of the api's CPU profile
+/// under enqueue load, and mimalloc cut api CPU per enqueue by 22% in the loadtest A/B.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = match api::Args::try_parse() {

@@ -101,6 +101,9 @@ pub struct Kubelet {
     seen: Mutex<HashMap<Key, (String, Instant)>>,
 }
 
+/// A periodic full pass may take at most 1/`FULL_PASS_SHARE` of the kubelet's time.
+const FULL_PASS_SHARE: u32 = 20;
+
 /// How long the run loop waits after a failed pass before a full one.
 const RETRY_AFTER_ERROR: Duration = Duration::from_millis(100);
 
@@ -283,21 +286,28 @@ impl Kubelet {
     }
 
     /// Acts on `changes` as they come (see the module docs) until `shutdown` completes, with a
-    /// full pass at start and every `resync`. Errors are logged and answered with a full pass.
+    /// full pass at start and every `resync` (or, when a full pass takes long because the
+    /// cluster holds many objects, every `FULL_PASS_SHARE`-th of the time at most). Errors are
+    /// logged and answered with a full pass.
     pub async fn run(&self, changes: &Changes, resync: Duration, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let mut last_full: Option<Instant> = None;
+        let mut every = resync;
         loop {
             let (mut keys, everything) = changes.take();
-            let full = everything || last_full.is_none_or(|t| t.elapsed() >= resync);
+            let full = everything || last_full.is_none_or(|t| t.elapsed() >= every);
             let result = if full {
-                last_full = Some(Instant::now());
-                self.tick().await
+                let started = Instant::now();
+                last_full = Some(started);
+                let result = self.tick().await;
+                every = resync.max(started.elapsed() * FULL_PASS_SHARE);
+                tracing::debug!(took_ms = started.elapsed().as_millis(), next_in_ms = every.as_millis(), "full pass");
+                result
             } else {
                 keys.extend(self.pending());
                 self.reconcile(keys).await
             };
-            let mut wait = last_full.map_or(Duration::ZERO, |t| resync.saturating_sub(t.elapsed()));
+            let mut wait = last_full.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()));
             if let Err(e) = result {
                 tracing::warn!(error = %e, "kubelet pass failed; a full pass follows");
                 last_full = None;
