@@ -6,10 +6,14 @@
 --              (uuids, one per line, from the file WRK_SESSIONS)
 --   badkey     the same POSTs with a wrong X-API-Key (expect 401)
 --   ratelimit  the same POSTs with the right key against an api whose
---              limit is low (expect mostly 429)
+--              limit is low (expect mostly 429), from X-Forwarded-For
+--              198.51.100.7 (that api trusts 127.0.0.1 as a proxy, so its
+--              per-IP bucket is not the benchmark api's 127.0.0.1 bucket)
 -- WRK_KEY is the API key. done() prints one JSON line prefixed "WRKJSON ".
 
 local mode = os.getenv("WRK_MODE") or "livez"
+-- Client address the ratelimit mode claims through X-Forwarded-For (TEST-NET-2).
+LIMITED_CLIENT_IP = "198.51.100.7"
 local key = os.getenv("WRK_KEY") or ""
 local sessions = {}
 local counter = 0
@@ -44,7 +48,10 @@ function request()
   local action = actions[(counter % 2) + 1]
   local k = key
   if mode == "badkey" then k = "wrong-key-" .. counter % 7 end
-  return wrk.format("POST", "/session/" .. uuid .. "/" .. action, { ["X-API-Key"] = k, ["Content-Length"] = "0" }, nil)
+  local headers = { ["X-API-Key"] = k, ["Content-Length"] = "0" }
+  -- The low-limit api trusts 127.0.0.1 as a proxy: its clients get their own IP bucket.
+  if mode == "ratelimit" then headers["X-Forwarded-For"] = LIMITED_CLIENT_IP end
+  return wrk.format("POST", "/session/" .. uuid .. "/" .. action, headers, nil)
 end
 
 function done(summary, latency, requests)
