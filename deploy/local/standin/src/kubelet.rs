@@ -21,8 +21,8 @@
 //!
 //! When it acts: [`Kubelet::run`] waits on the [`Changes`] feed. A write to one Deployment or
 //! Job through the server makes it reconcile just that object (one get, plus one pod list by
-//! the Deployment's selector), so its cost per change does not grow with the number of
-//! sessions; a pod written by someone else, or a nameless write, asks for a full pass. Objects
+//! the Deployment's selector, or one pod list per namespace when several Deployments are due
+//! in the same pass), so its cost per change does not grow with the number of sessions; a pod written by someone else, or a nameless write, asks for a full pass. Objects
 //! still waiting out their delay are re-checked when it is up, and a full pass runs every
 //! `resync` anyway. A full pass ([`Kubelet::tick`]) lists Deployments, Jobs and (all) pods
 //! once each and groups the pods by label in memory, so it is linear in the number of
@@ -221,15 +221,31 @@ impl Kubelet {
         Ok(report)
     }
 
-    /// A pass over just `keys` (and nothing else): each object is read by name, and a
-    /// Deployment's pods are listed by its selector.
+    /// A pass over just `keys` (and nothing else): each object is read by name. A Deployment's
+    /// pods are listed by its selector; when several Deployments of one namespace are due in
+    /// the same pass, that namespace's pods are listed once for all of them (kube-fake-client
+    /// clones every pod of the namespace on any pod list, selector or not).
     pub async fn reconcile(&self, keys: impl IntoIterator<Item = Key>) -> Result<TickReport, KubeletError> {
-        let mut report = TickReport::default();
-        for key in keys {
-            let (kind, ns, name) = &key;
-            if self.config.namespace.as_ref().is_some_and(|only| only != ns) {
-                continue;
+        let keys: Vec<Key> = keys
+            .into_iter()
+            .filter(|(_, ns, _)| self.config.namespace.as_ref().is_none_or(|only| only == ns))
+            .collect();
+        let mut per_ns: HashMap<&str, usize> = HashMap::new();
+        for (kind, ns, _) in &keys {
+            if *kind == Kind::Deployment {
+                *per_ns.entry(ns.as_str()).or_default() += 1;
             }
+        }
+        let mut listed: HashMap<&str, Vec<Pod>> = HashMap::new();
+        for (ns, _) in per_ns.into_iter().filter(|(_, n)| *n > 1) {
+            let pods = self.api::<Pod>(Some(ns)).list(&ListParams::default()).await.map_err(err("list pods"))?;
+            listed.insert(ns, pods.items);
+        }
+        let indexes: HashMap<&str, PodIndex<'_>> = listed.iter().map(|(ns, pods)| (*ns, PodIndex::new(pods))).collect();
+
+        let mut report = TickReport::default();
+        for key in &keys {
+            let (kind, ns, name) = key;
             match kind {
                 Kind::Deployment => {
                     let api = self.api::<Deployment>(Some(ns));
@@ -237,9 +253,13 @@ impl Kubelet {
                     let Some((d, selector)) =
                         got.as_ref().filter(|d| managed(&d.metadata)).and_then(|d| Some((d, selector_of(d)?)))
                     else {
-                        self.forget(&key);
+                        self.forget(key);
                         continue;
                     };
+                    if let Some(index) = indexes.get(ns.as_str()) {
+                        self.deployment(d, &index.select(ns, selector), &mut report).await?;
+                        continue;
+                    }
                     let wanted = selector.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
                     let pods = self
                         .api::<Pod>(Some(ns))
@@ -252,7 +272,7 @@ impl Kubelet {
                     let api = self.api::<Job>(Some(ns));
                     match api.get_opt(name).await.map_err(err(format!("get job {ns}/{name}")))? {
                         Some(j) if managed(&j.metadata) => self.job(&j, &mut report).await?,
-                        _ => self.forget(&key),
+                        _ => self.forget(key),
                     }
                 }
             }
@@ -625,6 +645,32 @@ mod tests {
         assert_eq!(k.reconcile([key]).await.unwrap(), TickReport::default(), "converged: nothing to do");
         let gone = (Kind::Deployment, "ws".to_owned(), "ws-missing".to_owned());
         assert_eq!(k.reconcile([gone]).await.unwrap(), TickReport::default(), "a missing object is no error");
+    }
+
+    #[tokio::test]
+    async fn several_deployments_in_one_pass_each_count_only_their_own_pods() {
+        let client = kube_fake_client::ClientBuilder::new()
+            .with_status_subresource::<Deployment>()
+            .with_object(session_deployment("a", 2))
+            .with_object(session_deployment("b", 1))
+            .with_object(session_deployment("c", 1))
+            .build()
+            .await
+            .unwrap();
+        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        let key = |s: &str| (Kind::Deployment, "ws".to_owned(), format!("ws-{s}"));
+        assert_eq!(k.reconcile([key("a"), key("b")]).await.unwrap().pods_created, 3);
+        assert_eq!(k.reconcile([key("a"), key("b")]).await.unwrap(), TickReport::default(), "converged");
+        let deployments: Api<Deployment> = Api::namespaced(client.clone(), "ws");
+        let patch = json!({"spec": {"replicas": 0}});
+        deployments.patch("ws-a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
+        let report = k.reconcile([key("a"), key("b"), key("c")]).await.unwrap();
+        assert_eq!((report.pods_deleted, report.pods_created), (2, 1), "a loses 2, b keeps 1, c gets 1");
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
+        let mut names: Vec<_> =
+            pods.list(&ListParams::default()).await.unwrap().items.iter().map(ResourceExt::name_any).collect();
+        names.sort();
+        assert_eq!(names, ["ws-b-0", "ws-c-0"]);
     }
 
     /// Polls `check` for up to 5 s.
