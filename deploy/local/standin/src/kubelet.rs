@@ -601,47 +601,47 @@ mod tests {
         d
     }
 
+    /// A fake cluster holding one session Deployment per `(session, replicas)`, and a kubelet
+    /// with no delay over it.
+    async fn sessions(specs: &[(&str, i32)]) -> (Client, Kubelet) {
+        let mut b = kube_fake_client::ClientBuilder::new().with_status_subresource::<Deployment>();
+        for (session, replicas) in specs {
+            b = b.with_object(session_deployment(session, *replicas));
+        }
+        let client = b.build().await.unwrap();
+        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        (client, k)
+    }
+
+    /// Names of every pod in `ws`, sorted.
+    async fn pod_names(client: &Client) -> Vec<String> {
+        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
+        let mut names: Vec<_> =
+            pods.list(&ListParams::default()).await.unwrap().items.iter().map(ResourceExt::name_any).collect();
+        names.sort();
+        names
+    }
+
     #[tokio::test]
     async fn each_deployment_counts_only_its_own_pods() {
-        let client = kube_fake_client::ClientBuilder::new()
-            .with_status_subresource::<Deployment>()
-            .with_object(session_deployment("a", 2))
-            .with_object(session_deployment("b", 1))
-            .build()
-            .await
-            .unwrap();
-        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        let (client, k) = sessions(&[("a", 2), ("b", 1)]).await;
         assert_eq!(k.tick().await.unwrap().pods_created, 3);
         assert_eq!(k.tick().await.unwrap(), TickReport::default(), "converged: nothing to do");
         let deployments: Api<Deployment> = Api::namespaced(client.clone(), "ws");
         let patch = json!({"spec": {"replicas": 0}});
         deployments.patch("ws-b", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         assert_eq!(k.tick().await.unwrap().pods_deleted, 1);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
-        let mut names: Vec<_> =
-            pods.list(&ListParams::default()).await.unwrap().items.iter().map(ResourceExt::name_any).collect();
-        names.sort();
-        assert_eq!(names, ["ws-a-0", "ws-a-1"]);
+        assert_eq!(pod_names(&client).await, ["ws-a-0", "ws-a-1"]);
         assert_eq!(deployments.get("ws-a").await.unwrap().status.unwrap().ready_replicas, Some(2));
         assert_eq!(deployments.get("ws-b").await.unwrap().status.unwrap().ready_replicas, Some(0));
     }
 
     #[tokio::test]
     async fn reconciling_one_key_touches_only_that_object() {
-        let client = kube_fake_client::ClientBuilder::new()
-            .with_status_subresource::<Deployment>()
-            .with_object(session_deployment("a", 1))
-            .with_object(session_deployment("b", 1))
-            .build()
-            .await
-            .unwrap();
-        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        let (client, k) = sessions(&[("a", 1), ("b", 1)]).await;
         let key = (Kind::Deployment, "ws".to_owned(), "ws-a".to_owned());
         assert_eq!(k.reconcile([key.clone()]).await.unwrap().pods_created, 1);
-        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
-        let names: Vec<_> =
-            pods.list(&ListParams::default()).await.unwrap().items.iter().map(ResourceExt::name_any).collect();
-        assert_eq!(names, ["ws-a-0"]);
+        assert_eq!(pod_names(&client).await, ["ws-a-0"]);
         assert_eq!(k.reconcile([key]).await.unwrap(), TickReport::default(), "converged: nothing to do");
         let gone = (Kind::Deployment, "ws".to_owned(), "ws-missing".to_owned());
         assert_eq!(k.reconcile([gone]).await.unwrap(), TickReport::default(), "a missing object is no error");
@@ -649,15 +649,7 @@ mod tests {
 
     #[tokio::test]
     async fn several_deployments_in_one_pass_each_count_only_their_own_pods() {
-        let client = kube_fake_client::ClientBuilder::new()
-            .with_status_subresource::<Deployment>()
-            .with_object(session_deployment("a", 2))
-            .with_object(session_deployment("b", 1))
-            .with_object(session_deployment("c", 1))
-            .build()
-            .await
-            .unwrap();
-        let k = Kubelet::new(client.clone(), KubeletConfig { delay: Duration::ZERO, ..KubeletConfig::default() });
+        let (client, k) = sessions(&[("a", 2), ("b", 1), ("c", 1)]).await;
         let key = |s: &str| (Kind::Deployment, "ws".to_owned(), format!("ws-{s}"));
         assert_eq!(k.reconcile([key("a"), key("b")]).await.unwrap().pods_created, 3);
         assert_eq!(k.reconcile([key("a"), key("b")]).await.unwrap(), TickReport::default(), "converged");
@@ -666,11 +658,7 @@ mod tests {
         deployments.patch("ws-a", &PatchParams::default(), &Patch::Merge(&patch)).await.unwrap();
         let report = k.reconcile([key("a"), key("b"), key("c")]).await.unwrap();
         assert_eq!((report.pods_deleted, report.pods_created), (2, 1), "a loses 2, b keeps 1, c gets 1");
-        let pods: Api<Pod> = Api::namespaced(client.clone(), "ws");
-        let mut names: Vec<_> =
-            pods.list(&ListParams::default()).await.unwrap().items.iter().map(ResourceExt::name_any).collect();
-        names.sort();
-        assert_eq!(names, ["ws-b-0", "ws-c-0"]);
+        assert_eq!(pod_names(&client).await, ["ws-b-0", "ws-c-0"]);
     }
 
     /// Polls `check` for up to 5 s.
