@@ -26,7 +26,7 @@ ROOT = os.path.dirname(HERE)
 
 # name: (env var, default, parser)
 CONFIG = {
-    "groups": ("BENCH_SCENARIOS", "api,reject,lifecycle,workers,micro", lambda s: [x.strip() for x in s.split(",") if x.strip()]),
+    "groups": ("BENCH_SCENARIOS", "api,reject,durability,lifecycle,workers,micro", lambda s: [x.strip() for x in s.split(",") if x.strip()]),
     "runs": ("BENCH_RUNS", "3", int),
     "seconds": ("BENCH_SECONDS", "8", int),
     "xadd_requests": ("BENCH_XADD_REQUESTS", "200000", int),
@@ -57,6 +57,20 @@ CONFIG = {
     "api_candidate": ("BENCH_API_CANDIDATE", "", str),
     "api_candidate_label": ("BENCH_API_CANDIDATE_LABEL", "candidate", str),
     "note": ("BENCH_NOTE", "", str),
+    # 1: keep the figures of groups not run now from the previous latest.json
+    # (the report names the run each group's figures come from).
+    "merge": ("BENCH_MERGE", "0", lambda s: s == "1"),
+}
+
+# Result keys each group writes (for BENCH_MERGE).
+GROUP_KEYS = {
+    "api": ["bounds", "enqueue", "api_rss", "profile", "api_candidate", "tracing_cost"],
+    "reject": ["reject"],
+    "durability": ["durability"],
+    "lifecycle": ["lifecycle"],
+    "workers": ["e2e", "drain", "worker_rss"],
+    "micro": ["micro_ns"],
+    "gateway": ["gateway"],
 }
 
 
@@ -142,6 +156,8 @@ def main():
 
     if cfg["note"]:
         results["notes"].append(cfg["note"])
+    if cfg["merge"]:
+        carry_over(results, cfg["groups"])
     ctx = Context(cfg, results, k6)
     if cfg["profile"] and not ctx.perf:
         results["notes"].append("perf is not usable here (missing, or perf_event_paranoid forbids it): no CPU profile")
@@ -169,6 +185,38 @@ def main():
     print(report.markdown(results))
     failed = bool(results["errors"]) or not all(results["k6_thresholds"].values())
     return 1 if failed else 0
+
+
+def carry_over(results, groups_now):
+    """Copies the previous run's figures of every group not run now."""
+    import json
+
+    path = os.path.join(HERE, "results", "latest.json")
+    try:
+        with open(path) as f:
+            prev = json.load(f)
+    except (OSError, ValueError):
+        return
+    prev_origin = prev.get("group_origin", {})
+    origin = {}
+    for group, keys in GROUP_KEYS.items():
+        if group in groups_now:
+            continue
+        present = [k for k in keys if k in prev]
+        if not present:
+            continue
+        for k in present:
+            results[k] = prev[k]
+        origin[group] = prev_origin.get(group) or f"{prev.get('started_at')} UTC, commit {prev.get('commit')}"
+        for label, ok in prev.get("k6_thresholds", {}).items():
+            results["k6_thresholds"].setdefault(label, ok)
+    results["group_origin"] = origin
+    if origin:
+        results["notes"].append(
+            "Figures carried over from an earlier run (BENCH_MERGE=1): "
+            + "; ".join(f"{g} from {o}" for g, o in origin.items())
+            + ". Ratios are only ever computed within one group, that is within one run."
+        )
 
 
 def write_report(results, t_start):

@@ -16,7 +16,7 @@ import statistics
 import threading
 import time
 
-from . import procs, tools
+from . import durability, procs, tools
 from .httpc import Api
 from .procs import HarnessError, RssSampler, hwm_mb, rss_mb, wait_until
 from .stack import API_KEY, Stack
@@ -628,6 +628,7 @@ GROUPS = {
     "lifecycle": lifecycle_group,
     "workers": worker_group,
     "micro": micro_group,
+    "durability": durability.durability_group,
 }
 
 

@@ -46,20 +46,28 @@ class Stack:
         return os.path.join(self.dir, f"{name}.log")
 
     # --- redis ----------------------------------------------------------
-    def start_redis(self):
-        self.redis_port = free_port()
+    def start_redis(self, appendfsync="everysec", port=None):
+        """Starts redis-server with AOF (`appendfsync` as given). With `port`,
+        restarts on that port and the same data folder (after a crash)."""
+        self.redis_port = port or free_port()
         data = os.path.join(self.dir, "redis")
         os.makedirs(data, exist_ok=True)
         argv = [
             shutil.which("redis-server") or "redis-server",
             "--port", str(self.redis_port), "--bind", "127.0.0.1", "--dir", data,
-            "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+            "--save", "", "--appendonly", "yes", "--appendfsync", appendfsync,
             "--auto-aof-rewrite-percentage", "0",
             "--maxmemory-policy", "noeviction", "--daemonize", "no", "--protected-mode", "yes",
         ]  # fmt: skip
         self.redis_proc = Proc("redis-server", argv, {}, self.log("redis"))
         wait_until(lambda: Redis(port=self.redis_port, timeout=1).call("PING") == "PONG", 20, "redis PING", self.redis_proc)
         return self.redis_port
+
+    def kill_redis(self):
+        """SIGKILL, as a crash would: no shutdown, no final fsync."""
+        self.redis_proc.popen.kill()
+        self.redis_proc.popen.wait()
+        self.redis_proc.log.close()
 
     @property
     def redis_url(self):
