@@ -106,6 +106,28 @@ fn is_env_name(name: &str) -> bool {
         && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
+/// The files under `dir` (recursively, hidden directories and `target/`
+/// skipped) whose names end in one of `suffixes`, with their text.
+pub fn files_under(dir: &Path, suffixes: &[&str]) -> io::Result<Vec<(PathBuf, String)>> {
+    let mut out = Vec::new();
+    let mut dirs = vec![dir.to_path_buf()];
+    while let Some(d) = dirs.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type()?.is_dir() {
+                if !name.starts_with('.') && name != "target" && name != "node_modules" {
+                    dirs.push(entry.path());
+                }
+            } else if suffixes.iter().any(|s| name.ends_with(s)) {
+                out.push((entry.path(), std::fs::read_to_string(entry.path())?));
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// One row of an environment table.
 #[derive(Debug, Clone)]
 pub struct Row {
