@@ -227,8 +227,9 @@ impl Docs {
     }
 
     /// Problems with the tables themselves: a marker used twice, a marker
-    /// with no table under it, a row naming no variable, or a variable
-    /// written twice in one table.
+    /// with no table under it, a row naming no variable, a variable written
+    /// twice in one table, or a table of variables without a marker (a
+    /// second, unchecked place for them).
     pub fn table_shape_problems(&self) -> Vec<String> {
         let mut problems = Vec::new();
         let mut seen = BTreeMap::new();
@@ -252,6 +253,32 @@ impl Docs {
                 }
             }
         }
+        for (file, text) in &self.files {
+            let lines = prose_lines(text);
+            for (k, (n, line)) in lines.iter().enumerate() {
+                let starts_table =
+                    line.trim_start().starts_with('|') && (k == 0 || !lines[k - 1].1.trim_start().starts_with('|'));
+                if !starts_table {
+                    continue;
+                }
+                let marked = lines[..k]
+                    .iter()
+                    .rev()
+                    .find(|(_, l)| !l.trim().is_empty())
+                    .is_some_and(|(_, l)| l.trim().starts_with(MARKER));
+                let names_vars = lines[k..]
+                    .iter()
+                    .take_while(|(_, l)| l.trim_start().starts_with('|'))
+                    .skip(2)
+                    .any(|(_, l)| !first_cell_names(l).is_empty());
+                if names_vars && !marked {
+                    problems.push(format!(
+                        "{}:{n}: a table of variables without `{MARKER} NAME -->`: add its rows to the one marked table of their program",
+                        self.show(file)
+                    ));
+                }
+            }
+        }
         problems
     }
 
@@ -267,7 +294,8 @@ impl Docs {
             return vec![format!("no env table marked `{MARKER} {own} -->` in any README")];
         };
         let mut problems = Vec::new();
-        let searched: Vec<&Table> = tables.iter().filter(|t| t.name == own || also.contains(&t.name.as_str())).collect();
+        let searched: Vec<&Table> =
+            tables.iter().filter(|t| t.name == own || also.contains(&t.name.as_str())).collect();
         for name in also {
             if !tables.iter().any(|t| t.name == *name) {
                 problems.push(format!("no env table marked `{MARKER} {name} -->` in any README"));
@@ -308,7 +336,10 @@ impl Docs {
                         many => problems.push(format!(
                             "`{env}` is documented {} times for `{own}` (tables {}); keep one row",
                             many.len(),
-                            many.iter().map(|(t, r)| format!("`{}` line {}", t.name, r.line)).collect::<Vec<_>>().join(", ")
+                            many.iter()
+                                .map(|(t, r)| format!("`{}` line {}", t.name, r.line))
+                                .collect::<Vec<_>>()
+                                .join(", ")
                         )),
                     }
                 }
@@ -471,7 +502,9 @@ mod tests {
 
     #[test]
     fn anchors_follow_github() {
-        let a = anchors("# Metrics (`GET /metrics`)\n## Status words (old contract → new meaning)\n```\n# not\n```\n## Tests\n## Tests\n");
+        let a = anchors(
+            "# Metrics (`GET /metrics`)\n## Status words (old contract → new meaning)\n```\n# not\n```\n## Tests\n## Tests\n",
+        );
         assert!(a.contains("metrics-get-metrics"), "{a:?}");
         assert!(a.contains("status-words-old-contract--new-meaning"), "{a:?}");
         assert!(a.contains("tests") && a.contains("tests-1") && !a.contains("not"), "{a:?}");

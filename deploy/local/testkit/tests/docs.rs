@@ -55,7 +55,10 @@ fn every_relative_link_resolves() {
 #[test]
 fn the_root_readme_is_a_landing_page() {
     let lines = docs().text("README.md").lines().count();
-    assert!(lines <= ROOT_README_MAX_LINES, "README.md has {lines} lines (at most {ROOT_README_MAX_LINES}): move details next to the code");
+    assert!(
+        lines <= ROOT_README_MAX_LINES,
+        "README.md has {lines} lines (at most {ROOT_README_MAX_LINES}): move details next to the code"
+    );
 }
 
 #[test]
