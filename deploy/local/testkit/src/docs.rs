@@ -21,112 +21,17 @@
 //! environment. It is not a Markdown parser: tables, fenced code blocks,
 //! headings and inline links are all it understands.
 
+mod markdown;
+mod reads;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// One setting a program reads: an environment variable, a flag, or both.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Setting {
-    /// The environment variable, if any.
-    pub env: Option<String>,
-    /// The command-line word (`--long` flag or subcommand name), if any.
-    pub flag: Option<String>,
-}
-
-impl Setting {
-    /// A variable read from the environment only.
-    pub fn env(name: &str) -> Self {
-        Self { env: Some(name.to_owned()), flag: None }
-    }
-}
-
-/// Every setting of a clap command, its subcommands included: each
-/// argument's `env` and `--long` name, and each subcommand's name (as a flag
-/// without variable). clap's own `--help` and `--version` are left out.
-pub fn clap_settings(command: &clap::Command) -> Vec<Setting> {
-    let mut out = Vec::new();
-    for arg in command.get_arguments() {
-        if matches!(arg.get_id().as_str(), "help" | "version") {
-            continue;
-        }
-        out.push(Setting {
-            env: arg.get_env().map(|e| e.to_string_lossy().into_owned()),
-            flag: arg.get_long().map(|l| format!("--{l}")),
-        });
-    }
-    for sub in command.get_subcommands() {
-        out.push(Setting { env: None, flag: Some(sub.get_name().to_owned()) });
-        out.extend(clap_settings(sub));
-    }
-    out
-}
-
-/// The environment variables a shell or Python script reads, from these
-/// forms: `${NAME:-…}`, `${NAME-…}`, `${NAME:=…}`, `${NAME:?…}`,
-/// `environ.get("NAME"`, `environ["NAME"]`, `getenv("NAME"`, and, for Rust,
-/// `env::var("NAME")` / `env::var_os("NAME")`. Plain `$NAME` is not a read
-/// (scripts use it for their own variables too).
-pub fn script_reads(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    for (open, close) in [
-        ("${", &[":-", "-", ":=", ":?"][..]),
-        ("environ.get(\"", &["\""][..]),
-        ("environ[\"", &["\"]"][..]),
-        ("getenv(\"", &["\""][..]),
-        ("env::var(\"", &["\")"][..]),
-        ("env::var_os(\"", &["\")"][..]),
-    ] {
-        for (at, _) in text.match_indices(open) {
-            let rest = &text[at + open.len()..];
-            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            if is_env_name(&name) && close.iter().any(|c| rest[name.len()..].starts_with(c)) {
-                out.insert(name);
-            }
-        }
-    }
-    out
-}
-
-/// Every quoted `"PREFIX…"` token in `text` that looks like a variable name
-/// (for programs that keep their variable names in a table of strings).
-pub fn quoted_names(text: &str, prefix: &str) -> BTreeSet<String> {
-    text.match_indices(&format!("\"{prefix}"))
-        .filter_map(|(at, _)| {
-            let rest = &text[at + 1..];
-            let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
-            (rest[name.len()..].starts_with('"') && is_env_name(&name)).then_some(name)
-        })
-        .collect()
-}
-
-fn is_env_name(name: &str) -> bool {
-    name.len() > 1
-        && name.starts_with(|c: char| c.is_ascii_uppercase())
-        && name.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-}
-
-/// The files under `dir` (recursively, hidden directories and `target/`
-/// skipped) whose names end in one of `suffixes`, with their text.
-pub fn files_under(dir: &Path, suffixes: &[&str]) -> io::Result<Vec<(PathBuf, String)>> {
-    let mut out = Vec::new();
-    let mut dirs = vec![dir.to_path_buf()];
-    while let Some(d) = dirs.pop() {
-        for entry in std::fs::read_dir(&d)? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type()?.is_dir() {
-                if !name.starts_with('.') && name != "target" && name != "node_modules" {
-                    dirs.push(entry.path());
-                }
-            } else if suffixes.iter().any(|s| name.ends_with(s)) {
-                out.push((entry.path(), std::fs::read_to_string(entry.path())?));
-            }
-        }
-    }
-    out.sort();
-    Ok(out)
-}
+pub use markdown::anchors;
+use markdown::{links, normalize, prose_lines};
+use reads::is_env_name;
+pub use reads::{Setting, clap_settings, files_under, quoted_names, script_reads};
 
 /// One row of an environment table.
 #[derive(Debug, Clone)]
@@ -404,22 +309,6 @@ impl Docs {
         normalize(path).strip_prefix(&self.root).unwrap_or(path).display().to_string()
     }
 }
-
-/// `a/b/../c` → `a/c` (no file system access).
-fn normalize(path: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for part in path.components() {
-        match part {
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            std::path::Component::CurDir => {}
-            other => out.push(other),
-        }
-    }
-    out
-}
-
 /// Backticked variable names of a row's first cell.
 fn first_cell_names(row: &str) -> Vec<String> {
     let cell = row.trim().trim_start_matches('|').split('|').next().unwrap_or("");
@@ -431,100 +320,9 @@ fn first_cell_names(row: &str) -> Vec<String> {
         .collect()
 }
 
-/// Lines outside fenced code blocks, with their 1-based numbers.
-fn prose_lines(text: &str) -> Vec<(usize, &str)> {
-    let mut fenced = false;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        if line.trim_start().starts_with("```") {
-            fenced = !fenced;
-            continue;
-        }
-        if !fenced {
-            out.push((i + 1, line));
-        }
-    }
-    out
-}
-
-/// Inline link targets `[text](target)` outside code, with line numbers.
-fn links(text: &str) -> Vec<(usize, String)> {
-    let mut out = Vec::new();
-    for (n, line) in prose_lines(text) {
-        // Drop code spans: odd-numbered pieces between backticks.
-        let prose: String = line.split('`').step_by(2).collect::<Vec<_>>().join(" ");
-        let mut rest = prose.as_str();
-        while let Some(at) = rest.find("](") {
-            let after = &rest[at + 2..];
-            let Some(end) = after.find(')') else { break };
-            let target = after[..end].split_whitespace().next().unwrap_or("");
-            if !target.is_empty() {
-                out.push((n, target.trim_matches(['<', '>']).to_owned()));
-            }
-            rest = &after[end..];
-        }
-    }
-    out
-}
-
-/// GitHub's anchors for the headings of a Markdown text: lower case,
-/// punctuation other than `-` and `_` dropped, spaces to `-`, and `-1`,
-/// `-2`, ... for repeated headings.
-pub fn anchors(text: &str) -> BTreeSet<String> {
-    let mut out = BTreeSet::new();
-    let mut counts: BTreeMap<String, usize> = BTreeMap::new();
-    for (_, line) in prose_lines(text) {
-        let Some(title) = line.strip_prefix('#') else { continue };
-        let title = title.trim_start_matches('#');
-        if !title.starts_with(' ') {
-            continue;
-        }
-        let slug: String = title
-            .trim()
-            .chars()
-            .filter_map(|c| match c {
-                ' ' => Some('-'),
-                '-' | '_' => Some(c),
-                c if c.is_alphanumeric() => Some(c.to_lowercase().next().unwrap_or(c)),
-                _ => None,
-            })
-            .collect();
-        let seen = counts.entry(slug.clone()).or_insert(0);
-        out.insert(if *seen == 0 { slug.clone() } else { format!("{slug}-{seen}") });
-        *seen += 1;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn anchors_follow_github() {
-        let a = anchors(
-            "# Metrics (`GET /metrics`)\n## Status words (old contract → new meaning)\n```\n# not\n```\n## Tests\n## Tests\n",
-        );
-        assert!(a.contains("metrics-get-metrics"), "{a:?}");
-        assert!(a.contains("status-words-old-contract--new-meaning"), "{a:?}");
-        assert!(a.contains("tests") && a.contains("tests-1") && !a.contains("not"), "{a:?}");
-    }
-
-    #[test]
-    fn links_skip_code() {
-        let l = links("see [a](x.md#y) and `[b](no.md)`\n```\n[c](no.md)\n```\n[d](https://e)\n");
-        assert_eq!(l, vec![(1, "x.md#y".to_owned()), (5, "https://e".to_owned())]);
-    }
-
-    #[test]
-    fn script_reads_defaults_and_lookups() {
-        let r = script_reads(
-            "A=${API_ADDR:-x}\nB=${DEV_PORT-1}\necho $OWN ${OWN}\nos.environ.get(\"K8S_DIR\", 1)\nstd::env::var_os(\"REDIS_BIN\")",
-        );
-        let want: BTreeSet<String> = ["API_ADDR", "DEV_PORT", "K8S_DIR", "REDIS_BIN"].map(String::from).into();
-        assert_eq!(r, want);
-        assert_eq!(quoted_names("(\"BENCH_RUNS\", \"3\"), \"BENCH\"", "BENCH_"), ["BENCH_RUNS".to_owned()].into());
-    }
 
     #[test]
     fn first_cell_names_take_backticked_variables() {
