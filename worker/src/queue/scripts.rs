@@ -1,9 +1,9 @@
 //! Runs the `proto_types::scripts` Lua scripts: the atomic queue steps.
 //!
-//! Keys, arguments and reply parsing come from the contract crate; this
-//! file only loads the text into [`redis::Script`] (`EVALSHA`, falling back
-//! to `EVAL` after a Redis restart emptied the script cache) and maps
-//! errors.
+//! Keys, arguments and reply parsing come from the contract crate; running
+//! them is the shared runner's ([`sm_redis::Script`]: `EVALSHA`, loading
+//! the text again after a Redis restart emptied the script cache); this
+//! file only names the scripts and maps errors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,6 +15,7 @@ use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{self, Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
 use proto_types::scripts::{Invocation, touch};
+use sm_redis::Script;
 
 use super::{Queue, QueueError};
 
@@ -22,42 +23,34 @@ use super::{Queue, QueueError};
 pub(super) struct Scripts(Arc<Loaded>);
 
 struct Loaded {
-    start: redis::Script,
-    acquire: redis::Script,
-    renew: redis::Script,
-    release: redis::Script,
-    finish: redis::Script,
-    dead_letter: redis::Script,
-    trim: redis::Script,
-    touch: redis::Script,
+    start: Script,
+    acquire: Script,
+    renew: Script,
+    release: Script,
+    finish: Script,
+    dead_letter: Script,
+    trim: Script,
+    touch: Script,
 }
 
 impl Scripts {
     pub(super) fn new() -> Self {
         Self(Arc::new(Loaded {
-            start: redis::Script::new(start::SOURCE),
-            acquire: redis::Script::new(lease::ACQUIRE_SOURCE),
-            renew: redis::Script::new(lease::RENEW_SOURCE),
-            release: redis::Script::new(lease::RELEASE_SOURCE),
-            finish: redis::Script::new(finish::SOURCE),
-            dead_letter: redis::Script::new(dead_letter::SOURCE),
-            trim: redis::Script::new(trim::SOURCE),
-            touch: redis::Script::new(touch::SOURCE),
+            start: Script::new(start::SOURCE),
+            acquire: Script::new(lease::ACQUIRE_SOURCE),
+            renew: Script::new(lease::RENEW_SOURCE),
+            release: Script::new(lease::RELEASE_SOURCE),
+            finish: Script::new(finish::SOURCE),
+            dead_letter: Script::new(dead_letter::SOURCE),
+            trim: Script::new(trim::SOURCE),
+            touch: Script::new(touch::SOURCE),
         }))
     }
 }
 
 impl Queue {
-    async fn run(&self, op: &'static str, script: &redis::Script, inv: &Invocation) -> Result<Vec<String>, QueueError> {
-        let mut call = script.prepare_invoke();
-        for k in &inv.keys {
-            call.key(k);
-        }
-        for a in &inv.args {
-            call.arg(a.as_slice());
-        }
-        let mut conn = self.conn.clone();
-        call.invoke_async(&mut conn).await.map_err(|e| QueueError::redis(op, e))
+    async fn run(&self, op: &'static str, script: &Script, inv: &Invocation) -> Result<Vec<String>, QueueError> {
+        script.run(&mut self.conn.clone(), inv).await.map_err(|e| QueueError::redis(op, e))
     }
 
     /// Start script: terminal already, or started with the session's
