@@ -402,8 +402,7 @@ fn cycles(sources: &BTreeMap<String, String>) -> Vec<Cycle> {
             files.insert(module, file.clone());
         }
     }
-    let found: BTreeMap<&String, Vec<Import>> =
-        sources.iter().map(|(f, src)| (f, imports(f, src, &files))).collect();
+    let found: BTreeMap<&String, Vec<Import>> = sources.iter().map(|(f, src)| (f, imports(f, src, &files))).collect();
     let mut reexports: BTreeMap<String, BTreeMap<String, Vec<String>>> = BTreeMap::new();
     for (file, list) in &found {
         for imp in list.iter().filter(|i| i.public) {
@@ -536,7 +535,10 @@ fn comments_strings_tests_and_reexports_are_not_cycles() {
              #[cfg(test)]\nmod tests { use super::*; fn t() { let _ = \"crate::hashes::x\"; } }",
         ),
         // `crate::Store` is defined in store.rs and only re-exported by lib.rs.
-        ("hashes.rs", "pub struct Record;\n/* use crate::store; */\nfn f(_: &crate::Store) {}\nfn g(c: char) { c == '\"'; }"),
+        (
+            "hashes.rs",
+            "pub struct Record;\n/* use crate::store; */\nfn f(_: &crate::Store) {}\nfn g(c: char) { c == '\"'; }",
+        ),
     ]);
     let found = cycles(&src);
     assert_eq!(found.len(), 1, "hashes.rs uses Store, store.rs uses Record: {found:?}");

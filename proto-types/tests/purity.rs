@@ -57,7 +57,10 @@ fn proto_types_depends_only_on_serde_rmp_serde_and_thiserror() {
     let names: Vec<String> = dependencies(&manifest).into_iter().map(|(_, n)| n).collect();
     assert!(names.iter().any(|n| n == "serde"), "the manifest scan found the dependencies: {names:?}");
     let found = impure(&manifest);
-    assert!(found.is_empty(), "proto-types must stay pure; move these to sm-redis, sm-telemetry or a binary: {found:?}");
+    assert!(
+        found.is_empty(),
+        "proto-types must stay pure; move these to sm-redis, sm-telemetry or a binary: {found:?}"
+    );
 }
 
 #[test]

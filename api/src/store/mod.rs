@@ -72,11 +72,7 @@ impl Store {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self {
-            conn,
-            enqueue: EnqueueClient::new(),
-            gcra: Script::new(GCRA_SOURCE),
-        })
+        Ok(Self { conn, enqueue: EnqueueClient::new(), gcra: Script::new(GCRA_SOURCE) })
     }
 
     /// `PING`.
@@ -135,7 +131,8 @@ impl Store {
             .iter()
             .zip(&replies)
             .map(|(b, r)| {
-                Verdict::from_reply(b.limit, r).ok_or_else(|| StoreError::RateLimitReply { key: b.key.clone(), reply: r.clone() })
+                Verdict::from_reply(b.limit, r)
+                    .ok_or_else(|| StoreError::RateLimitReply { key: b.key.clone(), reply: r.clone() })
             })
             .collect::<Result<_, _>>()?;
         Ok((verdicts, prefetched))

@@ -236,7 +236,8 @@ impl EnqueueClient {
     ) -> Result<EnqueueOutcome, EnqueueError> {
         if let Some((scope, key, fingerprint)) = req.idempotency {
             let idem_key = keys::idempotency(scope, key);
-            let prior: Option<String> = redis::cmd("GET").arg(&idem_key).query_async(conn).await.map_err(Error::from)?;
+            let prior: Option<String> =
+                redis::cmd("GET").arg(&idem_key).query_async(conn).await.map_err(Error::from)?;
             if let Some(prior) = prior {
                 let (job, fp) = prior.split_once(' ').unwrap_or((prior.as_str(), ""));
                 if fp != fingerprint {
@@ -278,7 +279,8 @@ impl EnqueueClient {
                         return Err(EnqueueError::IdempotencyMismatch(job_id));
                     }
                     let idem_key = req.idempotency.map_or_else(String::new, |(s, k, _)| keys::idempotency(s, k));
-                    let id = JobId::parse(&job_id).map_err(|e| Error::from(CorruptRecord::new(idem_key, "value", e)))?;
+                    let id =
+                        JobId::parse(&job_id).map_err(|e| Error::from(CorruptRecord::new(idem_key, "value", e)))?;
                     return Ok(EnqueueOutcome::Replay(id));
                 }
                 EnqueueReply::Conflict { .. } => continue,

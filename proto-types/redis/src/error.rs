@@ -3,10 +3,10 @@
 //! (retry later) from "Redis holds something this version cannot read"
 //! (a bug or a version skew) without looking at messages.
 
+use proto_types::CodecError;
 use proto_types::id::IdError;
 use proto_types::scripts::ReplyError;
 use proto_types::state::UnknownName;
-use proto_types::CodecError;
 
 /// A round trip failed.
 #[derive(Debug, thiserror::Error)]

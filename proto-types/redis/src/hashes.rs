@@ -109,7 +109,8 @@ impl SessionRecord {
 
     /// Reads session `id` (one `HGETALL`).
     pub async fn read(conn: &mut impl ConnectionLike, id: &SessionId) -> Result<Option<Self>, Error> {
-        let map: HashMap<String, String> = redis::cmd("HGETALL").arg(keys::session(id.as_str())).query_async(conn).await?;
+        let map: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(keys::session(id.as_str())).query_async(conn).await?;
         Ok(Self::parse(id, &map)?)
     }
 }
