@@ -36,6 +36,26 @@ fn no_source_file_imports_a_file_that_imports_it_back() {
     assert!(report.is_empty(), "file import cycles:\n{report}");
 }
 
+/// The api's layers: `(folder, folders it must not import)`. The store is
+/// what another binary (the gateway) reuses without the HTTP layer.
+const API_LAYERS: &[(&str, &[&str])] = &[("store/", &["http/", "views/"]), ("views/", &["http/"])];
+
+#[test]
+fn the_api_store_and_views_import_nothing_above_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let graph = graph(&read_tree(&root.join("api/src")));
+    let mut wrong = Vec::new();
+    for (layer, above) in API_LAYERS {
+        assert!(graph.keys().any(|f| f.starts_with(layer)), "api/src/{layer} has files");
+        for (from, imports) in graph.iter().filter(|(f, _)| f.starts_with(layer)) {
+            for (to, line) in imports.iter().filter(|(t, _)| above.iter().any(|a| t.starts_with(a))) {
+                wrong.push(format!("api/src/{from}:{line} imports {to}"));
+            }
+        }
+    }
+    assert!(wrong.is_empty(), "a lower layer imports a higher one: {wrong:#?}");
+}
+
 /// Every `.rs` file under `dir`, by path relative to `dir` (`/`-separated).
 fn read_tree(dir: &Path) -> BTreeMap<String, String> {
     fn walk(base: &Path, dir: &Path, out: &mut BTreeMap<String, String>) {
@@ -392,8 +412,11 @@ impl Cycle {
     }
 }
 
-/// Every file cycle in one source tree.
-fn cycles(sources: &BTreeMap<String, String>) -> Vec<Cycle> {
+/// File → the files it imports (with the line of the first import).
+type Graph = BTreeMap<String, BTreeMap<String, usize>>;
+
+/// The import graph of one source tree.
+fn graph(sources: &BTreeMap<String, String>) -> Graph {
     // Module path → file; lib.rs wins over main.rs for the crate root.
     let mut files: BTreeMap<Vec<String>, String> = BTreeMap::new();
     for file in sources.keys() {
@@ -411,7 +434,7 @@ fn cycles(sources: &BTreeMap<String, String>) -> Vec<Cycle> {
             }
         }
     }
-    let mut graph: BTreeMap<String, BTreeMap<String, usize>> = BTreeMap::new();
+    let mut graph = Graph::new();
     for (file, list) in &found {
         let node = graph.entry((*file).clone()).or_default();
         for imp in list {
@@ -422,6 +445,12 @@ fn cycles(sources: &BTreeMap<String, String>) -> Vec<Cycle> {
             }
         }
     }
+    graph
+}
+
+/// Every file cycle in one source tree.
+fn cycles(sources: &BTreeMap<String, String>) -> Vec<Cycle> {
+    let graph = graph(sources);
     strongly_connected(&graph)
         .into_iter()
         .filter(|scc| scc.len() > 1)
@@ -439,9 +468,9 @@ fn cycles(sources: &BTreeMap<String, String>) -> Vec<Cycle> {
 }
 
 /// Tarjan's algorithm; components in discovery order, members sorted.
-fn strongly_connected(graph: &BTreeMap<String, BTreeMap<String, usize>>) -> Vec<Vec<String>> {
+fn strongly_connected(graph: &Graph) -> Vec<Vec<String>> {
     struct Walk<'a> {
-        graph: &'a BTreeMap<String, BTreeMap<String, usize>>,
+        graph: &'a Graph,
         index: BTreeMap<&'a str, usize>,
         low: BTreeMap<&'a str, usize>,
         stack: Vec<&'a str>,

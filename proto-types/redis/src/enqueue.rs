@@ -202,13 +202,13 @@ impl EnqueueClient {
         Self { script: Script::new(SOURCE), clock }
     }
 
-    /// Runs the enqueue script for one prepared attempt.
+    /// Runs the enqueue script for one prepared attempt, at the time its
+    /// job was requested.
     pub async fn submit(
         &self,
         conn: &mut impl ConnectionLike,
         req: &EnqueueRequest<'_>,
         attempt: &Attempt,
-        now_ms: u64,
     ) -> Result<EnqueueReply, Error> {
         let payload = attempt.job.encode()?;
         let inv = Enqueue {
@@ -221,7 +221,7 @@ impl EnqueueClient {
             max_sessions_per_user: req.max_sessions_per_user,
             workspace_url: &attempt.workspace_url,
             idempotency: req.idempotency,
-            now_ms,
+            now_ms: attempt.job.requested_at_ms,
         }
         .invocation();
         let reply: Vec<String> = self.script.run(conn, &inv).await?;
@@ -263,7 +263,7 @@ impl EnqueueClient {
                 Err(Refusal::AlreadyExists) if req.session.is_none() => continue,
                 Err(r) => return Err(EnqueueError::Refused(r)),
             };
-            match self.submit(conn, req, &attempt, now).await? {
+            match self.submit(conn, req, &attempt).await? {
                 EnqueueReply::Ok { .. } => {
                     let Attempt { job, decision, user_id, workspace_url, created_at_ms, .. } = attempt;
                     return Ok(EnqueueOutcome::Accepted(Accepted {

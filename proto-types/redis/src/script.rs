@@ -36,6 +36,29 @@ fn is_noscript(e: &redis::RedisError) -> bool {
     e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript)
 }
 
+/// `inv`'s keys and arguments, in order, on `script`.
+fn invocation<'a>(script: &'a redis::Script, inv: &Invocation) -> ScriptInvocation<'a> {
+    let mut call = script.prepare_invoke();
+    for k in &inv.keys {
+        call.key(k);
+    }
+    for a in &inv.args {
+        call.arg(a.as_slice());
+    }
+    call
+}
+
+/// Runs a plain [`redis::Script`] with `inv` (what [`Script::run`] does,
+/// without the cache bookkeeping): for callers that keep their own
+/// `redis::Script` values, such as the worker's queue adapter.
+pub async fn run<T: FromRedisValue>(
+    script: &redis::Script,
+    conn: &mut impl ConnectionLike,
+    inv: &Invocation,
+) -> RedisResult<T> {
+    invocation(script, inv).invoke_async(conn).await
+}
+
 impl Script {
     /// A runner for `source` (one of the `proto_types::scripts::*::SOURCE`
     /// texts, or a binary's own script).
@@ -43,21 +66,10 @@ impl Script {
         Self { script: redis::Script::new(source), cached: Arc::default() }
     }
 
-    fn invocation<'a>(&'a self, inv: &Invocation) -> ScriptInvocation<'a> {
-        let mut call = self.script.prepare_invoke();
-        for k in &inv.keys {
-            call.key(k);
-        }
-        for a in &inv.args {
-            call.arg(a.as_slice());
-        }
-        call
-    }
-
     /// Runs the script: `EVALSHA`, and on `NOSCRIPT` `SCRIPT LOAD` then
     /// `EVALSHA` again.
     pub async fn run<T: FromRedisValue>(&self, conn: &mut impl ConnectionLike, inv: &Invocation) -> RedisResult<T> {
-        let reply = self.invocation(inv).invoke_async(conn).await?;
+        let reply = run(&self.script, conn, inv).await?;
         self.cached.store(true, Ordering::Relaxed);
         Ok(reply)
     }
@@ -76,7 +88,7 @@ impl Script {
     where
         (T, U): FromRedisValue,
     {
-        let call = self.invocation(inv);
+        let call = invocation(&self.script, inv);
         let pipe = |load: bool| {
             let mut pipe = redis::pipe();
             if load {

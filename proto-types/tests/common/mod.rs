@@ -45,7 +45,7 @@ pub async fn enqueue(
         Some(read)
     };
     let attempt = Attempt::prepare(&req, id, current.as_ref(), JobId::from_random([seed; 16]), 1_000).unwrap();
-    let reply = EnqueueClient::new().submit(conn, &req, &attempt, 1_000).await.unwrap();
+    let reply = EnqueueClient::new().submit(conn, &req, &attempt).await.unwrap();
     (attempt.job, reply)
 }
 

@@ -1,9 +1,9 @@
 //! Runs the `proto_types::scripts` Lua scripts: the atomic queue steps.
 //!
-//! Keys, arguments and reply parsing come from the contract crate; running
-//! them is the shared runner's ([`sm_redis::Script`]: `EVALSHA`, loading
-//! the text again after a Redis restart emptied the script cache); this
-//! file only names the scripts and maps errors.
+//! Keys, arguments and reply parsing come from the contract crate; this
+//! file only loads the text into [`redis::Script`], runs it with the shared
+//! runner ([`sm_redis::script::run`]: `EVALSHA`, loading the text again
+//! after a Redis restart emptied the script cache) and maps errors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +15,6 @@ use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{self, Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
 use proto_types::scripts::{Invocation, touch};
-use sm_redis::Script;
 
 use super::{Queue, QueueError};
 
@@ -23,34 +22,34 @@ use super::{Queue, QueueError};
 pub(super) struct Scripts(Arc<Loaded>);
 
 struct Loaded {
-    start: Script,
-    acquire: Script,
-    renew: Script,
-    release: Script,
-    finish: Script,
-    dead_letter: Script,
-    trim: Script,
-    touch: Script,
+    start: redis::Script,
+    acquire: redis::Script,
+    renew: redis::Script,
+    release: redis::Script,
+    finish: redis::Script,
+    dead_letter: redis::Script,
+    trim: redis::Script,
+    touch: redis::Script,
 }
 
 impl Scripts {
     pub(super) fn new() -> Self {
         Self(Arc::new(Loaded {
-            start: Script::new(start::SOURCE),
-            acquire: Script::new(lease::ACQUIRE_SOURCE),
-            renew: Script::new(lease::RENEW_SOURCE),
-            release: Script::new(lease::RELEASE_SOURCE),
-            finish: Script::new(finish::SOURCE),
-            dead_letter: Script::new(dead_letter::SOURCE),
-            trim: Script::new(trim::SOURCE),
-            touch: Script::new(touch::SOURCE),
+            start: redis::Script::new(start::SOURCE),
+            acquire: redis::Script::new(lease::ACQUIRE_SOURCE),
+            renew: redis::Script::new(lease::RENEW_SOURCE),
+            release: redis::Script::new(lease::RELEASE_SOURCE),
+            finish: redis::Script::new(finish::SOURCE),
+            dead_letter: redis::Script::new(dead_letter::SOURCE),
+            trim: redis::Script::new(trim::SOURCE),
+            touch: redis::Script::new(touch::SOURCE),
         }))
     }
 }
 
 impl Queue {
-    async fn run(&self, op: &'static str, script: &Script, inv: &Invocation) -> Result<Vec<String>, QueueError> {
-        script.run(&mut self.conn.clone(), inv).await.map_err(|e| QueueError::redis(op, e))
+    async fn run(&self, op: &'static str, script: &redis::Script, inv: &Invocation) -> Result<Vec<String>, QueueError> {
+        sm_redis::script::run(script, &mut self.conn.clone(), inv).await.map_err(|e| QueueError::redis(op, e))
     }
 
     /// Start script: terminal already, or started with the session's
