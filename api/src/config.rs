@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::auth::{KeySet, OLD_DEFAULT_KEY};
-use crate::net::{Cidr, CidrError, parse_cidrs};
+use crate::http::auth::{KeySet, OLD_DEFAULT_KEY};
+use crate::http::net::{Cidr, CidrError, parse_cidrs};
 
 /// Session-manager api: authenticates, validates, rate-limits and enqueues
 /// session commands; answers status from Redis.

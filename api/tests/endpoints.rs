@@ -180,7 +180,7 @@ async fn list_sessions_pages_and_filters() {
 async fn auth_errors_and_key_rotation() {
     let redis = testkit::RedisServer::start().unwrap();
     let mut cfg = common::config(&redis);
-    cfg.keys = api::auth::KeySet::new(["old-key", "new-key"]);
+    cfg.keys = api::http::auth::KeySet::new(["old-key", "new-key"]);
     let api = Api::start(cfg).await;
     let missing = request(api.addr, "GET", "/sessions", &[], None).await;
     assert_eq!(missing.error(401), "missing_api_key");
@@ -195,7 +195,7 @@ async fn auth_errors_and_key_rotation() {
     api.stop().await;
     // Rotation done: the old key is removed from the configuration.
     let mut cfg = common::config(&redis);
-    cfg.keys = api::auth::KeySet::new(["new-key"]);
+    cfg.keys = api::http::auth::KeySet::new(["new-key"]);
     let api = Api::start(cfg).await;
     assert_eq!(
         request(api.addr, "GET", "/sessions", &[("x-api-key", "old-key")], None).await.error(401),
@@ -360,7 +360,7 @@ async fn racing_commands_get_distinct_generations() {
     let addr = api.addr;
     let mut tasks = Vec::new();
     // At most ENQUEUE_ATTEMPTS racers: each conflict means another racer won, so all fit.
-    for i in 0..api::enqueue::ENQUEUE_ATTEMPTS {
+    for i in 0..api::store::ENQUEUE_ATTEMPTS {
         let cmd = if i % 2 == 0 { "sleep" } else { "wake" };
         tasks.push(tokio::spawn(async move {
             request(addr, "POST", &format!("/session/race/{cmd}"), &[("x-api-key", KEY)], None).await.status

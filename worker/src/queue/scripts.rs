@@ -1,9 +1,9 @@
 //! Runs the `proto_types::scripts` Lua scripts: the atomic queue steps.
 //!
 //! Keys, arguments and reply parsing come from the contract crate; this
-//! file only loads the text into [`redis::Script`] (`EVALSHA`, falling back
-//! to `EVAL` after a Redis restart emptied the script cache) and maps
-//! errors.
+//! file only loads the text into [`redis::Script`], runs it with the shared
+//! runner ([`sm_redis::script::run`]: `EVALSHA`, loading the text again
+//! after a Redis restart emptied the script cache) and maps errors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,15 +49,7 @@ impl Scripts {
 
 impl Queue {
     async fn run(&self, op: &'static str, script: &redis::Script, inv: &Invocation) -> Result<Vec<String>, QueueError> {
-        let mut call = script.prepare_invoke();
-        for k in &inv.keys {
-            call.key(k);
-        }
-        for a in &inv.args {
-            call.arg(a.as_slice());
-        }
-        let mut conn = self.conn.clone();
-        call.invoke_async(&mut conn).await.map_err(|e| QueueError::redis(op, e))
+        sm_redis::script::run(script, &mut self.conn.clone(), inv).await.map_err(|e| QueueError::redis(op, e))
     }
 
     /// Start script: terminal already, or started with the session's

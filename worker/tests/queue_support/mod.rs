@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proto_types::scripts::enqueue::{Enqueue, EnqueueReply};
-use proto_types::{Command, DesiredState, Job, JobId, SessionId, SessionState, keys, machine};
+use proto_types::{Command, DesiredState, Job, SessionId, SessionState, keys};
 use redis::aio::MultiplexedConnection;
+use sm_redis::{EnqueueClient, EnqueueError, EnqueueOutcome, EnqueueRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use worker::executor::{ExecError, Executor, Outcome, Target};
@@ -174,76 +174,18 @@ pub async fn connect(server: &testkit::RedisServer) -> MultiplexedConnection {
     server.client().get_multiplexed_async_connection().await.unwrap()
 }
 
-/// Enqueues like the api: read, decide, enqueue with the generation read,
-/// re-read on conflict. Returns the job once Redis acknowledged it.
+/// Enqueues like the api, with the api's client ([`sm_redis::EnqueueClient`]):
+/// read, decide, enqueue with the generation read, re-read on conflict.
+/// Returns the job once Redis acknowledged it; a refusal panics.
 pub async fn enqueue(conn: &mut MultiplexedConnection, session: &str, command: Command) -> redis::RedisResult<Job> {
-    let script = redis::Script::new(proto_types::scripts::enqueue::SOURCE);
-    loop {
-        let (status, desired, generation): (Option<String>, Option<String>, Option<u64>) = redis::cmd("HMGET")
-            .arg(keys::session(session))
-            .arg("status")
-            .arg("desired")
-            .arg("generation")
-            .query_async(conn)
-            .await?;
-        let view = match (status, desired) {
-            (Some(s), Some(d)) => Some(machine::SessionView {
-                status: SessionState::parse(&s).unwrap(),
-                desired: DesiredState::parse(&d).unwrap(),
-            }),
-            _ => None,
-        };
-        let decision = machine::decide(view, command).unwrap_or_else(|r| panic!("{command} refused: {r}"));
-        let generation = generation.unwrap_or(0);
-        let job = Job {
-            job_id: JobId::from_random(rand_bytes()),
-            session_id: SessionId::parse(session).unwrap(),
-            command,
-            requested_at_ms: 1,
-            generation: generation + 1,
-            idempotency_key: None,
-            traceparent: None,
-            tracestate: None,
-        };
-        let payload = job.encode().unwrap();
-        let inv = Enqueue {
-            job: &job,
-            payload: &payload,
-            expected_generation: generation,
-            desired: decision.desired,
-            status: decision.status,
-            user_id: "user@example.com",
-            max_sessions_per_user: 0,
-            workspace_url: "https://vs-code.example.com",
-            idempotency: None,
-            now_ms: 1,
-        }
-        .invocation();
-        let mut call = script.prepare_invoke();
-        for k in &inv.keys {
-            call.key(k);
-        }
-        for a in &inv.args {
-            call.arg(a.as_slice());
-        }
-        let reply: Vec<String> = call.invoke_async(conn).await?;
-        match EnqueueReply::parse(&reply).unwrap() {
-            EnqueueReply::Ok { .. } => return Ok(job),
-            EnqueueReply::Conflict { .. } => continue,
-            other => panic!("unexpected enqueue reply {other:?}"),
-        }
+    let client = EnqueueClient::with_clock(|| 1);
+    let id = SessionId::parse(session).unwrap();
+    let req = EnqueueRequest::new(command, Some(id), "user@example.com", "https://vs-code.example.com");
+    match client.enqueue(conn, &req).await {
+        Ok(EnqueueOutcome::Accepted(accepted)) => Ok(accepted.job),
+        Err(EnqueueError::Failed(sm_redis::Error::Redis(e))) => Err(e),
+        other => panic!("{command} for {session}: unexpected {other:?}"),
     }
-}
-
-fn rand_bytes() -> [u8; 16] {
-    use std::hash::{BuildHasher, Hasher};
-    let mut out = [0u8; 16];
-    for chunk in out.chunks_mut(8) {
-        let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-        h.write_u8(0);
-        chunk.copy_from_slice(&h.finish().to_le_bytes());
-    }
-    out
 }
 
 pub async fn hget(conn: &mut MultiplexedConnection, key: &str, field: &str) -> Option<String> {

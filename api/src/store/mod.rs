@@ -1,60 +1,35 @@
 //! The Redis adapter: the connection, the reads (sessions, jobs, the
-//! session index, queue position), the health ping and the rate-limit
-//! round trip. Enqueueing is in [`crate::enqueue`], record parsing in
-//! [`crate::records`]. No HTTP in this module.
+//! session index, queue position), the health ping, the rate-limit round
+//! trip and enqueueing (the shared [`sm_redis::EnqueueClient`]). The layer a
+//! binary reuses to read sessions and enqueue without any HTTP: nothing in
+//! this module imports the HTTP layer.
+//!
+//! | module | job |
+//! |---|---|
+//! | this file | [`Store`]: connection, reads, enqueue |
+//! | [`gcra`] | the rate-limit script: buckets in, verdicts out |
+//! | [`error`] | [`StoreError`] |
+
+pub mod error;
+pub mod gcra;
 
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use proto_types::scripts::ReplyError;
-use proto_types::{CodecError, JobId, JobState, SessionId, keys, record};
+use proto_types::{JobId, JobState, SessionId, keys, record};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError, Script};
+use redis::{AsyncCommands, RedisError};
+use sm_redis::Script;
 
-use crate::enqueue::ENQUEUE_ATTEMPTS;
-use crate::ratelimit::{Bucket, GCRA_SOURCE, PERIOD_MS, Verdict};
-pub use crate::records::{JobRecord, SessionRecord};
+pub use self::error::StoreError;
+use self::gcra::{Bucket, GCRA_SOURCE, Verdict};
+pub use sm_redis::{
+    Accepted, ENQUEUE_ATTEMPTS, EnqueueClient, EnqueueError, EnqueueOutcome, EnqueueRequest, JobRecord, Prefetched,
+    SessionRecord,
+};
+
 /// How many stream entries ahead of a job are counted for its queue position.
 pub const QUEUE_POSITION_CAP: u64 = 1000;
-
-/// A store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// Redis was unreachable, timed out or refused the command.
-    #[error("redis: {0}")]
-    Redis(#[from] RedisError),
-    /// A stored record is not in a shape this version understands.
-    #[error("record {key} is corrupt: {what}")]
-    Corrupt {
-        /// The key.
-        key: String,
-        /// What is wrong.
-        what: String,
-    },
-    /// A script reply had an unexpected shape.
-    #[error(transparent)]
-    Reply(#[from] ReplyError),
-    /// A job could not be encoded.
-    #[error(transparent)]
-    Codec(#[from] CodecError),
-    /// The OS random source failed.
-    #[error("no randomness available")]
-    Random,
-    /// Concurrent commands kept winning the race.
-    #[error("session changed concurrently {ENQUEUE_ATTEMPTS} times in a row")]
-    Contended,
-}
-
-/// A session read ahead of its command (see [`Store::rate_limit_and_session`]).
-#[derive(Debug, Clone)]
-pub struct Prefetched {
-    /// The session read.
-    pub id: SessionId,
-    /// What was stored (`None`: no such session).
-    pub record: Option<SessionRecord>,
-}
 
 /// A page of sessions.
 #[derive(Debug, Clone)]
@@ -68,22 +43,15 @@ pub struct Page {
 /// The Redis-backed store.
 #[derive(Clone)]
 pub struct Store {
-    pub(crate) conn: ConnectionManager,
-    pub(crate) enqueue: Script,
+    conn: ConnectionManager,
+    enqueue: EnqueueClient,
     gcra: Script,
-    gcra_loaded: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Store")
     }
-}
-
-pub(crate) fn random<const N: usize>() -> Result<[u8; N], StoreError> {
-    let mut b = [0u8; N];
-    getrandom::fill(&mut b).map_err(|_| StoreError::Random)?;
-    Ok(b)
 }
 
 /// Parses a stream id `ms-seq` for ordering.
@@ -104,12 +72,7 @@ impl Store {
             .set_min_delay(Duration::from_millis(50))
             .set_max_delay(Duration::from_millis(500));
         let conn = ConnectionManager::new_lazy_with_config(client, config)?;
-        Ok(Self {
-            conn,
-            enqueue: Script::new(proto_types::scripts::enqueue::SOURCE),
-            gcra: Script::new(GCRA_SOURCE),
-            gcra_loaded: Default::default(),
-        })
+        Ok(Self { conn, enqueue: EnqueueClient::new(), gcra: Script::new(GCRA_SOURCE) })
     }
 
     /// `PING`.
@@ -145,47 +108,23 @@ impl Store {
         if buckets.is_empty() {
             return Ok((Vec::new(), None));
         }
-        let mut inv = self.gcra.prepare_invoke();
-        inv.arg(PERIOD_MS);
-        for b in buckets {
-            inv.key(&b.key).arg(b.limit);
-        }
+        let inv = gcra::invocation(buckets);
         let mut c = self.conn.clone();
-        let (replies, prefetched) = match session {
-            None => {
-                let replies: Vec<Vec<i64>> = inv.invoke_async(&mut c).await?;
-                self.gcra_loaded.store(true, Ordering::Relaxed);
-                (replies, None)
-            }
+        let (replies, prefetched): (Vec<Vec<i64>>, _) = match session {
+            None => (self.gcra.run(&mut c, &inv).await?, None),
             Some(id) => {
-                let pipe = |load: bool| {
-                    let mut pipe = redis::pipe();
-                    if load {
-                        pipe.load_script(&self.gcra).ignore();
-                    }
-                    pipe.invoke_script(&inv).hgetall(keys::session(id.as_str()));
-                    pipe
+                let read = |pipe: &mut redis::Pipeline| {
+                    pipe.hgetall(keys::session(id.as_str()));
                 };
-                let loaded = self.gcra_loaded.load(Ordering::Relaxed);
-                type Reply = (Vec<Vec<i64>>, HashMap<String, String>);
-                // The script text rides along only until Redis has it (and
-                // again after a NOSCRIPT).
-                let (replies, map): Reply = match pipe(!loaded).query_async(&mut c).await {
-                    Ok(r) => r,
-                    Err(e) if loaded && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
-                        self.gcra_loaded.store(false, Ordering::Relaxed);
-                        pipe(true).query_async(&mut c).await?
-                    }
-                    Err(e) => return Err(e.into()),
-                };
-                self.gcra_loaded.store(true, Ordering::Relaxed);
+                let (replies, map): (_, HashMap<String, String>) = self.gcra.run_pipelined(&mut c, &inv, read).await?;
                 (replies, SessionRecord::parse(id, &map).ok().map(|record| Prefetched { id: id.clone(), record }))
             }
         };
         if replies.len() != buckets.len() {
-            return Err(StoreError::Corrupt {
+            return Err(StoreError::RateLimitReplies {
                 key: buckets[0].key.clone(),
-                what: format!("{} rate-limit replies for {} buckets", replies.len(), buckets.len()),
+                replies: replies.len(),
+                buckets: buckets.len(),
             });
         }
         let verdicts = buckets
@@ -193,24 +132,26 @@ impl Store {
             .zip(&replies)
             .map(|(b, r)| {
                 Verdict::from_reply(b.limit, r)
-                    .ok_or_else(|| StoreError::Corrupt { key: b.key.clone(), what: format!("rate-limit reply {r:?}") })
+                    .ok_or_else(|| StoreError::RateLimitReply { key: b.key.clone(), reply: r.clone() })
             })
             .collect::<Result<_, _>>()?;
         Ok((verdicts, prefetched))
     }
 
+    /// Decides and enqueues one command, retrying on races (see
+    /// [`sm_redis::enqueue`]).
+    pub async fn enqueue(&self, req: &EnqueueRequest<'_>) -> Result<EnqueueOutcome, EnqueueError> {
+        self.enqueue.enqueue(&mut self.conn.clone(), req).await
+    }
+
     /// Reads a session.
     pub async fn session(&self, id: &SessionId) -> Result<Option<SessionRecord>, StoreError> {
-        let mut c = self.conn.clone();
-        let map: HashMap<String, String> = c.hgetall(keys::session(id.as_str())).await?;
-        SessionRecord::parse(id, &map)
+        Ok(SessionRecord::read(&mut self.conn.clone(), id).await?)
     }
 
     /// Reads a job.
     pub async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
-        let mut c = self.conn.clone();
-        let map: HashMap<String, String> = c.hgetall(keys::job(id.as_str())).await?;
-        JobRecord::parse(id, &map)
+        Ok(JobRecord::read(&mut self.conn.clone(), id).await?)
     }
 
     /// The state of a job, if it exists.

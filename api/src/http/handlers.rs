@@ -1,6 +1,7 @@
 //! One function per endpoint: parse what the route needs, call the store,
 //! shape the answer with `views`. Authentication and rate limiting already
-//! happened in `service`; routing in `routes`.
+//! happened in `service`; routing in `routes`. Store failures become
+//! answers through `From<StoreError> for ApiError` (in `error`).
 
 use std::sync::Arc;
 
@@ -10,17 +11,14 @@ use proto_types::{Command, JobId, JobState, Refusal, SessionId, keys};
 use sm_telemetry::attrs;
 use tracing::{Instrument as _, field};
 
-use crate::auth::KeyId;
-use crate::enqueue::{EnqueueError, EnqueueOutcome, EnqueueRequest};
-use crate::error::ApiError;
-use crate::response::{HttpResponse, json_response, now_ms, text_response};
-use crate::routes::{Matched, RouteId};
-use crate::service::AppState;
-use crate::store::{Prefetched, StoreError};
-use crate::{validate, views};
-
-/// The OpenAPI document, served as is.
-pub const OPENAPI: &str = include_str!("../openapi.json");
+use crate::http::auth::KeyId;
+use crate::http::error::ApiError;
+use crate::http::response::{HttpResponse, json_response, text_response};
+use crate::http::routes::{Matched, OPENAPI_DOCUMENT, RouteId};
+use crate::http::state::AppState;
+use crate::http::validate;
+use crate::store::{EnqueueError, EnqueueOutcome, EnqueueRequest, Prefetched, StoreError};
+use crate::views::{self, iso_ms, now_ms};
 
 /// What a handler gets besides the shared state.
 #[derive(Debug)]
@@ -37,25 +35,6 @@ pub struct Input<'a> {
     pub key: Option<KeyId>,
     /// The session of a command, read along with the rate limit.
     pub prefetched: Option<Prefetched>,
-}
-
-impl From<StoreError> for ApiError {
-    fn from(e: StoreError) -> Self {
-        match e {
-            StoreError::Redis(e) => {
-                tracing::warn!(error = %e, "redis unavailable");
-                ApiError::StoreUnavailable
-            }
-            StoreError::Contended => {
-                tracing::warn!(error = %e, "enqueue gave up");
-                ApiError::StoreUnavailable
-            }
-            other => {
-                tracing::error!(error = %other, "store returned something this version cannot use");
-                ApiError::Internal
-            }
-        }
-    }
 }
 
 fn session_id(param: Option<&str>) -> Result<SessionId, ApiError> {
@@ -75,7 +54,7 @@ pub async fn handle(state: &Arc<AppState>, input: Input<'_>) -> Result<HttpRespo
         RouteId::Metrics => {
             Ok(text_response(StatusCode::OK, "text/plain; version=0.0.4; charset=utf-8", state.metrics.render()))
         }
-        RouteId::OpenApi => Ok(text_response(StatusCode::OK, "application/json", OPENAPI)),
+        RouteId::OpenApi => Ok(text_response(StatusCode::OK, "application/json", OPENAPI_DOCUMENT)),
         RouteId::GetSession => get_session(state, &input).await,
         RouteId::ListSessions => list_sessions(state, &input).await,
         RouteId::GetJob => get_job(state, &input).await,
@@ -90,7 +69,7 @@ async fn health(state: &Arc<AppState>) -> HttpResponse {
         status: if up { "healthy" } else { "unhealthy" },
         version: env!("CARGO_PKG_VERSION"),
         redis: if up { "connected" } else { "disconnected" },
-        timestamp: crate::response::iso_ms(now_ms()),
+        timestamp: iso_ms(now_ms()),
     };
     json_response(if up { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body)
 }
@@ -141,7 +120,7 @@ fn command_body(
                 user_id: user_id.to_owned(),
                 status: "created",
                 workspace_url: workspace_url.to_owned(),
-                created_at: crate::response::iso_ms(created_at_ms),
+                created_at: iso_ms(created_at_ms),
                 job_id: job_id.to_owned(),
                 status_url,
             },
@@ -229,7 +208,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
             span.record(attrs::SESSION_UUID, a.job.session_id.as_str());
         }
         // Refusals are answers (4xx); only a failing store is an error.
-        Err(EnqueueError::Store(e)) => {
+        Err(EnqueueError::Failed(e)) => {
             span.record(attrs::OTEL_STATUS_CODE, "error");
             span.record(attrs::OTEL_STATUS_DESCRIPTION, e.to_string());
         }
@@ -259,7 +238,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
         Err(EnqueueError::Refused(Refusal::AlreadyExists)) => Err(ApiError::StoreUnavailable),
         Err(EnqueueError::Limit(live)) => Err(ApiError::SessionLimit { live, max: state.config.max_sessions_per_user }),
         Err(EnqueueError::IdempotencyMismatch(job_id)) => Err(ApiError::IdempotencyMismatch { job_id }),
-        Err(EnqueueError::Store(e)) => Err(e.into()),
+        Err(EnqueueError::Failed(e)) => Err(StoreError::from(e).into()),
     }
 }
 

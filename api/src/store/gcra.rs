@@ -1,21 +1,17 @@
-//! The shared rate limit: a GCRA (generic cell rate algorithm) bucket per
-//! client IP and per API key, kept in Redis so every api replica enforces
-//! one budget. Both buckets are checked in one script call (one round trip,
-//! one `EVALSHA`).
+//! The shared rate limit's Redis side: a GCRA (generic cell rate
+//! algorithm) bucket per client IP and per API key, kept in Redis so every
+//! api replica enforces one budget. Both buckets are checked in one script
+//! call (one round trip, one `EVALSHA`; [`crate::store::Store::rate_limit`]).
 //!
 //! GCRA stores one number per bucket (the theoretical arrival time) and
 //! allows a burst of the whole per-minute budget, then one request every
 //! `60 s / limit`. It uses Redis' clock, so replicas need no clock sync.
 //!
-//! When Redis is unreachable the limiter **fails open** (the request goes
-//! on, a metric counts it): every endpoint that could be abused needs Redis
-//! anyway and answers 503 on its own, so failing closed would only turn the
-//! health endpoints into a second outage.
-//!
-//! This module builds buckets and interprets replies; the round trip is
-//! [`crate::store::Store::rate_limit`].
+//! This module builds the script's arguments and interprets its replies.
+//! Which buckets a request is charged to, the headers and the 429 are the
+//! HTTP layer's (`http::ratelimit`).
 
-use http::{HeaderMap, HeaderValue};
+use proto_types::scripts::Invocation;
 
 /// Script source.
 pub const GCRA_SOURCE: &str = include_str!("lua/gcra.lua");
@@ -67,13 +63,14 @@ impl Verdict {
     pub fn retry_after_secs(&self) -> u64 {
         self.retry_after_ms.div_ceil(1000).max(1)
     }
+}
 
-    /// Adds `RateLimit-Limit`, `RateLimit-Remaining`, `RateLimit-Reset`.
-    pub fn apply(&self, headers: &mut HeaderMap) {
-        headers.insert("ratelimit-limit", HeaderValue::from(self.limit));
-        headers.insert("ratelimit-remaining", HeaderValue::from(self.remaining));
-        headers.insert("ratelimit-reset", HeaderValue::from(self.reset_ms.div_ceil(1000)));
-    }
+/// Keys and arguments of one script call for `buckets`: `KEYS` are the
+/// bucket keys, `ARGV` the period then each bucket's limit.
+pub fn invocation(buckets: &[Bucket]) -> Invocation {
+    let mut args = vec![PERIOD_MS.to_string().into_bytes()];
+    args.extend(buckets.iter().map(|b| b.limit.to_string().into_bytes()));
+    Invocation { keys: buckets.iter().map(|b| b.key.clone()).collect(), args }
 }
 
 /// The most restrictive of several verdicts: a refusal first (the longest
@@ -99,11 +96,10 @@ mod tests {
     }
 
     #[test]
-    fn headers() {
-        let mut h = HeaderMap::new();
-        Verdict { allowed: true, limit: 100, remaining: 7, reset_ms: 1_200, retry_after_ms: 0 }.apply(&mut h);
-        assert_eq!(h["ratelimit-limit"], "100");
-        assert_eq!(h["ratelimit-remaining"], "7");
-        assert_eq!(h["ratelimit-reset"], "2");
+    fn invocation_is_the_period_then_one_limit_per_bucket() {
+        let b = |key: &str, limit| Bucket { key: key.to_owned(), limit, scope: "ip" };
+        let inv = invocation(&[b("a", 10), b("b", 20)]);
+        assert_eq!(inv.keys, ["a", "b"]);
+        assert_eq!(inv.args, [b"60000".to_vec(), b"10".to_vec(), b"20".to_vec()]);
     }
 }

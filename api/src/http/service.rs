@@ -18,32 +18,20 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use http::Request;
-use proto_types::{SessionId, keys};
+use proto_types::SessionId;
 use sm_telemetry::attrs;
 use tracing::{Instrument, Span, field};
 
-use crate::auth::{KeyId, Presented};
-use crate::config::Config;
-use crate::error::ApiError;
-use crate::handlers::{self, Input};
-use crate::metrics::{Metrics, method_label};
-use crate::net::client_ip;
-use crate::ratelimit::{Bucket, Verdict, tightest};
-use crate::response::HttpResponse;
-use crate::routes::{self, Matched, RouteId};
-use crate::store::{Prefetched, Store};
-use crate::validate;
-
-/// Everything a request may use.
-#[derive(Debug)]
-pub struct AppState {
-    /// Validated configuration.
-    pub config: Config,
-    /// The Redis store.
-    pub store: Store,
-    /// Metrics.
-    pub metrics: Metrics,
-}
+use crate::http::auth::{KeyId, Presented};
+use crate::http::error::ApiError;
+use crate::http::handlers::{self, Input};
+use crate::http::net::client_ip;
+use crate::http::ratelimit::{self, apply_headers};
+use crate::http::response::HttpResponse;
+use crate::http::routes::{self, Matched, RouteId};
+use crate::http::state::AppState;
+use crate::http::validate;
+use crate::metrics::method_label;
 
 /// Answers one request; never fails (every error is a JSON response).
 pub async fn serve_request<B>(state: Arc<AppState>, peer: SocketAddr, req: Request<B>) -> HttpResponse
@@ -115,7 +103,7 @@ where
     };
     let (verdict, prefetched) = if spec.rate_limited {
         let ip = client_ip(peer.ip(), &parts.headers, &state.config.trusted_proxies);
-        match rate_limit(state, &ip.to_string(), key.as_ref(), prefetch.as_ref()).await {
+        match ratelimit::check(state, &ip.to_string(), key.as_ref(), prefetch.as_ref()).await {
             Err(resp) => return resp,
             Ok(v) => v,
         }
@@ -144,7 +132,7 @@ where
     .await;
     let mut resp = result.unwrap_or_else(error_response);
     if let Some(v) = verdict {
-        v.apply(resp.headers_mut());
+        apply_headers(&v, resp.headers_mut());
     }
     resp
 }
@@ -158,55 +146,4 @@ fn error_response(e: ApiError) -> HttpResponse {
         span.record(attrs::OTEL_STATUS_DESCRIPTION, e.to_string());
     }
     e.into_response()
-}
-
-/// What the limiter let through: the tightest verdict (for the headers)
-/// and the session it read along, if asked to.
-type Passed = (Option<Verdict>, Option<Prefetched>);
-
-/// Checks the IP bucket and, with a valid key, the key bucket (reading
-/// `session` in the same round trip). `Err` is the 429 to send; no verdict
-/// when limits are off or Redis failed (fail open).
-async fn rate_limit(
-    state: &Arc<AppState>,
-    ip: &str,
-    key: Option<&KeyId>,
-    session: Option<&SessionId>,
-) -> Result<Passed, HttpResponse> {
-    let cfg = &state.config;
-    let mut buckets = Vec::with_capacity(2);
-    if cfg.rate_per_ip > 0 {
-        buckets.push(Bucket { key: keys::rate_limit("ip", ip), limit: cfg.rate_per_ip, scope: "ip" });
-    }
-    if let (Some(k), true) = (key, cfg.rate_per_key > 0) {
-        buckets.push(Bucket { key: keys::rate_limit("key", &k.0), limit: cfg.rate_per_key, scope: "key" });
-    }
-    if buckets.is_empty() {
-        return Ok((None, None));
-    }
-    let checked = match session {
-        Some(id) => state.store.rate_limit_and_session(&buckets, id).await,
-        None => state.store.rate_limit(&buckets).await.map(|v| (v, None)),
-    };
-    let (verdicts, prefetched) = match checked {
-        Ok(v) => v,
-        Err(e) => {
-            state.metrics.limiter_error();
-            tracing::warn!(error = %e, "rate limiter unavailable; failing open");
-            return Ok((None, None));
-        }
-    };
-    for (b, v) in buckets.iter().zip(&verdicts) {
-        if !v.allowed {
-            state.metrics.rate_limited(b.scope);
-        }
-    }
-    match tightest(&verdicts) {
-        Some(v) if !v.allowed => {
-            let mut resp = ApiError::RateLimited { retry_after_secs: v.retry_after_secs() }.into_response();
-            v.apply(resp.headers_mut());
-            Err(resp)
-        }
-        other => Ok((other, prefetched)),
-    }
 }

@@ -1,6 +1,7 @@
 //! Response bodies, field for field as the old Flask system answered, plus
-//! the new fields (`job_id`, `status_url`, ...). Pure: records in, serde
-//! structs out.
+//! the new fields (`job_id`, `status_url`, ...). Pure: store records in,
+//! serde structs out; between the store and the HTTP layer, importing
+//! neither HTTP nor Redis. The old timestamp format is in [`time`].
 //!
 //! Status words. The old system answered synchronously; commands are now
 //! queued, but the words clients match on are kept:
@@ -17,8 +18,11 @@
 use proto_types::{Command, JobState};
 use serde::Serialize;
 
-use crate::response::iso_ms;
 use crate::store::{JobRecord, SessionRecord};
+
+pub mod time;
+
+pub use self::time::{iso_ms, now_ms};
 
 /// `GET /health`.
 #[derive(Debug, Serialize)]

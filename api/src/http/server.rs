@@ -22,8 +22,9 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 
 use crate::config::Config;
+use crate::http::service::serve_request;
+use crate::http::state::AppState;
 use crate::metrics::Metrics;
-use crate::service::{AppState, serve_request};
 use crate::store::{Store, StoreError};
 
 /// Most header lines accepted in one request (more: 431).

@@ -1,13 +1,18 @@
-//! Typed views of the session and job hashes ([`proto_types::record`]):
-//! what the enqueue script and the worker write, parsed once so handlers
-//! never touch raw field names. An empty hash is "no such record"; a hash
-//! whose state field is not a known wire name is a corrupt record (500).
+//! Typed views of the session and job hashes ([`proto_types::record`]
+//! names their fields): what the enqueue script and the worker write,
+//! parsed once so no caller touches raw field names. An empty hash is "no
+//! such record"; a hash whose state field is not a known wire name is a
+//! [`CorruptRecord`].
+//!
+//! The reads here are single `HGETALL`s; listing, queue positions and the
+//! like are the api store's.
 
 use std::collections::HashMap;
 
 use proto_types::{Command, DesiredState, JobId, JobState, SessionId, SessionState, keys, record};
+use redis::aio::ConnectionLike;
 
-use crate::store::StoreError;
+use crate::error::{CorruptRecord, Error};
 
 /// A session hash, parsed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,14 +79,16 @@ fn text(map: &HashMap<String, String>, field: &str) -> String {
 }
 
 impl SessionRecord {
-    pub(crate) fn parse(id: &SessionId, map: &HashMap<String, String>) -> Result<Option<Self>, StoreError> {
+    /// Parses the hash of session `id` (as `HGETALL` returned it).
+    pub fn parse(id: &SessionId, map: &HashMap<String, String>) -> Result<Option<Self>, CorruptRecord> {
         if map.is_empty() {
             return Ok(None);
         }
-        let corrupt = |what: String| StoreError::Corrupt { key: keys::session(id.as_str()), what };
-        let status = SessionState::parse(&text(map, record::session::STATUS)).map_err(|e| corrupt(e.to_string()))?;
+        let corrupt = |field, e| CorruptRecord::new(keys::session(id.as_str()), field, e);
+        let status = SessionState::parse(&text(map, record::session::STATUS))
+            .map_err(|e| corrupt(record::session::STATUS, e))?;
         let desired = match map.get(record::session::DESIRED) {
-            Some(d) => DesiredState::parse(d).map_err(|e| corrupt(e.to_string()))?,
+            Some(d) => DesiredState::parse(d).map_err(|e| corrupt(record::session::DESIRED, e))?,
             None => DesiredState::Running,
         };
         Ok(Some(Self {
@@ -99,19 +106,27 @@ impl SessionRecord {
             backup_file: text(map, record::session::BACKUP_FILE),
         }))
     }
+
+    /// Reads session `id` (one `HGETALL`).
+    pub async fn read(conn: &mut impl ConnectionLike, id: &SessionId) -> Result<Option<Self>, Error> {
+        let map: HashMap<String, String> =
+            redis::cmd("HGETALL").arg(keys::session(id.as_str())).query_async(conn).await?;
+        Ok(Self::parse(id, &map)?)
+    }
 }
 
 impl JobRecord {
-    pub(crate) fn parse(id: &JobId, map: &HashMap<String, String>) -> Result<Option<Self>, StoreError> {
+    /// Parses the hash of job `id` (as `HGETALL` returned it).
+    pub fn parse(id: &JobId, map: &HashMap<String, String>) -> Result<Option<Self>, CorruptRecord> {
         if map.is_empty() {
             return Ok(None);
         }
-        let corrupt = |what: String| StoreError::Corrupt { key: keys::job(id.as_str()), what };
+        let corrupt = |field, e| CorruptRecord::new(keys::job(id.as_str()), field, e);
         Ok(Some(Self {
             id: id.clone(),
             session_id: text(map, record::job::SESSION),
-            command: Command::parse(&text(map, record::job::COMMAND)).map_err(|e| corrupt(e.to_string()))?,
-            state: JobState::parse(&text(map, record::job::STATE)).map_err(|e| corrupt(e.to_string()))?,
+            command: Command::parse(&text(map, record::job::COMMAND)).map_err(|e| corrupt(record::job::COMMAND, e))?,
+            state: JobState::parse(&text(map, record::job::STATE)).map_err(|e| corrupt(record::job::STATE, e))?,
             generation: num(map, record::job::GENERATION).unwrap_or(0),
             requested_at_ms: num(map, record::job::REQUESTED_AT).unwrap_or(0),
             started_at_ms: num(map, record::job::STARTED_AT),
@@ -120,6 +135,12 @@ impl JobRecord {
             error: text(map, record::job::ERROR),
             stream_id: text(map, record::job::STREAM_ID),
         }))
+    }
+
+    /// Reads job `id` (one `HGETALL`).
+    pub async fn read(conn: &mut impl ConnectionLike, id: &JobId) -> Result<Option<Self>, Error> {
+        let map: HashMap<String, String> = redis::cmd("HGETALL").arg(keys::job(id.as_str())).query_async(conn).await?;
+        Ok(Self::parse(id, &map)?)
     }
 }
 

@@ -1,4 +1,4 @@
--- GCRA rate limit for N buckets at once (see api::ratelimit).
+-- GCRA rate limit for N buckets at once (see api::store::gcra).
 -- KEYS: 1..N buckets (string: theoretical arrival time, ms, with a PX expiry)
 -- ARGV: 1 period in ms, 2..N+1 limit per period of KEYS[i]
 -- Reply: one {allowed (1/0), remaining, reset_ms, retry_after_ms} per key, in order.

@@ -3,12 +3,15 @@
 //! `{"error":{"code","message"}}` every client sees.
 //!
 //! This module only maps failures to responses; deciding that something
-//! failed is the job of the routing, validation and store modules.
+//! failed is the job of the routing, validation and store modules. A
+//! [`StoreError`] is matched by kind: Redis away or contended is 503 (retry
+//! later), anything Redis holds that this version cannot use is 500.
 
 use http::{HeaderValue, StatusCode, header};
 use proto_types::{Command, SessionState};
 
-use crate::response::{HttpResponse, json_response};
+use crate::http::response::{HttpResponse, json_response};
+use crate::store::StoreError;
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +183,33 @@ impl ApiError {
     }
 }
 
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match &e {
+            StoreError::Client(sm_redis::Error::Redis(e)) => {
+                tracing::warn!(error = %e, "redis unavailable");
+                ApiError::StoreUnavailable
+            }
+            StoreError::Client(sm_redis::Error::Contended { .. }) => {
+                tracing::warn!(error = %e, "enqueue gave up");
+                ApiError::StoreUnavailable
+            }
+            StoreError::Client(
+                sm_redis::Error::Corrupt(_)
+                | sm_redis::Error::Reply(_)
+                | sm_redis::Error::Codec(_)
+                | sm_redis::Error::Random,
+            )
+            | StoreError::RateLimitReplies { .. }
+            | StoreError::RateLimitReply { .. } => {
+                let e: &dyn std::error::Error = &e;
+                tracing::error!(error = e, "store returned something this version cannot use");
+                ApiError::Internal
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -189,6 +219,19 @@ mod tests {
         let e = ApiError::InvalidState { command: Command::Wake, current: SessionState::Deleted };
         assert_eq!(e.status(), StatusCode::CONFLICT);
         assert_eq!(e.to_string(), "cannot wake a session that is deleted");
+    }
+
+    #[test]
+    fn store_errors_map_by_kind() {
+        let away = redis::RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(matches!(ApiError::from(StoreError::from(away)), ApiError::StoreUnavailable));
+        let contended = StoreError::Client(sm_redis::Error::Contended { attempts: 8 });
+        assert!(matches!(ApiError::from(contended), ApiError::StoreUnavailable));
+        let unknown = proto_types::SessionState::parse("melted").expect_err("not a state");
+        let corrupt = StoreError::from(sm_redis::CorruptRecord::new("{sm}:session:abc", "status", unknown));
+        assert!(matches!(ApiError::from(corrupt), ApiError::Internal));
+        let reply = StoreError::RateLimitReply { key: "k".into(), reply: vec![1] };
+        assert!(matches!(ApiError::from(reply), ApiError::Internal));
     }
 
     #[test]
