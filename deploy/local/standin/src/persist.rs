@@ -54,7 +54,7 @@ pub enum PersistError {
         what: String,
         /// The cause.
         #[source]
-        source: kube::Error,
+        source: Box<kube::Error>,
     },
 }
 
@@ -93,7 +93,7 @@ pub async fn snapshot(client: &kube::Client, namespaces: Vec<String>) -> Result<
     for (path, api_version, kind) in KINDS {
         let req = Request::builder().method(Method::GET).uri(*path).body(kube::client::Body::from(Bytes::new()));
         let req = req.expect("a GET of a fixed path is a valid request");
-        let fail = |source| PersistError::List { what: (*path).to_owned(), source };
+        let fail = |source| PersistError::List { what: (*path).to_owned(), source: Box::new(source) };
         let resp = client.send(req).await.map_err(fail)?;
         let bytes = resp.into_body().collect().await.map_err(|e| fail(kube::Error::Service(Box::new(e))))?.to_bytes();
         let list: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
