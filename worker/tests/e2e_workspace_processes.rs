@@ -55,7 +55,8 @@ fn create(stack: &Stack) -> String {
 /// The Service's `clusterIP:port`, which the stand-in makes reach the pod.
 fn service_addr(stack: &Stack, id: &str) -> SocketAddr {
     let svc = stack.kube_get(&format!("/api/v1/namespaces/{NS}/services/ws-{id}")).unwrap().json();
-    let ip: Ipv4Addr = svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{svc}"));
+    let ip: Ipv4Addr =
+        svc["spec"]["clusterIP"].as_str().and_then(|s| s.parse().ok()).unwrap_or_else(|| panic!("{svc}"));
     let port = svc["spec"]["ports"][0]["port"].as_u64().and_then(|p| u16::try_from(p).ok()).unwrap();
     assert!(ip.is_loopback(), "a local address: {ip}");
     SocketAddr::from((ip, port))
@@ -79,16 +80,21 @@ fn pod(stack: &Stack, id: &str) -> Value {
     stack.kube_get(&format!("/api/v1/namespaces/{NS}/pods/ws-{id}-0")).unwrap().json()
 }
 
-/// The pid of the pod's main process: the process-group leader bound to `addr`.
+/// The pid of the code-server process bound to `addr` (not the stand-in's `unshare` wrapper
+/// around it, whose command line names the address too).
 fn workspace_pid(addr: SocketAddr) -> Option<i32> {
     let needle = format!("--bind-addr\0{addr}");
-    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
-        let pid: i32 = e.file_name().to_str()?.parse().ok()?;
-        let cmdline = std::fs::read(e.path().join("cmdline")).ok()?;
-        let stat = std::fs::read_to_string(e.path().join("stat")).ok()?;
-        let pgrp: i32 = stat.rsplit_once(')')?.1.split_whitespace().nth(2)?.parse().ok()?;
-        (pgrp == pid && String::from_utf8_lossy(&cmdline).contains(&needle)).then_some(pid)
-    })
+    let mut pids: Vec<i32> = std::fs::read_dir("/proc")
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let pid: i32 = e.file_name().to_str()?.parse().ok()?;
+            let cmdline = String::from_utf8_lossy(&std::fs::read(e.path().join("cmdline")).ok()?).into_owned();
+            (cmdline.contains(&needle) && !cmdline.contains("standin-pod")).then_some(pid)
+        })
+        .collect();
+    pids.sort();
+    pids.first().copied()
 }
 
 /// The file `inner` of the zip at `zip`, read with Python's `zipfile` (the same library wrote it).
@@ -148,7 +154,11 @@ fn a_session_is_a_real_code_server_that_sleeps_wakes_restarts_and_is_backed_up()
     let zip = dir.path().join("volumes").join(NS).join("backup-pvc").join(file);
     assert!(zip.is_file(), "{} exists\n{}", zip.display(), stack.logs());
     assert_eq!(unzip(&zip, "app/hello.txt"), content);
-    assert!(wait_until(Duration::from_secs(10), || (!vol.exists()).then_some(())).is_some(), "{} is removed", vol.display());
+    assert!(
+        wait_until(Duration::from_secs(10), || (!vol.exists()).then_some(())).is_some(),
+        "{} is removed",
+        vol.display()
+    );
 }
 
 #[test]

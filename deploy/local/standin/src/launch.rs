@@ -15,8 +15,10 @@
 //! tmpfs root receives a recursive bind of every top-level directory of the host and the
 //! volume mounts at their paths (`/app`, `/backup`), and `chroot` enters it. So the
 //! container's paths are the same as in a cluster, scripts run unchanged, and nothing is
-//! created in the host's `/`. `setpriv --pdeathsig KILL` ends the process if the stand-in
-//! dies without stopping it. Needs root (or `CAP_SYS_ADMIN`).
+//! created in the host's `/`. The container also gets its own PID namespace (`--pid --fork`):
+//! when its main process ends, the kernel ends every process it started, as a container
+//! runtime does; `setpriv --pdeathsig KILL` and `--kill-child` end it all if the stand-in
+//! dies without stopping it (even by SIGKILL). Needs root (or `CAP_SYS_ADMIN`).
 
 use crate::volumes::{VolumeError, Volumes};
 use k8s_openapi::api::core::v1::{Container, PodSpec};
@@ -142,6 +144,23 @@ pub fn plan(
         });
     Ok(Launch { command, env, mounts, probe })
 }
+
+/// The command prefix that gives what follows its own mount and PID namespaces, dying with
+/// its parent (see the module docs).
+pub const PRIVATE: [&str; 12] = [
+    "setpriv",
+    "--pdeathsig",
+    "KILL",
+    "--",
+    "unshare",
+    "--mount",
+    "--pid",
+    "--fork",
+    "--kill-child=KILL",
+    "--mount-proc",
+    "--propagation=private",
+    "--",
+];
 
 /// The script run inside the new mount namespace: `$1` is the root to build, then
 /// `host path ro|rw` triples, `--`, and the command.

@@ -137,8 +137,10 @@ impl ProcessKubelet {
     /// Whether this machine can give a process a private mount namespace (root, or
     /// `CAP_SYS_ADMIN`, and `unshare`, `setpriv`, `chroot` on `PATH`).
     pub async fn supported() -> bool {
-        tokio::process::Command::new("setpriv")
-            .args(["--pdeathsig", "KILL", "--", "unshare", "--mount", "--propagation", "private", "--", "sh", "-c"])
+        let (program, args) = launch::PRIVATE.split_first().expect("PRIVATE is not empty");
+        tokio::process::Command::new(program)
+            .args(args)
+            .args(["sh", "-c"])
             .arg("command -v chroot >/dev/null && mount -t tmpfs standin-check /mnt")
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
