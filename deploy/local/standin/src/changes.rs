@@ -9,7 +9,8 @@
 //!   delete) asks for one full pass;
 //! - writes to other kinds (Services, PVCs, KEDA objects, ...) are ignored.
 //!
-//! The kubelet's own writes go to the fake directly, so they do not wake it again.
+//! The kubelet's own writes go to the fake directly, so they do not wake it again. Every
+//! successful write also wakes [`Changes::written`], the state file's cue (see `persist.rs`).
 
 use crate::route::{self, Route};
 use http::{Method, Request, Response};
@@ -72,6 +73,8 @@ struct Pending {
 pub struct Changes {
     pending: Mutex<Pending>,
     notify: tokio::sync::Notify,
+    /// Woken by every successful write of any kind (the state file's cue).
+    written: tokio::sync::Notify,
 }
 
 impl Changes {
@@ -102,6 +105,16 @@ impl Changes {
     pub async fn changed(&self) {
         self.notify.notified().await;
     }
+
+    /// Records that some object (of any kind) was written.
+    pub fn wrote(&self) {
+        self.written.notify_one();
+    }
+
+    /// Completes when something was written since the last wait (possibly before this call).
+    pub async fn written(&self) {
+        self.written.notified().await;
+    }
 }
 
 /// A `tower::Service` over the fake cluster's client that notes every successful write in
@@ -131,12 +144,16 @@ impl tower::Service<Request<kube::client::Body>> for NotifyingClient {
 
     fn call(&mut self, req: Request<kube::client::Body>) -> Self::Future {
         let change = classify(req.method(), req.uri().path());
+        let write = !matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
         let inner = self.inner.clone();
         let changes = Arc::clone(&self.changes);
         Box::pin(async move {
             let resp = inner.send(req).await?;
             if resp.status().is_success() {
                 changes.note(change);
+                if write {
+                    changes.wrote();
+                }
             }
             Ok(resp)
         })

@@ -14,9 +14,10 @@ use k8s_openapi::api::core::v1::Pod;
 #[error("building the fake cluster: {0}")]
 pub struct BuildError(#[source] pub kube_fake_client::Error);
 
-/// Build the empty fake cluster.
-pub async fn build() -> Result<kube::Client, BuildError> {
+/// Build the fake cluster holding `objects` (each with `apiVersion` and `kind`).
+pub async fn build(objects: Vec<serde_json::Value>) -> Result<kube::Client, BuildError> {
     kube_fake_client::ClientBuilder::new()
+        .with_runtime_objects(objects)
         .with_resource::<ScaledObject>()
         .with_resource::<TriggerAuthentication>()
         .with_status_subresource::<Deployment>()

@@ -40,9 +40,34 @@ pub struct Args {
     #[arg(long, env = "STANDIN_FAIL_STATUS", default_value_t = 500)]
     pub fail_status: u16,
 
-    /// Run the simulated kubelet (Deployments become ready, pods vanish, Jobs complete).
-    #[arg(long, env = "STANDIN_KUBELET", default_value_t = true, action = clap::ArgAction::Set)]
-    pub kubelet: bool,
+    /// Which kubelet runs: `process` (workspace pods are real local code-server processes,
+    /// Jobs run their real command), `simulated` (pods are records that turn ready after a
+    /// delay) or `off`. `true`/`false` are accepted as `simulated`/`off`.
+    #[arg(long, env = "STANDIN_KUBELET", default_value = "simulated", value_parser = parse_kubelet_mode)]
+    pub kubelet: KubeletMode,
+
+    /// Process kubelet: the code-server executable that workspace containers (image
+    /// `*code-server*`) run as (`deploy/local/install-code-server.sh` prints it).
+    #[arg(long, env = "STANDIN_CODE_SERVER")]
+    pub code_server: Option<PathBuf>,
+
+    /// Process kubelet: each PersistentVolumeClaim is the directory `<this>/<namespace>/<claim>`.
+    #[arg(long, env = "STANDIN_VOLUMES_DIR", default_value = ".dev/volumes")]
+    pub volumes_dir: PathBuf,
+
+    /// Process kubelet: each pod's stdout and stderr go to `<this>/<namespace>_<pod>.log`
+    /// (served as the pod's `log` subresource, for `kubectl logs`).
+    #[arg(long, env = "STANDIN_POD_LOGS_DIR", default_value = ".dev/logs/pods")]
+    pub pod_logs_dir: PathBuf,
+
+    /// Process kubelet: scratch directory for each pod's private root (its mount points).
+    #[arg(long, env = "STANDIN_PODS_DIR", default_value = ".dev/pods")]
+    pub pods_dir: PathBuf,
+
+    /// Persist the cluster's objects in this JSON file (written after writes and at shutdown)
+    /// and load them at start; unset keeps the cluster in memory only.
+    #[arg(long, env = "STANDIN_STATE_FILE")]
+    pub state_file: Option<PathBuf>,
 
     /// Simulated kubelet: delay before a scaled-up Deployment reports ready, before pods of a
     /// scaled-down one vanish, and before a backup Job finishes, in milliseconds.
@@ -69,8 +94,43 @@ pub struct Config {
     pub record_calls: Option<PathBuf>,
     /// Injected failures.
     pub faults: FaultPlan,
-    /// Simulated kubelet settings.
+    /// Kubelet settings.
     pub kubelet: KubeletSettings,
+    /// Where the cluster's objects persist, if anywhere.
+    pub state_file: Option<PathBuf>,
+}
+
+/// Which kubelet the stand-in runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KubeletMode {
+    /// Real local processes (see `process_kubelet`).
+    Process,
+    /// Pod records that become ready after a delay (see `kubelet`).
+    Simulated,
+    /// Nothing changes objects on its own.
+    Off,
+}
+
+fn parse_kubelet_mode(s: &str) -> Result<KubeletMode, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "process" => Ok(KubeletMode::Process),
+        "simulated" | "true" => Ok(KubeletMode::Simulated),
+        "off" | "false" => Ok(KubeletMode::Off),
+        other => Err(format!("{other:?} is not one of process, simulated, off")),
+    }
+}
+
+/// Where the process kubelet finds code-server and keeps its files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessSettings {
+    /// The code-server executable.
+    pub code_server: PathBuf,
+    /// Root of the PVC directories.
+    pub volumes_dir: PathBuf,
+    /// Directory of the pod logs.
+    pub pod_logs_dir: PathBuf,
+    /// Scratch directory of the pods' private roots.
+    pub pods_dir: PathBuf,
 }
 
 /// Fault injection plan: the first `count` resource requests answer `status`.
@@ -82,11 +142,13 @@ pub struct FaultPlan {
     pub status: u16,
 }
 
-/// Settings handed to the simulated kubelet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Settings handed to the kubelet.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KubeletSettings {
-    /// Whether to run it at all.
-    pub enabled: bool,
+    /// Which kubelet runs.
+    pub mode: KubeletMode,
+    /// The process kubelet's settings (`Some` exactly when `mode` is `Process`).
+    pub process: Option<ProcessSettings>,
     /// Delay before Deployments become ready, pods vanish, Jobs finish.
     pub delay: Duration,
     /// Backup Jobs fail instead of completing.
@@ -95,7 +157,7 @@ pub struct KubeletSettings {
 
 impl Default for KubeletSettings {
     fn default() -> Self {
-        Self { enabled: true, delay: Duration::from_millis(500), fail_backups: false }
+        Self { mode: KubeletMode::Simulated, process: None, delay: Duration::from_millis(500), fail_backups: false }
     }
 }
 
@@ -108,6 +170,9 @@ pub enum ConfigError {
     /// An empty or invalid namespace name.
     #[error("namespace {0:?} is not a valid DNS label")]
     Namespace(String),
+    /// `--kubelet=process` without a code-server executable.
+    #[error("--kubelet=process needs --code-server (STANDIN_CODE_SERVER): {0}")]
+    CodeServer(String),
 }
 
 impl Config {
@@ -122,6 +187,7 @@ impl Config {
             record_calls: None,
             faults: FaultPlan::default(),
             kubelet: KubeletSettings::default(),
+            state_file: None,
         }
     }
 }
@@ -137,6 +203,21 @@ impl TryFrom<Args> for Config {
         if let Some(bad) = namespaces.iter().find(|n| !is_dns_label(n)) {
             return Err(ConfigError::Namespace(bad.clone()));
         }
+        let process = match (a.kubelet, a.code_server) {
+            (KubeletMode::Process, None) => return Err(ConfigError::CodeServer("not given".into())),
+            (KubeletMode::Process, Some(code_server)) => {
+                if !code_server.is_file() {
+                    return Err(ConfigError::CodeServer(format!("{} is not a file", code_server.display())));
+                }
+                Some(ProcessSettings {
+                    code_server,
+                    volumes_dir: a.volumes_dir,
+                    pod_logs_dir: a.pod_logs_dir,
+                    pods_dir: a.pods_dir,
+                })
+            }
+            _ => None,
+        };
         Ok(Self {
             addr: a.addr,
             kubeconfig_out: a.kubeconfig_out,
@@ -145,10 +226,12 @@ impl TryFrom<Args> for Config {
             record_calls: a.record_calls,
             faults: FaultPlan { count: a.fail_first, status: a.fail_status },
             kubelet: KubeletSettings {
-                enabled: a.kubelet,
+                mode: a.kubelet,
+                process,
                 delay: Duration::from_millis(a.pod_ready_delay_ms),
                 fail_backups: a.fail_backups,
             },
+            state_file: a.state_file,
         })
     }
 }
@@ -179,7 +262,32 @@ mod tests {
         assert_eq!(c.kubeconfig_out, PathBuf::from(".dev/kubeconfig"));
         assert_eq!(c.namespaces, vec!["workspaces"]);
         assert_eq!(c.faults.count, 0);
-        assert!(c.kubelet.enabled);
+        assert_eq!(c.kubelet.mode, KubeletMode::Simulated);
+        assert_eq!(c.kubelet.process, None);
+        assert_eq!(c.state_file, None);
+    }
+
+    #[test]
+    fn the_kubelet_mode_keeps_the_old_booleans() {
+        assert_eq!(parse(&["--kubelet=true"]).unwrap().kubelet.mode, KubeletMode::Simulated);
+        assert_eq!(parse(&["--kubelet=false"]).unwrap().kubelet.mode, KubeletMode::Off);
+        assert_eq!(parse(&["--kubelet=off"]).unwrap().kubelet.mode, KubeletMode::Off);
+        assert!(Args::try_parse_from(["kube-standin", "--kubelet=maybe"]).is_err());
+    }
+
+    #[test]
+    fn the_process_kubelet_needs_an_existing_code_server() {
+        assert!(matches!(parse(&["--kubelet=process"]), Err(ConfigError::CodeServer(_))));
+        assert!(matches!(
+            parse(&["--kubelet=process", "--code-server=/nonexistent/code-server"]),
+            Err(ConfigError::CodeServer(_))
+        ));
+        let exe = std::env::current_exe().unwrap();
+        let c = parse(&["--kubelet=process", &format!("--code-server={}", exe.display()), "--volumes-dir=/v"]).unwrap();
+        assert_eq!(c.kubelet.mode, KubeletMode::Process);
+        let p = c.kubelet.process.unwrap();
+        assert_eq!((p.code_server, p.volumes_dir), (exe, PathBuf::from("/v")));
+        assert_eq!(p.pod_logs_dir, PathBuf::from(".dev/logs/pods"));
     }
 
     #[test]
@@ -198,7 +306,7 @@ mod tests {
         assert_eq!(c.namespaces, vec!["a", "b"]);
         assert_eq!(c.faults, FaultPlan { count: 3, status: 429 });
         assert_eq!(c.kubelet.delay, Duration::from_millis(10));
-        assert!(!c.kubelet.enabled);
+        assert_eq!(c.kubelet.mode, KubeletMode::Off);
         assert_eq!(c.record_calls, Some(PathBuf::from("/tmp/x")));
     }
 

@@ -8,13 +8,10 @@
 //! fake's get-then-create inside server-side apply) cannot interleave with another write.
 
 use crate::discovery;
+use crate::fake::Fake;
 use crate::faults::Faults;
-use crate::namespaces::Namespaces;
+use crate::pod_logs::PodLogs;
 use crate::recorder::Recorder;
-
-/// Header a test sets on its own inspection requests: they are neither
-/// recorded as calls nor subject to fault injection.
-pub const OBSERVER_HEADER: &str = "x-standin-observer";
 use crate::respond::{self, Body};
 use crate::route::{self, ResourceRequest, Route};
 use bytes::Bytes;
@@ -23,61 +20,38 @@ use http_body_util::{BodyExt, Limited};
 use serde_json::Value;
 use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use tracing::Instrument;
+
+/// Header a test sets on its own inspection requests: they are neither
+/// recorded as calls nor subject to fault injection.
+pub const OBSERVER_HEADER: &str = "x-standin-observer";
 
 /// Largest request body accepted (413 beyond).
 pub const MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
 
 /// Shared state of the server.
 pub struct Handler {
-    client: kube::Client,
-    namespaces: Namespaces,
+    fake: Arc<Fake>,
     recorder: Recorder,
     faults: Faults,
+    logs: Option<PodLogs>,
     writes: tokio::sync::Mutex<()>,
-    max_rv: AtomicU64,
-    shutdown: tokio::sync::watch::Receiver<bool>,
 }
 
 impl Handler {
-    /// A handler over the fake cluster `client`. `shutdown` flips to `true` to end open watches.
-    pub fn new(
-        client: kube::Client,
-        namespaces: Namespaces,
-        recorder: Recorder,
-        faults: Faults,
-        shutdown: tokio::sync::watch::Receiver<bool>,
-    ) -> Self {
-        Self {
-            client,
-            namespaces,
-            recorder,
-            faults,
-            writes: tokio::sync::Mutex::new(()),
-            max_rv: AtomicU64::new(1),
-            shutdown,
-        }
+    /// A handler over `fake`; `logs` serves the pods' `log` subresource when given.
+    pub fn new(fake: Arc<Fake>, recorder: Recorder, faults: Faults, logs: Option<PodLogs>) -> Self {
+        Self { fake, recorder, faults, logs, writes: tokio::sync::Mutex::new(()) }
     }
 
     /// The in-memory cluster client (what the simulated kubelet and tests use directly).
     pub fn client(&self) -> &kube::Client {
-        &self.client
+        self.fake.client()
     }
 
     /// The fault injector (tests arm it while the server runs).
     pub fn faults(&self) -> &Faults {
         &self.faults
-    }
-
-    /// The namespace store.
-    pub fn namespaces(&self) -> &Namespaces {
-        &self.namespaces
-    }
-
-    /// A receiver that turns `true` when the server shuts down.
-    pub fn shutdown_signal(&self) -> tokio::sync::watch::Receiver<bool> {
-        self.shutdown.clone()
     }
 
     /// Answer one HTTP request. Never fails: errors become `kind: Status` responses.
@@ -149,22 +123,28 @@ impl Handler {
 
         if r.group.is_empty() && r.resource == "namespaces" && r.namespace.is_none() {
             if r.watch {
-                return crate::watch::serve_namespaces(self, query);
+                return crate::watch::serve_namespaces(Arc::clone(&self.fake), query);
             }
             if r.subresource.is_some() {
                 return respond::not_found_path();
             }
             let _write = self.lock_if_write(&method).await;
-            return self.namespaces.handle(&method, r.name.as_deref(), &body);
+            return self.fake.namespaces().handle(&method, r.name.as_deref(), &body);
         }
         if r.watch && method == Method::GET {
-            return crate::watch::serve(self, r, query);
+            return crate::watch::serve(Arc::clone(&self.fake), r, query);
         }
         match r.subresource.as_deref() {
             None | Some("status") => {}
             Some("scale") if r.group == "apps" && r.resource == "deployments" => {
                 let _write = self.lock_if_write(&method).await;
-                return crate::scale::handle(&self, &method, &path, content_type.as_ref(), &body).await;
+                return crate::scale::handle(&self.fake, &method, &path, content_type.as_ref(), &body).await;
+            }
+            Some("log") if r.group.is_empty() && r.resource == "pods" && method == Method::GET => {
+                return match (&self.logs, &r.namespace, &r.name) {
+                    (Some(logs), Some(ns), Some(name)) => logs.serve(self.fake.client(), ns, name).await,
+                    _ => respond::not_found_path(),
+                };
             }
             Some(_) => return respond::not_found_path(),
         }
@@ -173,7 +153,7 @@ impl Handler {
         if matches!(method, Method::POST | Method::PUT | Method::PATCH)
             && let Some(ns) = &r.namespace
         {
-            self.namespaces.ensure(ns);
+            self.fake.namespaces().ensure(ns);
         }
         if method == Method::DELETE
             && r.name.is_some()
@@ -201,7 +181,7 @@ impl Handler {
         let pre = options.get("preconditions")?;
         let want_uid = pre.get("uid").and_then(Value::as_str);
         let want_rv = pre.get("resourceVersion").and_then(Value::as_str);
-        let current = self.get_json(path).await.ok()?;
+        let current = self.fake.get_json(path).await.ok()?;
         let meta = &current["metadata"];
         if let Some(want) = want_uid
             && meta["uid"].as_str() != Some(want)
@@ -228,47 +208,6 @@ impl Handler {
         None
     }
 
-    /// GET `path` from the fake and parse it; `Err` carries the (error) response.
-    pub(crate) async fn get_json(&self, path: &str) -> Result<Value, Response<Body>> {
-        let (code, bytes) = self.send(Method::GET, path, None, Bytes::new()).await?;
-        if !code.is_success() {
-            return Err(respond::raw_json(code, bytes));
-        }
-        serde_json::from_slice(&bytes).map_err(|e| {
-            respond::status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &format!("fake returned bad JSON: {e}"))
-        })
-    }
-
-    /// Send one request to the fake cluster and collect its answer.
-    pub(crate) async fn send(
-        &self,
-        method: Method,
-        path_and_query: &str,
-        content_type: Option<HeaderValue>,
-        body: Bytes,
-    ) -> Result<(StatusCode, Bytes), Response<Body>> {
-        let mut builder = Request::builder().method(method).uri(path_and_query);
-        if let Some(ct) = content_type {
-            builder = builder.header(header::CONTENT_TYPE, ct);
-        }
-        let req = builder
-            .body(kube::client::Body::from(body))
-            .map_err(|e| respond::status(StatusCode::BAD_REQUEST, "BadRequest", &format!("bad request: {e}")))?;
-        let resp = self.client.send(req).await.map_err(|e| {
-            // The fake answers unparseable paths and bodies with a service error.
-            respond::status(StatusCode::BAD_REQUEST, "BadRequest", &format!("the request is invalid: {e}"))
-        })?;
-        let (parts, body) = resp.into_parts();
-        let bytes = body
-            .collect()
-            .await
-            .map_err(|e| {
-                respond::status(StatusCode::INTERNAL_SERVER_ERROR, "InternalError", &format!("reading fake body: {e}"))
-            })?
-            .to_bytes();
-        Ok((parts.status, bytes))
-    }
-
     /// Forward to the fake, noting resource versions and fixing up list `resourceVersion`s.
     async fn forward(
         &self,
@@ -277,7 +216,7 @@ impl Handler {
         content_type: Option<HeaderValue>,
         body: Bytes,
     ) -> Response<Body> {
-        let (code, bytes) = match self.send(method, path_and_query, content_type, body).await {
+        let (code, bytes) = match self.fake.send(method, path_and_query, content_type, body).await {
             Ok(answer) => answer,
             Err(resp) => return resp,
         };
@@ -286,22 +225,10 @@ impl Handler {
         }
         match serde_json::from_slice::<Value>(&bytes) {
             Ok(mut value) => {
-                self.note_versions(&mut value);
+                self.fake.note_versions(&mut value);
                 respond::json(code, &value)
             }
             Err(_) => respond::raw_json(code, bytes),
-        }
-    }
-
-    /// Track the highest resourceVersion seen; give lists that version so a watch can resume.
-    pub(crate) fn note_versions(&self, value: &mut Value) {
-        let rv_of = |v: &Value| v["metadata"]["resourceVersion"].as_str().and_then(|s| s.parse::<u64>().ok());
-        if let Some(items) = value.get("items").and_then(Value::as_array) {
-            let max = items.iter().filter_map(rv_of).max().unwrap_or(0);
-            let now = self.max_rv.fetch_max(max, Ordering::SeqCst).max(max);
-            value["metadata"]["resourceVersion"] = Value::String(now.to_string());
-        } else if let Some(rv) = rv_of(value) {
-            self.max_rv.fetch_max(rv, Ordering::SeqCst);
         }
     }
 }

@@ -2,7 +2,7 @@
 //! `autoscaling/v1` Scale read from and written to the Deployment's `spec.replicas`. The fake
 //! cluster does not know subresources other than `status`, so this adapter translates.
 
-use crate::handler::Handler;
+use crate::fake::Fake;
 use crate::respond::{self, Body};
 use bytes::Bytes;
 use http::{HeaderValue, Method, Response, StatusCode};
@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 /// Answer GET/PATCH/PUT on `.../deployments/{name}/scale`.
 pub(crate) async fn handle(
-    handler: &Handler,
+    handler: &Fake,
     method: &Method,
     path: &str,
     content_type: Option<&HeaderValue>,

@@ -7,7 +7,7 @@
 //! Each watch runs in its own task, which ends at `timeoutSeconds` (default 30 min), when the
 //! client goes away, or when the server shuts down.
 
-use crate::handler::Handler;
+use crate::fake::Fake;
 use crate::respond::Body;
 use crate::route::{ResourceRequest, query_param};
 use bytes::Bytes;
@@ -37,7 +37,7 @@ enum Source {
 }
 
 /// Serve a watch on a resource collection (or, old style, on one named object).
-pub(crate) fn serve(handler: Arc<Handler>, r: ResourceRequest, query: Option<String>) -> Response<Body> {
+pub(crate) fn serve(handler: Arc<Fake>, r: ResourceRequest, query: Option<String>) -> Response<Body> {
     let mut path =
         if r.group.is_empty() { format!("/api/{}", r.version) } else { format!("/apis/{}/{}", r.group, r.version) };
     if let Some(ns) = &r.namespace {
@@ -62,11 +62,11 @@ pub(crate) fn serve(handler: Arc<Handler>, r: ResourceRequest, query: Option<Str
 }
 
 /// Serve a watch on namespaces.
-pub(crate) fn serve_namespaces(handler: Arc<Handler>, query: Option<String>) -> Response<Body> {
+pub(crate) fn serve_namespaces(handler: Arc<Fake>, query: Option<String>) -> Response<Body> {
     start(handler, Source::Namespaces, query)
 }
 
-fn start(handler: Arc<Handler>, source: Source, query: Option<String>) -> Response<Body> {
+fn start(handler: Arc<Fake>, source: Source, query: Option<String>) -> Response<Body> {
     let q = query.as_deref();
     let since = query_param(q, "resourceVersion").and_then(|rv| rv.parse::<u64>().ok()).filter(|rv| *rv > 0);
     let timeout = query_param(q, "timeoutSeconds")
@@ -82,7 +82,7 @@ fn start(handler: Arc<Handler>, source: Source, query: Option<String>) -> Respon
     resp
 }
 
-async fn run(handler: Arc<Handler>, source: Source, since: Option<u64>, timeout: Duration, tx: mpsc::Sender<Bytes>) {
+async fn run(handler: Arc<Fake>, source: Source, since: Option<u64>, timeout: Duration, tx: mpsc::Sender<Bytes>) {
     let deadline = tokio::time::Instant::now() + timeout;
     let mut shutdown = handler.shutdown_signal();
     let mut known: HashMap<String, (u64, Value)> = HashMap::new();
@@ -108,7 +108,7 @@ async fn run(handler: Arc<Handler>, source: Source, since: Option<u64>, timeout:
     }
 }
 
-async fn list(handler: &Handler, source: &Source) -> Option<Vec<Value>> {
+async fn list(handler: &Fake, source: &Source) -> Option<Vec<Value>> {
     match source {
         Source::Namespaces => Some(handler.namespaces().list()),
         Source::Fake(path) => {

@@ -287,7 +287,7 @@ async fn watch_streams_changes_and_ends_on_shutdown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn simulated_kubelet_makes_managed_deployments_ready_then_removes_their_pods() {
     let h = start(|c, _| {
-        c.kubelet.enabled = true;
+        c.kubelet.mode = kube_standin::KubeletMode::Simulated;
         c.kubelet.delay = Duration::from_millis(50);
     })
     .await;

@@ -11,6 +11,8 @@
 //!   real processes over loopback.
 //! - [`stack::Stack`]: the whole system (redis, stand-in cluster, workers,
 //!   api) as real processes for end-to-end tests.
+//! - [`code_server`]: the pinned local code-server that `make test` installs, for the
+//!   tests that run real workspaces.
 //! - [`otlp::OtlpReceiver`]: an in-test OTLP/HTTP trace receiver that
 //!   collects exported spans and lets a test wait for them.
 //! - [`docs::Docs`]: the READMEs' environment tables and links, checked
@@ -28,6 +30,19 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+
+/// The code-server executable installed by `deploy/local/install-code-server.sh` (which
+/// `make test` runs first). Panics with the reason when it is not installed: the tests that
+/// need it fail rather than skip.
+pub fn code_server() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../install-code-server.sh");
+    let out = Command::new("bash").arg(&script).arg("--check").stderr(Stdio::piped()).output();
+    match out {
+        Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+        Ok(out) => panic!("{}", String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) => panic!("running {}: {e}", script.display()),
+    }
+}
 
 /// A currently free TCP port on 127.0.0.1.
 pub fn free_port() -> io::Result<u16> {

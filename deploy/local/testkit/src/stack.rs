@@ -82,21 +82,7 @@ impl Stack {
         let redis = RedisServer::start()?;
 
         let kubeconfig = dir.path().join("kubeconfig");
-        let addr_file = dir.path().join("standin.addr");
-        let mut cmd = Command::new(binary(&bin, "kube-standin")?);
-        cmd.env("STANDIN_ADDR", "127.0.0.1:0")
-            .env("STANDIN_KUBECONFIG_OUT", &kubeconfig)
-            .env("STANDIN_ADDR_FILE", &addr_file)
-            .env("STANDIN_POD_READY_DELAY_MS", "50");
-        if let Some(rec) = &config.record_calls {
-            cmd.env("STANDIN_RECORD_CALLS", rec);
-        }
-        cmd.envs(config.standin_env.iter().map(|(k, v)| (k, v)));
-        let standin = spawn_logged(cmd, dir.path(), "standin")?;
-        let standin_addr: SocketAddr = wait_until(Duration::from_secs(30), || {
-            std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse().ok()).filter(|_| kubeconfig.exists())
-        })
-        .ok_or_else(|| io::Error::other(format!("stand-in did not start:\n{}", read_log(dir.path(), "standin"))))?;
+        let (standin, standin_addr) = start_standin(&bin, dir.path(), &config, "127.0.0.1:0")?;
 
         let api_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = Command::new(binary(&bin, "api")?);
@@ -192,6 +178,27 @@ impl Stack {
         &mut self.standin
     }
 
+    /// Stops the stand-in gracefully (SIGTERM: it stops its pods and writes its state file,
+    /// if `standin_env` gives one) and starts it again on the same address, so the workers
+    /// keep their kubeconfig.
+    pub fn restart_standin(&mut self) -> io::Result<()> {
+        if let Some(pid) = self.standin.id() {
+            Command::new("kill").args(["-TERM", &pid.to_string()]).status()?;
+            let exited = self
+                .standin
+                .child_mut()
+                .map(|c| wait_until(Duration::from_secs(30), || c.try_wait().ok().flatten()).is_some());
+            if exited == Some(false) {
+                return Err(io::Error::other(format!("the stand-in did not stop on SIGTERM:\n{}", self.logs())));
+            }
+        }
+        self.standin.kill();
+        let addr = self.standin_addr.to_string();
+        let (standin, _) = start_standin(&self.bin, self.dir.path(), &self.config, &addr)?;
+        self.standin = standin;
+        Ok(())
+    }
+
     /// An authenticated api request with an optional JSON body.
     pub fn api(&self, method: &str, path: &str, body: Option<&serde_json::Value>) -> io::Result<Response> {
         let body = body.map(serde_json::Value::to_string);
@@ -233,8 +240,31 @@ impl Stack {
     }
 }
 
+/// Starts `kube-standin` on `addr` with the stack's settings; waits until it listens.
+fn start_standin(bin: &Path, dir: &Path, config: &StackConfig, addr: &str) -> io::Result<(ChildGuard, SocketAddr)> {
+    let kubeconfig = dir.join("kubeconfig");
+    let addr_file = dir.join("standin.addr");
+    let _ = std::fs::remove_file(&addr_file);
+    let mut cmd = Command::new(binary(bin, "kube-standin")?);
+    cmd.env("STANDIN_ADDR", addr)
+        .env("STANDIN_KUBECONFIG_OUT", &kubeconfig)
+        .env("STANDIN_ADDR_FILE", &addr_file)
+        .env("STANDIN_POD_READY_DELAY_MS", "50");
+    if let Some(rec) = &config.record_calls {
+        cmd.env("STANDIN_RECORD_CALLS", rec);
+    }
+    cmd.envs(config.standin_env.iter().map(|(k, v)| (k, v)));
+    let standin = spawn_logged(cmd, dir, "standin")?;
+    let standin_addr: SocketAddr = wait_until(Duration::from_secs(30), || {
+        std::fs::read_to_string(&addr_file).ok().and_then(|s| s.trim().parse().ok()).filter(|_| kubeconfig.exists())
+    })
+    .ok_or_else(|| io::Error::other(format!("stand-in did not start:\n{}", read_log(dir, "standin"))))?;
+    Ok((standin, standin_addr))
+}
+
 fn spawn_logged(mut cmd: Command, dir: &Path, name: &str) -> io::Result<ChildGuard> {
-    let log = File::create(dir.join(format!("{name}.log")))?;
+    // Appended: a restarted process keeps the earlier run's output above its own.
+    let log = File::options().create(true).append(true).open(dir.join(format!("{name}.log")))?;
     cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).env("RUST_LOG", "info");
     Ok(ChildGuard::new(cmd.spawn()?))
 }

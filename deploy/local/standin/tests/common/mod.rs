@@ -23,7 +23,7 @@ pub async fn start(tweak: impl FnOnce(&mut Config, &std::path::Path)) -> Harness
     kube_standin::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::for_tests(dir.path().join("kube/config"));
-    config.kubelet.enabled = false;
+    config.kubelet.mode = kube_standin::KubeletMode::Off;
     tweak(&mut config, dir.path());
     let standin = Standin::start(&config).await.unwrap();
     let client = client_from(&standin.kubeconfig_path().to_path_buf()).await;
