@@ -18,9 +18,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 /// The source trees held free of file cycles, relative to the workspace
-/// root. To cover the worker and the stand-in too, this line becomes
-/// `const SRC_DIRS: &[&str] = &["api/src", "worker/src", "deploy/local/standin/src"];`
-const SRC_DIRS: &[&str] = &["api/src"];
+/// root: the api, the worker and the stand-in.
+const SRC_DIRS: &[&str] = &["api/src", "worker/src", "deploy/local/standin/src"];
 
 #[test]
 fn no_source_file_imports_a_file_that_imports_it_back() {
