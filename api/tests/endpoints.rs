@@ -381,3 +381,29 @@ async fn racing_commands_get_distinct_generations() {
     assert_eq!(g, 9);
     api.stop().await;
 }
+
+/// Issue 12, from fuzzing the OpenAPI document: `create` is never taken for a
+/// session id, an empty cursor and a non-visible Idempotency-Key are refused
+/// as the document says, and a session shows its generation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn contract_gaps_found_by_fuzzing_are_closed() {
+    let (_redis, api) = setup().await;
+    let a = api.addr;
+    for method in ["OPTIONS", "GET", "DELETE"] {
+        let r = request(a, method, "/session/create", &[("x-api-key", KEY)], None).await;
+        assert_eq!(r.error(405), "method_not_allowed", "{method}");
+        assert_eq!(r.header("allow"), Some("POST"), "{method}");
+    }
+    assert_eq!(request(a, "GET", "/sessions?cursor=", &[("x-api-key", KEY)], None).await.error(400), "invalid_cursor");
+    let headers = [("x-api-key", KEY), ("content-type", "application/json"), ("idempotency-key", "has space")];
+    let r = request(a, "POST", "/session/create", &headers, Some(br#"{"user_id":"g@example.com"}"#)).await;
+    assert_eq!(r.status, 400);
+
+    let v = api.create("g@example.com").await.json();
+    let uuid = v["uuid"].as_str().unwrap().to_owned();
+    let first = api.get(&format!("/session/{uuid}")).await.json()["generation"].as_u64().unwrap();
+    assert_eq!(api.post(&format!("/session/{uuid}/sleep"), None).await.status, 202);
+    let second = api.get(&format!("/session/{uuid}")).await.json()["generation"].as_u64().unwrap();
+    assert_eq!(second, first + 1, "every accepted command moves the generation on");
+    api.stop().await;
+}

@@ -128,7 +128,10 @@ fn match_template<'a>(template: &str, path: &'a str) -> Option<Option<&'a str>> 
 /// the path, 405 (with the allowed methods) when only the method is wrong.
 pub fn resolve<'a>(method: &Method, path: &'a str) -> Result<Matched<'a>, ApiError> {
     let mut allowed: Vec<&'static str> = Vec::new();
-    for spec in ROUTES {
+    // A path that a literal template matches (`/session/create`) is that
+    // route only: its last segment is never taken for a `{uuid}`.
+    let literal = ROUTES.iter().any(|r| !r.template.contains('{') && r.template == path);
+    for spec in ROUTES.iter().filter(|r| !literal || !r.template.contains('{')) {
         if let Some(param) = match_template(spec.template, path) {
             if spec.method == method.as_str() {
                 return Ok(Matched { spec, param });
@@ -166,9 +169,21 @@ mod tests {
     fn literal_create_wins_for_post() {
         let m = resolve(&Method::POST, "/session/create").unwrap();
         assert_eq!(m.spec.id, RouteId::Create);
-        let m = resolve(&Method::GET, "/session/create").unwrap();
-        assert_eq!(m.spec.id, RouteId::GetSession);
-        assert_eq!(m.param, Some("create"));
+    }
+
+    /// Issue 12 (found by fuzzing the OpenAPI document): `OPTIONS
+    /// /session/create` answered `Allow: POST, GET, DELETE`, because
+    /// `/session/{uuid}` took `create` for a session id.
+    #[test]
+    fn create_is_never_taken_for_a_session_id() {
+        for method in [Method::GET, Method::DELETE, Method::OPTIONS, Method::PUT] {
+            match resolve(&method, "/session/create") {
+                Err(ApiError::MethodNotAllowed { allow, .. }) => assert_eq!(allow, "POST", "{method}"),
+                other => panic!("{method}: {other:?}"),
+            }
+        }
+        let m = resolve(&Method::GET, "/session/create/status").unwrap();
+        assert_eq!(m.param, Some("create"), "only the literal path itself is reserved");
     }
 
     #[test]

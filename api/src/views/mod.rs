@@ -92,6 +92,8 @@ pub struct SessionStatus {
     pub last_job_id: Option<String>,
     /// Backup file (`app-{uuid}-{YYYYmmdd-HHMMSS}.zip` on the backup volume) once deleted, or null.
     pub backup_file: Option<String>,
+    /// Session generation: one more with every accepted command.
+    pub generation: u64,
 }
 
 /// One entry of `GET /sessions`.
@@ -224,6 +226,7 @@ pub fn session_status(rec: &SessionRecord, queue_length: u64, now_ms: u64) -> Se
         last_error: non_empty(&rec.last_error),
         last_job_id: non_empty(&rec.last_job_id),
         backup_file: non_empty(&rec.backup_file),
+        generation: rec.generation,
     }
 }
 

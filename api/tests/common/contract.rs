@@ -121,6 +121,11 @@ impl Contract {
         }
         // Literal segments win over parameters, as in the router.
         on_path.sort_by_key(|(lit, _, _)| std::cmp::Reverse(*lit));
+        // A path a literal template matches is that path only (`/session/create`
+        // is never a `{uuid}`), as in the router.
+        if !on_path[0].1.contains('{') {
+            on_path.truncate(1);
+        }
         let Some((_, template, _)) = on_path.iter().find(|(_, _, ops)| ops.get(&method).is_some()) else {
             let r =
                 self.doc["components"]["x-unrouted"]["wrong_method"].as_str().ok_or("no x-unrouted.wrong_method")?;
