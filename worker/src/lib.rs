@@ -2,10 +2,11 @@
 //! converges sessions on Kubernetes.
 
 pub mod admin;
-pub mod config;
+pub mod cli;
+pub mod clock;
 pub mod executor;
 pub mod k8s;
 pub mod metrics;
-pub mod process;
 pub mod queue;
+pub mod random;
 pub mod runner;

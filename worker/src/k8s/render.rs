@@ -5,7 +5,7 @@
 use proto_types::SessionId;
 use serde_json::Value;
 
-use super::config::K8sConfig;
+use super::k8s_config::K8sConfig;
 use super::{backup, keda, objects};
 
 /// Every object of a running session (PVC, Deployment, Service, Ingress,

@@ -19,7 +19,8 @@ mod scripts;
 
 use std::time::Duration;
 
-use proto_types::keys;
+use proto_types::scripts::start::SessionSnapshot;
+use proto_types::{DesiredState, SessionState, keys};
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
@@ -175,15 +176,37 @@ impl Queue {
         self.query::<u64>("XACK", &cmd).await.map(drop)
     }
 
-    /// The session's current generation and desired state (0 / `None` when
-    /// it does not exist).
-    pub async fn session_view(&self, session_id: &str) -> Result<(u64, Option<proto_types::DesiredState>), QueueError> {
+    /// The session's current generation, desired state and status (0 /
+    /// `None` when it does not exist).
+    pub async fn session_view(&self, session_id: &str) -> Result<SessionView, QueueError> {
         use proto_types::record::session as f;
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys::session(session_id)).arg(f::GENERATION).arg(f::DESIRED);
-        let (generation, desired): (Option<u64>, Option<String>) = self.query("HMGET session", &cmd).await?;
-        let desired = desired.as_deref().and_then(|d| proto_types::DesiredState::parse(d).ok());
-        Ok((generation.unwrap_or(0), desired))
+        cmd.arg(keys::session(session_id)).arg(f::GENERATION).arg(f::DESIRED).arg(f::STATUS);
+        let (generation, desired, status): (Option<u64>, Option<String>, Option<String>) =
+            self.query("HMGET session", &cmd).await?;
+        Ok(SessionView {
+            generation: generation.unwrap_or(0),
+            desired: desired.as_deref().and_then(|d| DesiredState::parse(d).ok()),
+            status: status.as_deref().and_then(|s| SessionState::parse(s).ok()),
+        })
+    }
+}
+
+/// What the runner reads of a session to check a job against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    /// Current generation; 0 when the session does not exist.
+    pub generation: u64,
+    /// Current desired state, if the session exists.
+    pub desired: Option<DesiredState>,
+    /// Current status, if the session exists.
+    pub status: Option<SessionState>,
+}
+
+impl SessionView {
+    /// The same fields of a start-script snapshot.
+    pub fn of(s: &SessionSnapshot) -> Self {
+        Self { generation: s.generation, desired: s.desired, status: s.status }
     }
 }
 
