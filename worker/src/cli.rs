@@ -1,5 +1,6 @@
-//! The worker's configuration: clap flags with `env` fallbacks, validated
-//! once into the typed [`RunnerConfig`] and [`K8sConfig`].
+//! The worker's command line: clap flags with `env` fallbacks, validated
+//! once into the typed [`RunnerConfig`] and [`K8sConfig`]. Only parsing
+//! and validation live here; the values' meaning is in those types.
 //!
 //! Every flag has a default and a doc comment; the README's configuration
 //! table lists the same names. Parsing never touches the process

@@ -2,7 +2,7 @@
 //! the executor's waits, with the defaults the README documents.
 //!
 //! This module only holds values; it does not read the environment (the
-//! worker's clap `Config` fills it) and it builds no objects.
+//! worker's command line, `crate::cli`, fills it) and it builds no objects.
 
 use std::time::Duration;
 

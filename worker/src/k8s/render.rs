@@ -5,8 +5,8 @@
 use proto_types::SessionId;
 use serde_json::Value;
 
-use super::k8s_config::K8sConfig;
 use super::backup;
+use super::k8s_config::K8sConfig;
 use super::keda;
 use super::objects;
 

@@ -76,7 +76,12 @@ impl Scripts {
     }
 
     /// Tries to acquire the session lease for `owner`.
-    pub(super) async fn acquire(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<AcquireReply, QueueError> {
+    pub(super) async fn acquire(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<AcquireReply, QueueError> {
         let inv = Acquire { session_id, owner, ttl_ms: ttl.as_millis() as u64 }.invocation();
         Ok(AcquireReply::parse(&self.run("lease acquire", &self.loaded.acquire, &inv).await?)?)
     }

@@ -1,6 +1,6 @@
 //! The runner's configuration: concurrency, lease, reclaim, delivery limit,
-//! retry policy and shutdown grace. The worker's clap config fills it; the
-//! defaults here are the production ones.
+//! retry policy and shutdown grace. The worker's command line
+//! (`crate::cli`) fills it; the defaults here are the production ones.
 
 use std::time::Duration;
 
