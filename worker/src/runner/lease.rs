@@ -261,6 +261,7 @@ mod tests {
         let (got, ()) = tokio::join!(wait_for(&store, TIMING, "1-0", "abc", "w:1-0", rx, || {}), stop);
         assert_eq!(got.unwrap(), None);
         assert!(store.at("acquire").iter().all(|t| *t <= MS(2_000)));
-        assert!(store.at("touch").len() >= 4, "touched while waiting: {:?}", store.at("touch"));
+        // At most a third of the lease plus two poll caps (750 ms) between touches.
+        assert!(store.at("touch").len() >= 2, "touched while waiting: {:?}", store.at("touch"));
     }
 }
