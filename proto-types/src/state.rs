@@ -98,9 +98,19 @@ wire_enum! {
 }
 
 impl JobState {
-    /// Whether the job will never change state again.
+    /// Whether the job will never change state again. The one definition
+    /// of the terminal set: the Lua scripts receive it as an argument
+    /// ([`JobState::terminal_names`]) instead of spelling it out.
     pub const fn is_terminal(self) -> bool {
         !matches!(self, JobState::Queued | JobState::Running)
+    }
+
+    /// The wire names of the terminal states, space-separated, in
+    /// declaration order: the terminal-state argument of the start, finish
+    /// and dead-letter scripts.
+    pub fn terminal_names() -> String {
+        let names: Vec<&str> = JobState::ALL.iter().filter(|s| s.is_terminal()).map(|s| s.as_str()).collect();
+        names.join(" ")
     }
 }
 
@@ -184,5 +194,10 @@ mod tests {
     fn terminal_job_states() {
         let terminal: Vec<_> = JobState::ALL.iter().filter(|s| s.is_terminal()).collect();
         assert_eq!(terminal, [&JobState::Succeeded, &JobState::Failed, &JobState::Superseded, &JobState::Dead]);
+    }
+
+    #[test]
+    fn terminal_names_are_what_the_scripts_receive() {
+        assert_eq!(JobState::terminal_names(), "succeeded failed superseded dead");
     }
 }

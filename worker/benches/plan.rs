@@ -13,7 +13,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use proto_types::{DesiredState, SessionId};
 use worker::k8s::backup::JobOutcome;
-use worker::k8s::config::K8sConfig;
+use worker::k8s::k8s_config::K8sConfig;
 use worker::k8s::plan::{BackupView, DeploymentView, Observed, plan};
 use worker::k8s::{keda, objects};
 

@@ -10,6 +10,7 @@
 //! target after a crash at any point, and must end in the same state.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use proto_types::{Command, DesiredState, JobId, SessionId, SessionState};
 
@@ -44,15 +45,24 @@ pub struct Outcome {
     pub backup_file: Option<String>,
 }
 
-/// Why converging did not finish. The classification decides what the
-/// runner does: retry with backoff, or fail the job at once.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// The failure underneath an [`ExecError`] (e.g. the `kube::Error`), kept
+/// for the `source()` chain and logs. Shared, so the error stays `Clone`.
+pub type ErrorSource = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Why converging did not finish. The variant is the kind, and the kind
+/// decides what the runner does: retry with backoff (and, once retries are
+/// exhausted, leave the entry pending for redelivery), or fail the job at
+/// once. The underlying error travels along as `source`.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ExecError {
     /// Worth retrying: 429, 5xx, timeouts, conflicts, connection errors.
     #[error("retryable: {message}")]
     Retryable {
         /// What went wrong.
         message: String,
+        /// The underlying failure, if there is one.
+        #[source]
+        source: Option<ErrorSource>,
     },
     /// Retrying cannot help (403, 422, invalid object, backup failed,
     /// workspace never became ready within the bound). The job fails and
@@ -63,13 +73,43 @@ pub enum ExecError {
         message: String,
         /// Session status to record (usually `failed`).
         status: SessionState,
+        /// The underlying failure, if there is one.
+        #[source]
+        source: Option<ErrorSource>,
     },
 }
 
 impl ExecError {
+    /// A retryable failure without an underlying error.
+    pub fn retryable(message: impl Into<String>) -> Self {
+        Self::Retryable { message: message.into(), source: None }
+    }
+
+    /// A permanent failure that records `status` on the session.
+    pub fn permanent(message: impl Into<String>, status: SessionState) -> Self {
+        Self::Permanent { message: message.into(), status, source: None }
+    }
+
+    /// The same failure, caused by `source`.
+    #[must_use]
+    pub fn caused_by(self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        let cause: Option<ErrorSource> = Some(Arc::new(cause));
+        match self {
+            Self::Retryable { message, .. } => Self::Retryable { message, source: cause },
+            Self::Permanent { message, status, .. } => Self::Permanent { message, status, source: cause },
+        }
+    }
+
     /// Whether the runner should retry.
     pub fn is_retryable(&self) -> bool {
         matches!(self, ExecError::Retryable { .. })
+    }
+
+    /// What went wrong, without the kind prefix.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retryable { message, .. } | Self::Permanent { message, .. } => message,
+        }
     }
 }
 

@@ -1,11 +1,27 @@
 //! The session-manager worker: consumes jobs from the Redis Stream and
 //! converges sessions on Kubernetes.
+//!
+//! # Layout
+//!
+//! Decide in pure functions, act in adapters:
+//!
+//! | module | what it holds |
+//! |---|---|
+//! | [`runner`] | the job loop; [`runner::lifecycle`] decides each job's next step (pure), `runner/job.rs` performs it |
+//! | [`queue`] | the Redis Streams adapter: reads, reclaim, acks and the atomic scripts |
+//! | [`executor`] | the seam between the runner and Kubernetes: [`executor::Executor`], `Target`, `Outcome`, typed `ExecError` |
+//! | [`k8s`] | the Kubernetes side: object builders, `plan` (pure), `reconcile` (the production executor) |
+//! | [`cli`] | command-line flags and env vars, validated into the typed configs |
+//! | [`clock`] | wall-clock timestamps as an injected [`clock::Clock`] |
+//! | [`metrics`], [`admin`] | Prometheus registry and the health/metrics server |
+//! | [`random`] | consumer-name suffix and jitter seeds |
 
 pub mod admin;
-pub mod config;
+pub mod cli;
+pub mod clock;
 pub mod executor;
 pub mod k8s;
 pub mod metrics;
-pub mod process;
 pub mod queue;
+pub mod random;
 pub mod runner;

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use clap::Parser as _;
 use worker::admin::{self, Admin, MetricsRender};
-use worker::config::{Cli, Sub};
+use worker::cli::{Cli, Sub};
 use worker::k8s::{K8sExecutor, render_session_objects};
 use worker::metrics::{Metrics, backlog::Backlog};
 use worker::runner::Runner;
@@ -21,7 +21,7 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => return config_error(&e.to_string().lines().next().unwrap_or("invalid arguments")),
     };
-    let (runner_cfg, k8s_cfg) = match (cli.args.runner(&worker::process::unique_suffix()), cli.args.k8s()) {
+    let (runner_cfg, k8s_cfg) = match (cli.args.runner(&worker::random::unique_suffix()), cli.args.k8s()) {
         (Ok(r), Ok(k)) => (r, k),
         (Err(e), _) => return config_error(&e),
         (_, Err(e)) => return config_error(&e),

@@ -11,7 +11,7 @@ use testkit::docs::{Docs, Setting, clap_settings};
 
 /// The worker's clap command (the one place to change when the struct moves).
 fn worker_command() -> clap::Command {
-    worker::config::Cli::command()
+    worker::cli::Cli::command()
 }
 
 /// Read by kube-rs when the worker builds its client, not by clap.

@@ -117,7 +117,7 @@ async fn create_past_the_ready_bound_fails_with_a_reason() {
     let id = sid("slow1");
     let err = c.converge(&target(&id, DesiredState::Running, 1)).await.unwrap_err();
     match err {
-        ExecError::Permanent { message, status } => {
+        ExecError::Permanent { message, status, .. } => {
             assert_eq!(status, SessionState::Failed);
             assert!(message.contains("did not become ready within"), "{message}");
             assert!(message.contains("ws-slow1"), "{message}");

@@ -81,7 +81,7 @@ async fn failed_backup_keeps_the_volume_and_delete_again_retries() {
 
     let err = c.converge(&target(&id, DesiredState::Deleted, 2)).await.unwrap_err();
     match &err {
-        ExecError::Permanent { message, status } => {
+        ExecError::Permanent { message, status, .. } => {
             assert_eq!(*status, SessionState::Failed);
             assert!(message.contains("backup failed") && message.contains("volume kept"), "{message}");
         }

@@ -55,7 +55,7 @@ async fn invalid_objects_422_fail_at_once_with_the_message() {
     let c = Cluster::with(Some(funcs), config(), true).await;
     let e = c.converge(&target(&sid("f422"), DesiredState::Running, 1)).await.unwrap_err();
     match e {
-        ExecError::Permanent { message, status } => {
+        ExecError::Permanent { message, status, .. } => {
             assert_eq!(status, SessionState::Failed);
             assert!(message.contains("spec.replicas: Invalid value: -1"), "{message}");
         }
@@ -88,7 +88,7 @@ async fn forbidden_403_is_permanent_and_not_retried() {
     }));
     let (res, attempts) = c.converge_retrying(&target(&sid("f403"), DesiredState::Running, 1)).await;
     match res.unwrap_err() {
-        ExecError::Permanent { message, status } => {
+        ExecError::Permanent { message, status, .. } => {
             assert_eq!(status, SessionState::Failed);
             assert!(message.contains(msg) && message.contains("403"), "{message}");
         }

@@ -93,7 +93,7 @@ fn deployment_selects_its_pods_and_is_restricted() {
     let pod = &d["spec"]["template"]["spec"];
     assert_restricted(pod);
     let c = &pod["containers"][0];
-    assert_eq!(c["image"], "codercom/code-server:4.96.4");
+    assert_eq!(c["image"], "codercom/code-server:4.139.1");
     assert_eq!(c["ports"][0]["containerPort"], 8080);
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["port"], 8080);

@@ -3,11 +3,16 @@
 -- KEYS: 1 jobs stream, 2 dead stream, 3 job hash, 4 session hash, 5 events stream
 -- ARGV: 1 stream entry id, 2 group, 3 raw payload, 4 reason, 5 delivery count,
 --       6 payload decoded ("1"/"0"), 7 now_ms, 8 job ttl secs,
---       9 encoded event ("" for none), 10 events maxlen, 11 job generation
+--       9 encoded event ("" for none), 10 events maxlen, 11 job generation,
+--       12 terminal job states (space-separated, from JobState::is_terminal)
 -- Replies: {"dead", dead_entry_id}
 -- When the payload decoded: the job hash becomes "dead" (unless already
 -- terminal), the session records last_error, and, when the job was the
 -- session's latest, its status becomes "failed".
+
+local function is_terminal(state)
+  return state and string.find(" " .. ARGV[12] .. " ", " " .. state .. " ", 1, true) ~= nil
+end
 
 local dead_id = redis.call("XADD", KEYS[2], "*",
   "original_id", ARGV[1],
@@ -18,8 +23,7 @@ local dead_id = redis.call("XADD", KEYS[2], "*",
 
 if ARGV[6] == "1" then
   local state = redis.call("HGET", KEYS[3], "state")
-  local terminal = state == "succeeded" or state == "failed" or state == "superseded" or state == "dead"
-  if not terminal then
+  if not is_terminal(state) then
     redis.call("HSET", KEYS[3], "state", "dead", "error", ARGV[4], "finished_at_ms", ARGV[7])
     redis.call("EXPIRE", KEYS[3], ARGV[8])
     if redis.call("EXISTS", KEYS[4]) == 1 then

@@ -73,6 +73,7 @@ impl DeadLetter<'_> {
             event.to_vec(),
             keys::EVENTS_MAXLEN.to_string().into(),
             generation.to_string().into(),
+            super::terminal_states_arg(),
         ];
         Invocation { keys, args }
     }
@@ -103,9 +104,10 @@ mod tests {
         }
         .invocation();
         assert_eq!(inv.keys[1], "{sm}:dead");
-        assert_eq!(inv.args.len(), 11);
+        assert_eq!(inv.args.len(), 12);
         assert_eq!(inv.args[5], b"0");
         assert_eq!(inv.args[2], b"\xc1");
+        assert_eq!(inv.args[11], crate::JobState::terminal_names().as_bytes());
         assert_eq!(parse(&["dead".to_string(), "5-0".to_string()]), Ok("5-0".to_string()));
         assert!(parse(&[]).is_err());
     }

@@ -5,12 +5,17 @@
 --       5 now_ms, 6 apply to session ("1"/"0"), 7 fencing token,
 --       8 session status, 9 replicas, 10 backup file ("" keeps the old one),
 --       11 encoded event, 12 session id, 13 job ttl secs,
---       14 tombstone ttl secs, 15 events maxlen
+--       14 tombstone ttl secs, 15 events maxlen,
+--       16 terminal job states (space-separated, from JobState::is_terminal)
 -- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
 -- A "fenced" reply means nothing was written and nothing acknowledged.
 
+local function is_terminal(state)
+  return state and string.find(" " .. ARGV[16] .. " ", " " .. state .. " ", 1, true) ~= nil
+end
+
 local state = redis.call("HGET", KEYS[1], "state")
-if state == "succeeded" or state == "failed" or state == "superseded" or state == "dead" then
+if is_terminal(state) then
   redis.call("XACK", KEYS[3], ARGV[2], ARGV[1])
   return {"already", state}
 end

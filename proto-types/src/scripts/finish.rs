@@ -90,6 +90,7 @@ impl Finish<'_> {
             keys::JOB_TTL_SECS.to_string().into(),
             keys::TOMBSTONE_TTL_SECS.to_string().into(),
             keys::EVENTS_MAXLEN.to_string().into(),
+            super::terminal_states_arg(),
         ];
         Invocation { keys, args }
     }
@@ -153,11 +154,12 @@ mod tests {
         assert_eq!(inv.keys.len(), 6);
         assert_eq!(inv.keys[4], "{sm}:demand:abc");
         assert_eq!(inv.keys[5], "{sm}:user:u");
-        assert_eq!(inv.args.len(), 15);
+        assert_eq!(inv.args.len(), 16);
         assert_eq!(inv.args[5], b"1");
         assert_eq!(inv.args[6], b"4");
         assert_eq!(inv.args[9], b"b.zip");
         assert_eq!(inv.args[10], b"ev");
+        assert_eq!(inv.args[15], crate::JobState::terminal_names().as_bytes());
     }
 
     #[test]

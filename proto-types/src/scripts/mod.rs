@@ -8,6 +8,11 @@
 //!
 //! Replies are flat arrays of strings whose first element names the outcome.
 //!
+//! The set of terminal job states is defined once, by
+//! [`crate::JobState::is_terminal`]; the scripts that ask "is this job
+//! finished?" (start, finish, dead-letter) receive it as their last
+//! argument ([`terminal_states_arg`]) and never spell it out.
+//!
 //! Scripts:
 //! - [`enqueue`]: idempotency check, compare-and-set on the session
 //!   generation, per-user limit, job hash, session desired state, `XADD`.
@@ -46,6 +51,12 @@ impl ReplyError {
     }
 }
 
+/// The terminal-state argument: [`crate::JobState::terminal_names`] as bytes.
+/// The scripts test membership with `is_terminal` (see `start.lua`).
+pub fn terminal_states_arg() -> Vec<u8> {
+    crate::JobState::terminal_names().into_bytes()
+}
+
 /// Keys and arguments for one script call, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
@@ -53,4 +64,24 @@ pub struct Invocation {
     pub keys: Vec<String>,
     /// `ARGV`, in order (binary-safe: the payload is MessagePack).
     pub args: Vec<Vec<u8>>,
+}
+
+#[cfg(test)]
+mod tests {
+    /// The scripts that check for a terminal job never spell the set out:
+    /// they compare with the argument built from `JobState::is_terminal`.
+    #[test]
+    fn scripts_receive_the_terminal_states_instead_of_spelling_them() {
+        for (name, source) in [
+            ("start", super::start::SOURCE),
+            ("finish", super::finish::SOURCE),
+            ("dead_letter", super::dead_letter::SOURCE),
+        ] {
+            for state in crate::JobState::ALL.iter().filter(|s| s.is_terminal()) {
+                let compared = format!("== \"{state}\"");
+                assert!(!source.contains(&compared), "{name}.lua compares with {state:?} itself");
+            }
+            assert!(source.contains("local function is_terminal(state)"), "{name}.lua has no is_terminal");
+        }
+    }
 }

@@ -1,12 +1,16 @@
 -- Start one delivered job (see proto_types::scripts::start).
 -- KEYS: 1 job hash, 2 session hash
--- ARGV: 1 now_ms
+-- ARGV: 1 now_ms, 2 terminal job states (space-separated, from JobState::is_terminal)
 -- Replies: {"terminal", job_state}
 --          | {"started", attempts, session_generation, desired, status, workspace_url, user_id}
 --            (session fields are "" and generation "0" when the session hash is missing)
 
+local function is_terminal(state)
+  return state and string.find(" " .. ARGV[2] .. " ", " " .. state .. " ", 1, true) ~= nil
+end
+
 local state = redis.call("HGET", KEYS[1], "state")
-if state == "succeeded" or state == "failed" or state == "superseded" or state == "dead" then
+if is_terminal(state) then
   return {"terminal", state}
 end
 

@@ -32,7 +32,7 @@ impl Start<'_> {
     pub fn invocation(&self) -> Invocation {
         Invocation {
             keys: vec![keys::job(self.job_id), keys::session(self.session_id)],
-            args: vec![self.now_ms.to_string().into_bytes()],
+            args: vec![self.now_ms.to_string().into_bytes(), super::terminal_states_arg()],
         }
     }
 }
@@ -138,6 +138,6 @@ mod tests {
     fn invocation_uses_tagged_keys() {
         let inv = Start { job_id: "j", session_id: "abc", now_ms: 5 }.invocation();
         assert_eq!(inv.keys, ["{sm}:job:j", "{sm}:session:abc"]);
-        assert_eq!(inv.args, [b"5".to_vec()]);
+        assert_eq!(inv.args, [b"5".to_vec(), b"succeeded failed superseded dead".to_vec()]);
     }
 }

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use proto_types::SessionId;
 
-use super::config::K8sConfig;
+use super::k8s_config::K8sConfig;
 use super::names;
 use super::objects::APP_DIR;
 use super::security;

@@ -1,7 +1,8 @@
-//! Classification of Kubernetes client errors into the runner's two kinds:
+//! Kubernetes client errors as the runner's typed [`ExecError`]:
 //! [`ExecError::Retryable`] (429, 5xx, 409 conflicts, timeouts, connection
-//! failures) and [`ExecError::Permanent`] (403, 422, 400 and other invalid
-//! requests), keeping the Kubernetes message.
+//! failures) or [`ExecError::Permanent`] (403, 422, 400 and other invalid
+//! requests), with the Kubernetes message in the text and the `kube::Error`
+//! itself kept as the source.
 //!
 //! 404 is not an error for deletes; callers that tolerate it check
 //! [`is_not_found`] first.
@@ -20,25 +21,27 @@ pub fn retryable_status(code: u16) -> bool {
     code == 408 || code == 409 || code == 429 || code >= 500
 }
 
-/// Classifies a failed Kubernetes call `what` (e.g. `apply Deployment ws-abc`).
-pub fn classify(what: &str, err: &kube::Error) -> ExecError {
-    match err {
+/// The [`ExecError`] of a failed Kubernetes call `what` (e.g. `apply
+/// Deployment ws-abc`), keeping `err` as its source.
+pub fn exec_error(what: &str, err: kube::Error) -> ExecError {
+    let kind = match &err {
         kube::Error::Api(status) => {
             let message =
                 format!("{what}: {} {} ({}): {}", status.code, status.reason, what_kind(status.code), status.message);
             if retryable_status(status.code) {
-                ExecError::Retryable { message }
+                ExecError::retryable(message)
             } else {
-                ExecError::Permanent { message, status: SessionState::Failed }
+                ExecError::permanent(message, SessionState::Failed)
             }
         }
         // Bad request built from our own objects: retrying sends the same thing.
         kube::Error::BuildRequest(e) => {
-            ExecError::Permanent { message: format!("{what}: invalid request: {e}"), status: SessionState::Failed }
+            ExecError::permanent(format!("{what}: invalid request: {e}"), SessionState::Failed)
         }
         // Transport, TLS, timeouts, undecodable responses from a proxy...
-        other => ExecError::Retryable { message: format!("{what}: {other}") },
-    }
+        other => ExecError::retryable(format!("{what}: {other}")),
+    };
+    kind.caused_by(err)
 }
 
 fn what_kind(code: u16) -> &'static str {
@@ -77,7 +80,7 @@ mod tests {
             (504, true),
         ];
         for (code, retry) in cases {
-            let e = classify("apply Deployment ws-x", &api(*code, "the message"));
+            let e = exec_error("apply Deployment ws-x", api(*code, "the message"));
             assert_eq!(e.is_retryable(), *retry, "{code}");
             let text = e.to_string();
             assert!(text.contains("the message") && text.contains("ws-x"), "{text}");
@@ -85,17 +88,26 @@ mod tests {
         assert!(is_not_found(&api(404, "gone")));
         assert!(!is_not_found(&api(500, "x")));
         let conn = kube::Error::Service("connection refused".into());
-        assert!(classify("get", &conn).is_retryable());
+        assert!(exec_error("get", conn).is_retryable());
     }
 
     #[test]
     fn permanent_errors_mark_the_session_failed() {
-        match classify("apply", &api(403, "forbidden: no RBAC")) {
-            ExecError::Permanent { status, message } => {
+        match exec_error("apply", api(403, "forbidden: no RBAC")) {
+            ExecError::Permanent { status, message, .. } => {
                 assert_eq!(status, SessionState::Failed);
                 assert!(message.contains("forbidden: no RBAC"));
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn the_kube_error_is_kept_as_the_source() {
+        use std::error::Error as _;
+        let e = exec_error("apply", api(422, "spec.replicas: Invalid value"));
+        let source = e.source().expect("the kube::Error is the source");
+        assert!(source.to_string().contains("spec.replicas"), "{source}");
+        assert!(!e.is_retryable());
     }
 }

@@ -24,7 +24,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use proto_types::SessionId;
 use serde::{Deserialize, Serialize};
 
-use super::config::K8sConfig;
+use super::k8s_config::K8sConfig;
 use super::names;
 
 /// API group of KEDA objects.

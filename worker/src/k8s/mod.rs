@@ -3,15 +3,15 @@
 //!
 //! | module | job |
 //! |---|---|
-//! | [`config`] | [`K8sConfig`]: every knob, with defaults |
+//! | [`k8s_config`] | [`K8sConfig`]: every knob, with defaults |
 //! | [`names`] | object names, labels, annotations derived from the session id |
 //! | [`security`] | `restricted` Pod Security Standard contexts |
 //! | [`objects`] | PVC, Deployment, Service, Ingress builders (pure) |
 //! | [`keda`] | the typed KEDA `ScaledObject` and why sleep uses `paused-replicas` |
 //! | [`backup`] | the backup Job builder, file name and outcome |
 //! | [`plan`] | `plan(desired, &Observed) -> Vec<Step>` (pure) |
-//! | [`error`] | retryable/permanent classification of Kubernetes errors |
-//! | [`executor`] | observe → plan → act against a `kube::Client` |
+//! | [`error`] | Kubernetes errors as typed [`crate::executor::ExecError`]s (retryable or permanent, source kept) |
+//! | [`reconcile`] | [`K8sExecutor`]: observe → plan → act against a `kube::Client` |
 //! | [`render`] | every generated object as JSON, for validation |
 //! | [`telemetry`] | span and latency histogram per Kubernetes API call (tower layer), [`client`] |
 //!
@@ -19,18 +19,18 @@
 //! (production: [`client`], kubeconfig or in-cluster) and fills [`K8sConfig`].
 
 pub mod backup;
-pub mod config;
 pub mod error;
-pub mod executor;
+pub mod k8s_config;
 pub mod keda;
 pub mod names;
 pub mod objects;
 pub mod plan;
+pub mod reconcile;
 pub mod render;
 pub mod security;
 pub mod telemetry;
 
-pub use config::K8sConfig;
-pub use executor::K8sExecutor;
+pub use k8s_config::K8sConfig;
+pub use reconcile::K8sExecutor;
 pub use render::render_session_objects;
 pub use telemetry::client;

@@ -23,7 +23,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use proto_types::SessionId;
 
-use super::config::K8sConfig;
+use super::k8s_config::K8sConfig;
 use super::names;
 use super::security;
 

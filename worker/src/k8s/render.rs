@@ -5,8 +5,10 @@
 use proto_types::SessionId;
 use serde_json::Value;
 
-use super::config::K8sConfig;
-use super::{backup, keda, objects};
+use super::backup;
+use super::k8s_config::K8sConfig;
+use super::keda;
+use super::objects;
 
 /// Every object of a running session (PVC, Deployment, Service, Ingress,
 /// ScaledObject) plus the backup Job of a delete, as JSON. Deterministic: the

@@ -8,8 +8,8 @@
 //! - Stream reads ([`Queue::read_new`], [`Queue::read_own_pending`]), the
 //!   reclaimer ([`Queue::reclaim`], `XAUTOCLAIM` following its cursor and
 //!   acknowledging ids whose data is gone), delivery counts (`XPENDING`).
-//! - The atomic steps are the `proto_types::scripts` Lua scripts, run by
-//!   the methods in `scripts.rs`.
+//! - The atomic steps are the `proto_types::scripts` Lua scripts, loaded
+//!   and run by `scripts.rs`; the queue exposes one method per script.
 //!
 //! Errors are typed ([`QueueError`]) and say whether a retry can help.
 
@@ -19,12 +19,18 @@ mod scripts;
 
 use std::time::Duration;
 
-use proto_types::keys;
+use proto_types::scripts::dead_letter::DeadLetter;
+use proto_types::scripts::finish::{Finish, FinishReply};
+use proto_types::scripts::lease::{AcquireReply, Lease};
+use proto_types::scripts::start::{SessionSnapshot, StartReply};
+use proto_types::scripts::trim::TrimReply;
+use proto_types::{DesiredState, SessionState, keys};
 use redis::Value;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use entry::Entry;
 pub use error::QueueError;
+use scripts::Scripts;
 
 /// How the queue talks to Redis.
 #[derive(Debug, Clone)]
@@ -58,7 +64,7 @@ pub struct Queue {
     conn: ConnectionManager,
     read: ConnectionManager,
     config: QueueConfig,
-    scripts: scripts::Scripts,
+    scripts: Scripts,
 }
 
 impl std::fmt::Debug for Queue {
@@ -86,7 +92,8 @@ impl Queue {
             base.set_response_timeout(Some(config.block * 2 + config.response_timeout)),
         )
         .map_err(|e| QueueError::redis("connect", e))?;
-        Ok(Self { conn, read, config, scripts: scripts::Scripts::new() })
+        let scripts = Scripts::new(conn.clone(), config.consumer.clone());
+        Ok(Self { conn, read, config, scripts })
     }
 
     /// This consumer's name.
@@ -175,15 +182,79 @@ impl Queue {
         self.query::<u64>("XACK", &cmd).await.map(drop)
     }
 
-    /// The session's current generation and desired state (0 / `None` when
-    /// it does not exist).
-    pub async fn session_view(&self, session_id: &str) -> Result<(u64, Option<proto_types::DesiredState>), QueueError> {
+    /// The session's current generation, desired state and status (0 /
+    /// `None` when it does not exist).
+    pub async fn session_view(&self, session_id: &str) -> Result<SessionView, QueueError> {
         use proto_types::record::session as f;
         let mut cmd = redis::cmd("HMGET");
-        cmd.arg(keys::session(session_id)).arg(f::GENERATION).arg(f::DESIRED);
-        let (generation, desired): (Option<u64>, Option<String>) = self.query("HMGET session", &cmd).await?;
-        let desired = desired.as_deref().and_then(|d| proto_types::DesiredState::parse(d).ok());
-        Ok((generation.unwrap_or(0), desired))
+        cmd.arg(keys::session(session_id)).arg(f::GENERATION).arg(f::DESIRED).arg(f::STATUS);
+        let (generation, desired, status): (Option<u64>, Option<String>, Option<String>) =
+            self.query("HMGET session", &cmd).await?;
+        Ok(SessionView {
+            generation: generation.unwrap_or(0),
+            desired: desired.as_deref().and_then(|d| DesiredState::parse(d).ok()),
+            status: status.as_deref().and_then(|s| SessionState::parse(s).ok()),
+        })
+    }
+
+    /// Start script: terminal already, or started with the session's
+    /// current generation and desired state.
+    pub async fn start(&self, job_id: &str, session_id: &str, now_ms: u64) -> Result<StartReply, QueueError> {
+        self.scripts.start(job_id, session_id, now_ms).await
+    }
+
+    /// Tries to acquire the session lease for `owner`.
+    pub async fn acquire(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<AcquireReply, QueueError> {
+        self.scripts.acquire(session_id, owner, ttl).await
+    }
+
+    /// Renews a held lease; `false` when it was lost.
+    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, QueueError> {
+        self.scripts.renew(lease, ttl).await
+    }
+
+    /// Releases a held lease; `false` when it was already lost.
+    pub async fn release(&self, lease: &Lease) -> Result<bool, QueueError> {
+        self.scripts.release(lease).await
+    }
+
+    /// Finish script: terminal state, session, event, ack in one step.
+    pub async fn finish(&self, finish: &Finish<'_>) -> Result<FinishReply, QueueError> {
+        self.scripts.finish(finish).await
+    }
+
+    /// Dead-letter script; returns the id of the `{sm}:dead` entry.
+    pub async fn dead_letter(&self, dead: &DeadLetter<'_>) -> Result<String, QueueError> {
+        self.scripts.dead_letter(dead).await
+    }
+
+    /// Trims the jobs stream below every pending and unread entry.
+    pub async fn trim(&self) -> Result<TrimReply, QueueError> {
+        self.scripts.trim().await
+    }
+
+    /// Heartbeat of an entry in progress; `false` when this consumer no
+    /// longer owns it.
+    pub async fn touch(&self, entry_id: &str) -> Result<bool, QueueError> {
+        self.scripts.touch(entry_id).await
+    }
+}
+
+/// What the runner reads of a session to check a job against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionView {
+    /// Current generation; 0 when the session does not exist.
+    pub generation: u64,
+    /// Current desired state, if the session exists.
+    pub desired: Option<DesiredState>,
+    /// Current status, if the session exists.
+    pub status: Option<SessionState>,
+}
+
+impl SessionView {
+    /// The same fields of a start-script snapshot.
+    pub fn of(s: &SessionSnapshot) -> Self {
+        Self { generation: s.generation, desired: s.desired, status: s.status }
     }
 }
 

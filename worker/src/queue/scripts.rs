@@ -4,6 +4,8 @@
 //! file only loads the text into [`redis::Script`], runs it with the shared
 //! runner ([`sm_redis::script::run`]: `EVALSHA`, loading the text again
 //! after a Redis restart emptied the script cache) and maps errors.
+//! [`super::Queue`] holds a [`Scripts`] and exposes each call; this file
+//! does not depend on the queue.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,10 +18,17 @@ use proto_types::scripts::start::{self, Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
 use proto_types::scripts::{Invocation, touch};
 
-use super::{Queue, QueueError};
+use redis::aio::ConnectionManager;
 
+use super::error::QueueError;
+
+/// The loaded scripts and the connection they run on.
 #[derive(Clone)]
-pub(super) struct Scripts(Arc<Loaded>);
+pub(super) struct Scripts {
+    conn: ConnectionManager,
+    consumer: String,
+    loaded: Arc<Loaded>,
+}
 
 struct Loaded {
     start: redis::Script,
@@ -33,8 +42,9 @@ struct Loaded {
 }
 
 impl Scripts {
-    pub(super) fn new() -> Self {
-        Self(Arc::new(Loaded {
+    /// Scripts run on `conn`, heartbeating as `consumer`.
+    pub(super) fn new(conn: ConnectionManager, consumer: String) -> Self {
+        let loaded = Arc::new(Loaded {
             start: redis::Script::new(start::SOURCE),
             acquire: redis::Script::new(lease::ACQUIRE_SOURCE),
             renew: redis::Script::new(lease::RENEW_SOURCE),
@@ -43,58 +53,62 @@ impl Scripts {
             dead_letter: redis::Script::new(dead_letter::SOURCE),
             trim: redis::Script::new(trim::SOURCE),
             touch: redis::Script::new(touch::SOURCE),
-        }))
+        });
+        Self { conn, consumer, loaded }
     }
-}
 
-impl Queue {
     async fn run(&self, op: &'static str, script: &redis::Script, inv: &Invocation) -> Result<Vec<String>, QueueError> {
         sm_redis::script::run(script, &mut self.conn.clone(), inv).await.map_err(|e| QueueError::redis(op, e))
     }
 
     /// Start script: terminal already, or started with the session's
     /// current generation and desired state.
-    pub async fn start(&self, job_id: &str, session_id: &str, now_ms: u64) -> Result<StartReply, QueueError> {
+    pub(super) async fn start(&self, job_id: &str, session_id: &str, now_ms: u64) -> Result<StartReply, QueueError> {
         let inv = Start { job_id, session_id, now_ms }.invocation();
-        Ok(StartReply::parse(&self.run("start", &self.scripts.0.start, &inv).await?)?)
+        Ok(StartReply::parse(&self.run("start", &self.loaded.start, &inv).await?)?)
     }
 
     /// Tries to acquire the session lease for `owner`.
-    pub async fn acquire(&self, session_id: &str, owner: &str, ttl: Duration) -> Result<AcquireReply, QueueError> {
+    pub(super) async fn acquire(
+        &self,
+        session_id: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<AcquireReply, QueueError> {
         let inv = Acquire { session_id, owner, ttl_ms: ttl.as_millis() as u64 }.invocation();
-        Ok(AcquireReply::parse(&self.run("lease acquire", &self.scripts.0.acquire, &inv).await?)?)
+        Ok(AcquireReply::parse(&self.run("lease acquire", &self.loaded.acquire, &inv).await?)?)
     }
 
     /// Renews a held lease; `false` when it was lost.
-    pub async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, QueueError> {
+    pub(super) async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<bool, QueueError> {
         let inv = lease.renew(ttl.as_millis() as u64);
-        Ok(lease::parse_held(&self.run("lease renew", &self.scripts.0.renew, &inv).await?)?)
+        Ok(lease::parse_held(&self.run("lease renew", &self.loaded.renew, &inv).await?)?)
     }
 
     /// Releases a held lease; `false` when it was already lost.
-    pub async fn release(&self, lease: &Lease) -> Result<bool, QueueError> {
-        Ok(lease::parse_held(&self.run("lease release", &self.scripts.0.release, &lease.release()).await?)?)
+    pub(super) async fn release(&self, lease: &Lease) -> Result<bool, QueueError> {
+        Ok(lease::parse_held(&self.run("lease release", &self.loaded.release, &lease.release()).await?)?)
     }
 
     /// Finish script: terminal state, session, event, ack in one step.
-    pub async fn finish(&self, finish: &Finish<'_>) -> Result<FinishReply, QueueError> {
-        Ok(FinishReply::parse(&self.run("finish", &self.scripts.0.finish, &finish.invocation()).await?)?)
+    pub(super) async fn finish(&self, finish: &Finish<'_>) -> Result<FinishReply, QueueError> {
+        Ok(FinishReply::parse(&self.run("finish", &self.loaded.finish, &finish.invocation()).await?)?)
     }
 
     /// Dead-letter script; returns the id of the `{sm}:dead` entry.
-    pub async fn dead_letter(&self, dead: &DeadLetter<'_>) -> Result<String, QueueError> {
-        Ok(dead_letter::parse(&self.run("dead-letter", &self.scripts.0.dead_letter, &dead.invocation()).await?)?)
+    pub(super) async fn dead_letter(&self, dead: &DeadLetter<'_>) -> Result<String, QueueError> {
+        Ok(dead_letter::parse(&self.run("dead-letter", &self.loaded.dead_letter, &dead.invocation()).await?)?)
     }
 
     /// Trims the jobs stream below every pending and unread entry.
-    pub async fn trim(&self) -> Result<TrimReply, QueueError> {
-        Ok(TrimReply::parse(&self.run("trim", &self.scripts.0.trim, &trim::invocation()).await?)?)
+    pub(super) async fn trim(&self) -> Result<TrimReply, QueueError> {
+        Ok(TrimReply::parse(&self.run("trim", &self.loaded.trim, &trim::invocation()).await?)?)
     }
 
     /// Heartbeat of an entry in progress; `false` when this consumer no
     /// longer owns it.
-    pub async fn touch(&self, entry_id: &str) -> Result<bool, QueueError> {
-        let inv = touch::invocation(keys::GROUP, &self.config.consumer, entry_id);
-        Ok(touch::parse(&self.run("touch", &self.scripts.0.touch, &inv).await?)?.is_none())
+    pub(super) async fn touch(&self, entry_id: &str) -> Result<bool, QueueError> {
+        let inv = touch::invocation(keys::GROUP, &self.consumer, entry_id);
+        Ok(touch::parse(&self.run("touch", &self.loaded.touch, &inv).await?)?.is_none())
     }
 }

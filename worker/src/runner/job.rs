@@ -1,6 +1,10 @@
-//! One job, from delivered entry to acknowledgement: triage, start script,
-//! level-triggered classification, session lease, executor with retries
-//! and heartbeat, finish script, lease release.
+//! One delivered entry, run to its end: the interpreter of
+//! [`lifecycle::next`]. It asks the lifecycle for the next step, performs
+//! it (a Redis script, the lease wait, the executor with retries and
+//! heartbeat), writes the result back into [`Known`], and asks again,
+//! until the step is `Done`; then it records telemetry and releases the
+//! lease if one is held. No decision about the job is made here: every
+//! branch is in `lifecycle.rs` and its table tests.
 //!
 //! Every Redis step is one atomic script, so a crash between two steps
 //! leaves the entry pending and the next delivery resumes safely: a job
@@ -13,24 +17,24 @@
 //! (retries are siblings), and failures set the span status with the
 //! message. Metrics are recorded next to the runner's counters.
 
-use std::convert::Infallible;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder, Retryable};
 use proto_types::scripts::dead_letter::{DeadJob, DeadLetter};
 use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
-use proto_types::scripts::lease::{AcquireReply, Lease};
-use proto_types::scripts::start::StartReply;
-use proto_types::{Event, Job, JobState, SessionState};
+use proto_types::scripts::lease::Lease;
+use proto_types::scripts::start::{SessionSnapshot, StartReply};
+use proto_types::{DesiredState, Event, Job, JobState, SessionState};
 use sm_telemetry::attrs;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tracing::{Instrument, Span, debug, field, info, info_span, warn};
 
-use super::config::RunnerConfig;
-use super::decide::{Action, Ending, Triage, classify, classify_snapshot, ending, triage};
+use super::lease::{self, LeaseTiming};
+use super::lifecycle::{self, AckReason, Deliveries, Done, Ending, Failure, Known, LeaseState, QueueOp, Step};
+use super::retry;
+use super::runner_config::RunnerConfig;
 use super::stats::{Counter, Stats};
+use crate::clock::SharedClock;
 use crate::executor::{ExecError, Executor, Outcome, Target};
 use crate::metrics::Metrics;
 use crate::queue::{Entry, Queue, QueueError};
@@ -42,44 +46,19 @@ pub(crate) struct Ctx<E> {
     pub(crate) config: RunnerConfig,
     pub(crate) stats: Arc<Stats>,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) clock: SharedClock,
     pub(crate) shutdown: watch::Receiver<bool>,
 }
 
-/// How often an entry has been delivered, if already known.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Deliveries {
-    /// A fresh read of a new entry: its first delivery.
-    First,
-    /// Redelivered or reclaimed: ask `XPENDING`.
-    Lookup,
-}
-
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
-}
-
-/// Waits until shutdown is requested.
-pub(crate) async fn stopped(rx: &mut watch::Receiver<bool>) {
-    // A dropped sender also means stop.
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// Handles one entry inside its own span; errors are logged, and leave the
-/// entry pending for redelivery.
+/// Handles one entry inside its own span, from delivery to its end.
 pub(crate) async fn handle<E: Executor>(ctx: Arc<Ctx<E>>, entry: Entry, deliveries: Deliveries) {
     let _in_flight = ctx.metrics.in_flight();
     let job = entry.payload.as_deref().and_then(|p| Job::decode(p).ok());
     let span = job_span(&ctx, &entry, job.as_ref());
-    async {
-        if let Err(error) = process(&ctx, &entry, job, deliveries).await {
-            ctx.stats.add(Counter::LeftPending, 1);
-            ctx.metrics.left_pending();
-            span_failed(&Span::current(), &error.to_string());
-            warn!(%error, retryable = error.is_retryable(), "job step failed; entry stays pending");
-        }
-    }
-    .instrument(span)
-    .await
+    let known = Known::new(entry.deleted, job.as_ref().map(|j| j.generation), deliveries);
+    let delivery =
+        Delivery { ctx: &ctx, entry: &entry, job: job.as_ref(), known, lease: None, started: Instant::now() };
+    delivery.run().instrument(span).await
 }
 
 /// The `job.process` span of one delivery, continued from the job's trace
@@ -117,333 +96,148 @@ fn span_failed(span: &Span, message: &str) {
     span.record(attrs::OTEL_STATUS_DESCRIPTION, message);
 }
 
-/// Records a terminal state: runner counter, metrics, and the job span.
-fn finished<E>(
-    ctx: &Ctx<E>,
-    command: Option<proto_types::Command>,
-    state: JobState,
-    error: Option<&str>,
-    started: Instant,
-) {
-    count(&ctx.stats, state);
-    ctx.metrics.job_finished(command, state, started.elapsed().as_secs_f64());
-    let span = Span::current();
-    span.record("job.state", state.as_str());
-    match (state, error) {
-        (JobState::Failed | JobState::Dead, Some(message)) => span_failed(&span, message),
-        (JobState::Failed | JobState::Dead, None) => span_failed(&span, state.as_str()),
-        _ => {}
-    }
-}
-
-async fn process<E: Executor>(
-    ctx: &Ctx<E>,
-    entry: &Entry,
-    job: Option<Job>,
-    deliveries: Deliveries,
-) -> Result<(), QueueError> {
-    let started = Instant::now();
-    if entry.deleted {
-        debug!("entry data is gone; acknowledging");
-        return ctx.queue.ack(&entry.id).await;
-    }
-    let deliveries = match deliveries {
-        Deliveries::First => 1,
-        Deliveries::Lookup => match ctx.queue.deliveries(&entry.id).await? {
-            Some(n) => n,
-            None => return Ok(()), // acknowledged meanwhile
-        },
-    };
-    Span::current().record("messaging.delivery_count", deliveries);
-    match triage(deliveries, ctx.config.max_deliveries, job.is_some()) {
-        Triage::Run => {}
-        Triage::LeavePending => {
-            ctx.stats.add(Counter::LeftPending, 1);
-            ctx.metrics.left_pending();
-            span_failed(&Span::current(), "undecodable payload");
-            warn!(deliveries, "undecodable payload; leaving it pending until the delivery limit");
-            return Ok(());
-        }
-        Triage::DeadLetter(reason) => {
-            return dead_letter(ctx, entry, job.as_ref(), &reason, deliveries, started).await;
-        }
-    }
-    let job = job.expect("triage runs only decoded jobs");
-    let span = Span::current();
-
-    let (attempts, snapshot) = match ctx.queue.start(job.job_id.as_str(), job.session_id.as_str(), now_ms()).await? {
-        StartReply::Terminal { state } => {
-            info!(state = state.as_str(), "already finished; acknowledging");
-            return ctx.queue.ack(&entry.id).await;
-        }
-        StartReply::Started { attempts, session } => (attempts, session),
-    };
-    span.record(attrs::ATTEMPT, attempts);
-    ctx.metrics.job_started(job.command);
-    let user = snapshot.user_id.clone().unwrap_or_default();
-    let status = snapshot.status.unwrap_or(SessionState::Failed);
-    match classify_snapshot(job.generation, &snapshot) {
-        Action::Superseded => finish_alone(ctx, entry, &job, &user, JobState::Superseded, None, status, started).await,
-        Action::Orphaned => {
-            let error = Some("session not found");
-            finish_alone(ctx, entry, &job, &user, JobState::Failed, error, status, started).await
-        }
-        Action::Converge(_) => {
-            let workspace_url = snapshot.workspace_url;
-            let run = Run { ctx, entry, job: &job, user: &user, attempts, status, workspace_url, started };
-            run.with_lease().await
-        }
-    }
-}
-
-async fn dead_letter<E>(
-    ctx: &Ctx<E>,
-    entry: &Entry,
-    job: Option<&Job>,
-    reason: &str,
-    deliveries: u64,
-    started: Instant,
-) -> Result<(), QueueError> {
-    let event = job.and_then(|j| event(j, JobState::Dead, SessionState::Failed, Some(reason)));
-    let dead = DeadLetter {
-        entry_id: &entry.id,
-        group: proto_types::keys::GROUP,
-        payload: entry.payload.as_deref().unwrap_or_default(),
-        reason,
-        deliveries,
-        job: job.map(|j| DeadJob {
-            job_id: j.job_id.as_str(),
-            session_id: j.session_id.as_str(),
-            generation: j.generation,
-            event: event.as_deref().unwrap_or_default(),
-        }),
-        now_ms: now_ms(),
-    };
-    let dead_id = ctx.queue.dead_letter(&dead).await?;
-    ctx.stats.add(Counter::DeadLettered, 1);
-    ctx.metrics.job_finished(job.map(|j| j.command), JobState::Dead, started.elapsed().as_secs_f64());
-    let span = Span::current();
-    span.record("job.state", JobState::Dead.as_str());
-    span_failed(&span, reason);
-    warn!(reason, deliveries, dead_id, "entry moved to the dead-letter stream");
-    Ok(())
-}
-
-fn event(job: &Job, state: JobState, session_state: SessionState, error: Option<&str>) -> Option<Vec<u8>> {
-    let e = Event {
-        job_id: job.job_id.clone(),
-        session_id: job.session_id.clone(),
-        command: job.command,
-        job_state: state,
-        session_state,
-        at_ms: now_ms(),
-        error: error.map(str::to_owned),
-    };
-    match e.encode() {
-        Ok(bytes) => Some(bytes),
-        Err(error) => {
-            warn!(%error, "could not encode event");
-            None
-        }
-    }
-}
-
-fn count(stats: &Stats, state: JobState) {
-    match state {
-        JobState::Succeeded => stats.add(Counter::Succeeded, 1),
-        JobState::Failed => stats.add(Counter::Failed, 1),
-        JobState::Superseded => stats.add(Counter::Superseded, 1),
-        JobState::Dead => stats.add(Counter::DeadLettered, 1),
-        JobState::Queued | JobState::Running => {}
-    }
-}
-
-/// Finishes without writing the session (superseded, orphaned, fenced out).
-#[expect(clippy::too_many_arguments, reason = "one call site shape; a struct would only rename them")]
-async fn finish_alone<E>(
-    ctx: &Ctx<E>,
-    entry: &Entry,
-    job: &Job,
-    user: &str,
-    state: JobState,
-    error: Option<&str>,
-    session_state: SessionState,
-    started: Instant,
-) -> Result<(), QueueError> {
-    let ev = event(job, state, session_state, error).unwrap_or_default();
-    let finish = Finish {
-        job_id: job.job_id.as_str(),
-        session_id: job.session_id.as_str(),
-        user_id: user,
-        entry_id: &entry.id,
-        group: proto_types::keys::GROUP,
-        state,
-        error,
-        session: None,
-        event: &ev,
-        now_ms: now_ms(),
-    };
-    match ctx.queue.finish(&finish).await? {
-        FinishReply::Finished => {
-            finished(ctx, Some(job.command), state, error, started);
-            info!(state = state.as_str(), error, "job finished");
-        }
-        FinishReply::AlreadyTerminal { state } => info!(state = state.as_str(), "already finished; acknowledged"),
-        FinishReply::Fenced { session_fence } => {
-            warn!(session_fence, "unexpected fence refusal without a session write")
-        }
-    }
-    Ok(())
-}
-
-/// A job that converges: holds its lease while it runs.
-struct Run<'a, E> {
+/// One delivery in progress.
+struct Delivery<'a, E> {
     ctx: &'a Ctx<E>,
     entry: &'a Entry,
-    job: &'a Job,
-    user: &'a str,
-    attempts: u32,
-    /// Session status when the job started (for events of jobs that end
-    /// without writing the session).
-    status: SessionState,
-    workspace_url: Option<String>,
+    /// The decoded job; `None` when the payload did not decode.
+    job: Option<&'a Job>,
+    known: Known,
+    /// The session lease, while held.
+    lease: Option<Lease>,
     /// When this delivery started (job duration metric).
     started: Instant,
 }
 
-impl<E: Executor> Run<'_, E> {
-    fn owner(&self) -> String {
-        format!("{}:{}", self.ctx.queue.consumer(), self.entry.id)
-    }
-
-    async fn with_lease(self) -> Result<(), QueueError> {
-        let Some(lease) = self.acquire().await? else {
-            info!("shutdown while waiting for the session lease; entry stays pending");
-            return Ok(());
-        };
-        let result = self.leased(&lease).await;
-        match self.ctx.queue.release(&lease).await {
-            Ok(true) => {}
-            Ok(false) => warn!("session lease expired before release"),
-            Err(error) => warn!(%error, "could not release the session lease; it expires by itself"),
+impl<'a, E: Executor> Delivery<'a, E> {
+    async fn run(mut self) {
+        if let Deliveries::Count(n) = self.known.deliveries {
+            Span::current().record("messaging.delivery_count", n);
         }
-        result
-    }
-
-    /// Waits for the session lease, heartbeating the entry meanwhile.
-    /// `None` when shutdown was requested first.
-    async fn acquire(&self) -> Result<Option<Lease>, QueueError> {
-        let ctx = self.ctx;
-        let owner = self.owner();
-        let session = self.job.session_id.as_str();
-        let cap = (ctx.config.lease / 4).clamp(Duration::from_millis(10), Duration::from_secs(1));
-        let mut delays = ExponentialBuilder::new()
-            .with_min_delay(Duration::from_millis(10).min(cap))
-            .with_max_delay(cap)
-            .without_max_times()
-            .with_jitter_seed(super::config::random_seed())
-            .with_jitter()
-            .build();
-        let mut shutdown = ctx.shutdown.clone();
-        let mut last_touch = Instant::now();
         loop {
-            match ctx.queue.acquire(session, &owner, ctx.config.lease).await? {
-                AcquireReply::Acquired { token } => {
-                    return Ok(Some(Lease { session_id: session.to_owned(), owner, token }));
+            match lifecycle::next(&self.known, self.ctx.config.max_deliveries) {
+                Step::Done(done) => {
+                    self.record(done);
+                    break;
                 }
-                AcquireReply::Held { owner: holder, ttl_ms } => {
-                    ctx.stats.add(Counter::LeaseContention, 1);
-                    ctx.metrics.lease_contended();
-                    debug!(holder, ttl_ms, "session lease held; waiting");
-                }
+                step => self.perform(step).await,
             }
-            if last_touch.elapsed() >= ctx.config.lease / 3 {
-                ctx.queue.touch(&self.entry.id).await?;
-                last_touch = Instant::now();
-            }
-            let delay = delays.next().unwrap_or(cap);
-            tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
-                _ = stopped(&mut shutdown) => return Ok(None),
-            }
+        }
+        self.release().await;
+    }
+
+    /// The job, for steps the lifecycle only takes for decoded jobs.
+    fn job(&self) -> &'a Job {
+        self.job.expect("the lifecycle starts only decoded jobs")
+    }
+
+    fn snapshot(&self) -> Option<&SessionSnapshot> {
+        match &self.known.start {
+            Some(StartReply::Started { session, .. }) => Some(session),
+            _ => None,
         }
     }
 
-    async fn leased(&self, lease: &Lease) -> Result<(), QueueError> {
-        let ctx = self.ctx;
-        // Read again under the lease: a newer job may have arrived while we waited.
-        let (generation, desired) = ctx.queue.session_view(self.job.session_id.as_str()).await?;
-        let desired = match classify(self.job.generation, generation, desired) {
-            Action::Converge(d) => d,
-            Action::Superseded => {
-                return finish_alone(
-                    ctx,
-                    self.entry,
-                    self.job,
-                    self.user,
-                    JobState::Superseded,
-                    None,
-                    SessionState::Running,
-                    self.started,
-                )
-                .await;
+    fn attempts(&self) -> u32 {
+        match &self.known.start {
+            Some(StartReply::Started { attempts, .. }) => *attempts,
+            _ => 0,
+        }
+    }
+
+    async fn perform(&mut self, step: Step) {
+        debug!(?step, "job step");
+        let (op, result) = match step {
+            Step::LookupDeliveries => (QueueOp::Deliveries, self.lookup_deliveries().await),
+            Step::Start => (QueueOp::Start, self.start().await),
+            Step::AcquireLease => (QueueOp::Lease, self.acquire().await),
+            Step::ReadSession => (QueueOp::ReadSession, self.read_session().await),
+            Step::Converge { desired, generation } => {
+                self.converge(desired, generation).await;
+                return;
             }
-            Action::Orphaned => {
-                return finish_alone(
-                    ctx,
-                    self.entry,
-                    self.job,
-                    self.user,
-                    JobState::Failed,
-                    Some("session not found"),
-                    self.status,
-                    self.started,
-                )
-                .await;
-            }
+            Step::Finish(ending) => (QueueOp::Finish, self.finish(&ending).await),
+            Step::DeadLetter { reason } => (QueueOp::DeadLetter, self.dead_letter(&reason).await),
+            Step::Ack(reason) => (QueueOp::Ack, self.ack(reason).await),
+            Step::Done(_) => unreachable!("run handles Done"),
         };
+        if let Err(error) = result {
+            warn!(%error, retryable = error.is_retryable(), "job step failed");
+            self.known.failure = Some(Failure::new(op, &error));
+        }
+    }
+
+    async fn lookup_deliveries(&mut self) -> Result<(), QueueError> {
+        self.known.deliveries = match self.ctx.queue.deliveries(&self.entry.id).await? {
+            Some(n) => {
+                Span::current().record("messaging.delivery_count", n);
+                Deliveries::Count(n)
+            }
+            None => Deliveries::NotPending,
+        };
+        Ok(())
+    }
+
+    async fn start(&mut self) -> Result<(), QueueError> {
+        let job = self.job();
+        let reply = self.ctx.queue.start(job.job_id.as_str(), job.session_id.as_str(), self.ctx.clock.now_ms()).await?;
+        if let StartReply::Started { attempts, .. } = &reply {
+            Span::current().record(attrs::ATTEMPT, attempts);
+            self.ctx.metrics.job_started(job.command);
+        }
+        self.known.start = Some(reply);
+        Ok(())
+    }
+
+    async fn acquire(&mut self) -> Result<(), QueueError> {
+        let ctx = self.ctx;
+        let owner = format!("{}:{}", ctx.queue.consumer(), self.entry.id);
+        let timing = LeaseTiming { ttl: ctx.config.lease };
+        let session = self.job().session_id.as_str();
+        let held = || {
+            ctx.stats.add(Counter::LeaseContention, 1);
+            ctx.metrics.lease_contended();
+        };
+        let got =
+            lease::wait_for(&ctx.queue, timing, &self.entry.id, session, &owner, ctx.shutdown.clone(), held).await?;
+        self.known.lease = match &got {
+            Some(lease) => LeaseState::Held { token: lease.token },
+            None => LeaseState::ShutdownWhileWaiting,
+        };
+        self.lease = got;
+        Ok(())
+    }
+
+    async fn read_session(&mut self) -> Result<(), QueueError> {
+        self.known.view = Some(self.ctx.queue.session_view(self.job().session_id.as_str()).await?);
+        Ok(())
+    }
+
+    /// The executor toward `desired`, with retries, heartbeating meanwhile.
+    async fn converge(&mut self, desired: DesiredState, generation: u64) {
+        let ctx = self.ctx;
+        let job = self.job();
         let target = Target {
-            session_id: self.job.session_id.clone(),
+            session_id: job.session_id.clone(),
             desired,
             generation,
-            job_id: self.job.job_id.clone(),
-            command: self.job.command,
-            attempt: self.attempts,
-            workspace_url: self.workspace_url.clone(),
+            job_id: job.job_id.clone(),
+            command: job.command,
+            attempt: self.attempts(),
+            workspace_url: self.snapshot().and_then(|s| s.workspace_url.clone()),
+        };
+        let lease = self.lease.as_ref().expect("the lifecycle converges only under the lease");
+        let timing = LeaseTiming { ttl: ctx.config.lease };
+        let retried = |error: &ExecError, delay| {
+            ctx.stats.add(Counter::Retries, 1);
+            ctx.metrics.job_retried(target.command);
+            warn!(%error, ?delay, "converge failed; retrying");
         };
         let result = tokio::select! {
-            r = self.converge(&target) => r,
-            never = self.heartbeat(lease) => match never {},
+            r = retry::with_retries(&ctx.config.retry, |n| self.converge_once(&target, n), retried) => r,
+            never = lease::heartbeat(&ctx.queue, timing, &self.entry.id, lease) => match never {},
         };
-        match ending(result) {
-            Ending::LeavePending { error } => {
-                ctx.stats.add(Counter::LeftPending, 1);
-                ctx.metrics.left_pending();
-                span_failed(&Span::current(), &error);
-                warn!(error, "retries exhausted; entry stays pending for redelivery");
-                Ok(())
-            }
-            Ending::Finish { state, status, replicas, backup_file, error } => {
-                let update =
-                    SessionUpdate { fence: lease.token, status, replicas, backup_file: backup_file.as_deref() };
-                self.finish(state, update, error.as_deref()).await
-            }
-        }
-    }
-
-    async fn converge(&self, target: &Target) -> Result<Outcome, ExecError> {
-        let stats = &self.ctx.stats;
-        let tries = AtomicU32::new(0);
-        (|| self.converge_once(target, tries.fetch_add(1, Ordering::Relaxed) + 1))
-            .retry(self.ctx.config.retry.builder())
-            .sleep(tokio::time::sleep)
-            .when(ExecError::is_retryable)
-            .notify(|error, delay| {
-                stats.add(Counter::Retries, 1);
-                self.ctx.metrics.job_retried(target.command);
-                warn!(%error, ?delay, "converge failed; retrying");
-            })
-            .await
+        self.known.converged = Some(result);
     }
 
     /// One executor try in its own `job.converge` span (`try` counts from 1).
@@ -463,56 +257,147 @@ impl<E: Executor> Run<'_, E> {
         result
     }
 
-    /// Keeps the entry from being reclaimed and the lease from expiring.
-    async fn heartbeat(&self, lease: &Lease) -> Infallible {
-        let every = self.ctx.config.lease / 3;
-        loop {
-            tokio::time::sleep(every).await;
-            match self.ctx.queue.touch(&self.entry.id).await {
-                Ok(true) => {}
-                Ok(false) => warn!("entry was reclaimed by another consumer"),
-                Err(error) => warn!(%error, "heartbeat failed"),
+    /// The finish script, for every ending.
+    async fn finish(&mut self, ending: &Ending) -> Result<(), QueueError> {
+        let job = self.job();
+        let event = self.event(ending.state, ending.event_status, ending.error.as_deref());
+        let finish = Finish {
+            job_id: job.job_id.as_str(),
+            session_id: job.session_id.as_str(),
+            user_id: self.snapshot().and_then(|s| s.user_id.as_deref()).unwrap_or_default(),
+            entry_id: &self.entry.id,
+            group: proto_types::keys::GROUP,
+            state: ending.state,
+            error: ending.error.as_deref(),
+            session: ending.session.as_ref().map(|w| SessionUpdate {
+                fence: w.fence,
+                status: w.status,
+                replicas: w.replicas,
+                backup_file: w.backup_file.as_deref(),
+            }),
+            event: &event,
+            now_ms: self.ctx.clock.now_ms(),
+        };
+        let reply = self.ctx.queue.finish(&finish).await?;
+        if let FinishReply::Fenced { session_fence } = &reply {
+            warn!(session_fence, "a newer lease holder wrote the session");
+        }
+        self.known.finished.push(reply);
+        Ok(())
+    }
+
+    async fn dead_letter(&mut self, reason: &str) -> Result<(), QueueError> {
+        let event = self.job.map(|_| self.event(JobState::Dead, SessionState::Failed, Some(reason)));
+        let dead = DeadLetter {
+            entry_id: &self.entry.id,
+            group: proto_types::keys::GROUP,
+            payload: self.entry.payload.as_deref().unwrap_or_default(),
+            reason,
+            deliveries: match self.known.deliveries {
+                Deliveries::Count(n) => n,
+                Deliveries::Unknown | Deliveries::NotPending => 0,
+            },
+            job: self.job.map(|j| DeadJob {
+                job_id: j.job_id.as_str(),
+                session_id: j.session_id.as_str(),
+                generation: j.generation,
+                event: event.as_deref().unwrap_or_default(),
+            }),
+            now_ms: self.ctx.clock.now_ms(),
+        };
+        let dead_id = self.ctx.queue.dead_letter(&dead).await?;
+        debug!(dead_id, "dead-letter entry written");
+        self.known.dead_lettered = true;
+        Ok(())
+    }
+
+    async fn ack(&mut self, reason: AckReason) -> Result<(), QueueError> {
+        match reason {
+            AckReason::EntryGone => debug!("entry data is gone; acknowledging"),
+            AckReason::AlreadyTerminal(state) => info!(state = state.as_str(), "already finished; acknowledging"),
+            AckReason::DeadLetterFailed => warn!("dead-lettering failed permanently; acknowledging"),
+        }
+        self.ctx.queue.ack(&self.entry.id).await?;
+        self.known.acked = true;
+        Ok(())
+    }
+
+    /// The encoded status event (empty if it cannot be encoded).
+    fn event(&self, state: JobState, session_state: SessionState, error: Option<&str>) -> Vec<u8> {
+        let job = self.job();
+        let e = Event {
+            job_id: job.job_id.clone(),
+            session_id: job.session_id.clone(),
+            command: job.command,
+            job_state: state,
+            session_state,
+            at_ms: self.ctx.clock.now_ms(),
+            error: error.map(str::to_owned),
+        };
+        e.encode().unwrap_or_else(|error| {
+            warn!(%error, "could not encode event");
+            Vec::new()
+        })
+    }
+
+    /// Telemetry of how the delivery ended.
+    fn record(&self, done: Done) {
+        let (ctx, span) = (self.ctx, Span::current());
+        let command = self.job.map(|j| j.command);
+        match done {
+            Done::Acked => {}
+            Done::NotPending => debug!("acknowledged meanwhile"),
+            Done::Finished { state, error, status } => {
+                if let Some(c) = counter(state) {
+                    ctx.stats.add(c, 1);
+                }
+                ctx.metrics.job_finished(command, state, self.started.elapsed().as_secs_f64());
+                span.record("job.state", state.as_str());
+                if matches!(state, JobState::Failed | JobState::Dead) {
+                    span_failed(&span, error.as_deref().unwrap_or(state.as_str()));
+                }
+                info!(state = state.as_str(), status = status.as_str(), error, "job finished");
             }
-            match self.ctx.queue.renew(lease, self.ctx.config.lease).await {
-                Ok(true) => {}
-                Ok(false) => warn!("session lease lost; our session write will be fenced"),
-                Err(error) => warn!(%error, "lease renewal failed"),
+            Done::AlreadyTerminal { state } => {
+                info!(state = state.as_str(), "already finished elsewhere; acknowledged")
             }
+            Done::FencedWithoutWrite { session_fence } => {
+                warn!(session_fence, "unexpected fence refusal without a session write")
+            }
+            Done::DeadLettered { reason } => {
+                ctx.stats.add(Counter::DeadLettered, 1);
+                ctx.metrics.job_finished(command, JobState::Dead, self.started.elapsed().as_secs_f64());
+                span.record("job.state", JobState::Dead.as_str());
+                span_failed(&span, &reason);
+                warn!(reason, "entry moved to the dead-letter stream");
+            }
+            Done::LeftPending { reason } => {
+                ctx.stats.add(Counter::LeftPending, 1);
+                ctx.metrics.left_pending();
+                span_failed(&span, &reason);
+                warn!(reason, "entry stays pending for redelivery");
+            }
+            Done::ShutdownWhileWaiting => info!("shutdown while waiting for the session lease; entry stays pending"),
         }
     }
 
-    async fn finish(&self, state: JobState, update: SessionUpdate<'_>, error: Option<&str>) -> Result<(), QueueError> {
-        let ev = event(self.job, state, update.status, error).unwrap_or_default();
-        let status = update.status;
-        let finish = Finish {
-            job_id: self.job.job_id.as_str(),
-            session_id: self.job.session_id.as_str(),
-            user_id: self.user,
-            entry_id: &self.entry.id,
-            group: proto_types::keys::GROUP,
-            state,
-            error,
-            session: Some(update),
-            event: &ev,
-            now_ms: now_ms(),
-        };
-        match self.ctx.queue.finish(&finish).await? {
-            FinishReply::Finished => {
-                finished(self.ctx, Some(self.job.command), state, error, self.started);
-                info!(state = state.as_str(), status = status.as_str(), error, "job finished");
-                Ok(())
-            }
-            FinishReply::AlreadyTerminal { state } => {
-                info!(state = state.as_str(), "already finished elsewhere; acknowledged");
-                Ok(())
-            }
-            FinishReply::Fenced { session_fence } => {
-                warn!(session_fence, "a newer lease holder wrote the session; finishing as superseded");
-                let msg = "fenced out by a newer lease holder";
-                let superseded = JobState::Superseded;
-                finish_alone(self.ctx, self.entry, self.job, self.user, superseded, Some(msg), status, self.started)
-                    .await
-            }
+    async fn release(&mut self) {
+        let Some(lease) = self.lease.take() else { return };
+        match self.ctx.queue.release(&lease).await {
+            Ok(true) => {}
+            Ok(false) => warn!("session lease expired before release"),
+            Err(error) => warn!(%error, "could not release the session lease; it expires by itself"),
         }
+    }
+}
+
+/// The runner counter of a finished job's state.
+fn counter(state: JobState) -> Option<Counter> {
+    match state {
+        JobState::Succeeded => Some(Counter::Succeeded),
+        JobState::Failed => Some(Counter::Failed),
+        JobState::Superseded => Some(Counter::Superseded),
+        JobState::Dead => Some(Counter::DeadLettered),
+        JobState::Queued | JobState::Running => None,
     }
 }

@@ -10,12 +10,23 @@
 //! waits. Shutdown stops reading, gives in-flight jobs a grace period, and
 //! returns; whatever is still unacknowledged is reclaimed by other workers.
 //!
-//! Decisions live in [`decide`] (pure), Redis in [`crate::queue`], one job
-//! in `job.rs`.
+//! | file | what it holds |
+//! |---|---|
+//! | `mod.rs` | this loop: read, reclaim, trim, dispatch, drain on shutdown |
+//! | [`lifecycle`] | the job's life as one pure decision, `next(&Known) -> Step` |
+//! | `job.rs` | the interpreter of [`lifecycle`]: performs each step for one entry |
+//! | `lease.rs` | waiting for, and heartbeating, the session lease |
+//! | `retry.rs` | retrying the executor with jittered backoff |
+//! | `runner_config.rs` | [`RunnerConfig`] and [`RetryPolicy`] |
+//! | `stats.rs` | the runner's counters |
+//! | `shutdown.rs` | waiting for the stop signal |
 
-mod config;
-pub mod decide;
 mod job;
+mod lease;
+pub mod lifecycle;
+mod retry;
+mod runner_config;
+mod shutdown;
 mod stats;
 
 use std::collections::HashSet;
@@ -28,13 +39,16 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tracing::{debug, error, info, warn};
 
-pub use config::{ConfigError, RetryPolicy, RunnerConfig};
+pub use runner_config::{ConfigError, RetryPolicy, RunnerConfig};
 pub use stats::{Stats, StatsSnapshot};
 
+use crate::clock::{SharedClock, SystemClock};
 use crate::executor::Executor;
 use crate::metrics::Metrics;
 use crate::queue::{Entry, Queue, QueueError};
-use job::{Ctx, Deliveries, stopped};
+use job::Ctx;
+use lifecycle::Deliveries;
+use shutdown::stopped;
 
 /// The runner: build with [`Runner::new`], drive with [`Runner::run`].
 pub struct Runner<E> {
@@ -43,6 +57,7 @@ pub struct Runner<E> {
     config: RunnerConfig,
     stats: Arc<Stats>,
     metrics: Arc<Metrics>,
+    clock: SharedClock,
 }
 
 impl<E> std::fmt::Debug for Runner<E> {
@@ -81,13 +96,28 @@ impl<E: Executor> Runner<E> {
     pub fn new(client: redis::Client, executor: Arc<E>, config: RunnerConfig) -> Result<Self, RunnerError> {
         config.validate()?;
         let queue = Queue::new(client, config.queue.clone())?;
-        Ok(Self { queue, executor, config, stats: Arc::new(Stats::default()), metrics: Arc::default() })
+        Ok(Self {
+            queue,
+            executor,
+            config,
+            stats: Arc::new(Stats::default()),
+            metrics: Arc::default(),
+            clock: Arc::new(SystemClock),
+        })
     }
 
     /// Records into `metrics` (the registry `/metrics` renders) instead of a private one.
     #[must_use]
     pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
         self.metrics = metrics;
+        self
+    }
+
+    /// Takes timestamps (job start and finish times, events) from `clock`
+    /// instead of the system clock.
+    #[must_use]
+    pub fn with_clock(mut self, clock: SharedClock) -> Self {
+        self.clock = clock;
         self
     }
 
@@ -106,6 +136,7 @@ impl<E: Executor> Runner<E> {
             config: self.config,
             stats: self.stats,
             metrics: self.metrics,
+            clock: self.clock,
             shutdown: shutdown.clone(),
         });
         info!(consumer = ctx.queue.consumer(), concurrency = config.concurrency, "runner starting");
@@ -177,9 +208,9 @@ impl<E: Executor> Runner<E> {
                                 pel_after = None;
                             }
                         }
-                        Deliveries::Lookup
+                        Deliveries::Unknown
                     } else {
-                        Deliveries::First
+                        Deliveries::Count(1)
                     };
                     dispatch(&ctx, &sem, &in_flight, &mut tasks, entries, Some(permit), deliveries);
                 }
@@ -209,7 +240,7 @@ fn redis_backoff() -> impl Iterator<Item = Duration> {
         .with_min_delay(Duration::from_millis(50))
         .with_max_delay(Duration::from_secs(2))
         .without_max_times()
-        .with_jitter_seed(config::random_seed())
+        .with_jitter_seed(crate::random::jitter_seed())
         .with_jitter()
         .build()
 }
@@ -239,7 +270,7 @@ async fn reclaim_once<E: Executor>(
         ctx.stats.add(stats::Counter::Reclaimed, claimed.len() as u64);
         ctx.metrics.reclaimed(claimed.len() as u64);
     }
-    dispatch(ctx, sem, in_flight, tasks, claimed, None, Deliveries::Lookup);
+    dispatch(ctx, sem, in_flight, tasks, claimed, None, Deliveries::Unknown);
     Ok(())
 }
 

@@ -99,17 +99,17 @@ impl Executor for FakeExecutor {
         }
         tokio::time::sleep(plan.delay).await;
         if let Some(message) = plan.permanent {
-            return Err(ExecError::Permanent { message, status: SessionState::Failed });
+            return Err(ExecError::permanent(message, SessionState::Failed));
         }
         if plan.always_retryable {
-            return Err(ExecError::Retryable { message: "503 from the fake".into() });
+            return Err(ExecError::retryable("503 from the fake"));
         }
         {
             let mut s = self.state.lock().unwrap();
             let n = s.failures.entry(session.clone()).or_default();
             if *n < plan.retryable_failures {
                 *n += 1;
-                return Err(ExecError::Retryable { message: "429 from the fake".into() });
+                return Err(ExecError::retryable("429 from the fake"));
             }
         }
         Ok(match target.desired {

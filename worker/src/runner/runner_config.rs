@@ -1,8 +1,7 @@
 //! The runner's configuration: concurrency, lease, reclaim, delivery limit,
-//! retry policy and shutdown grace. The worker's clap config fills it; the
-//! defaults here are the production ones.
+//! retry policy and shutdown grace. The worker's command line
+//! (`crate::cli`) fills it; the defaults here are the production ones.
 
-use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
 
 use backon::ExponentialBuilder;
@@ -38,16 +37,9 @@ impl RetryPolicy {
             .with_max_delay(self.max_delay)
             .with_factor(self.factor)
             .with_max_times(self.max_retries)
-            .with_jitter_seed(random_seed())
+            .with_jitter_seed(crate::random::jitter_seed())
             .with_jitter()
     }
-}
-
-/// A seed from the process-random `RandomState` (no extra dependency).
-pub(crate) fn random_seed() -> u64 {
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
-    h.finish()
 }
 
 /// Everything the runner needs.

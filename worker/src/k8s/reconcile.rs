@@ -5,7 +5,8 @@
 //! run the leading actions (server-side apply under one field manager,
 //! deletes where 404 counts as done), and on a wait pause for the poll
 //! interval and observe again, within the wait's bound. All decisions are in
-//! [`super::plan`]; this module only performs them.
+//! [`super::plan`]; this module only performs them. It is not the runner's
+//! job loop (`crate::runner`), which decides about deliveries.
 
 use std::collections::HashMap;
 use std::fmt::Debug;
@@ -27,8 +28,8 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::backup;
-use super::config::K8sConfig;
-use super::error::{classify, is_not_found};
+use super::error::{exec_error, is_not_found};
+use super::k8s_config::K8sConfig;
 use super::keda::{self, ScaledObject};
 use super::names;
 use super::objects;
@@ -151,7 +152,7 @@ impl K8sExecutor {
                 match step {
                     Step::Done(outcome) => return Ok(outcome),
                     Step::Fail { reason } => {
-                        return Err(ExecError::Permanent { message: reason, status: SessionState::Failed });
+                        return Err(ExecError::permanent(reason, SessionState::Failed));
                     }
                     Step::Wait(wait) => {
                         let since = *waiting_since.entry(wait).or_insert_with(Instant::now);
@@ -194,7 +195,7 @@ fn timed_out(wait: Wait, id: &SessionId, generation: u64, bound: Duration) -> Ex
             names::backup_job(id, generation)
         ),
     };
-    ExecError::Permanent { message, status: SessionState::Failed }
+    ExecError::permanent(message, SessionState::Failed)
 }
 
 /// Ready replicas count only once the controller has seen the current spec:
@@ -219,7 +220,7 @@ async fn traced<T>(
     fut: impl Future<Output = Result<T, kube::Error>>,
 ) -> Result<T, ExecError> {
     let span = tracing::debug_span!("k8s.request", k8s.verb = verb, k8s.kind = kind, k8s.name = name);
-    fut.instrument(span).await.map_err(|e| classify(&format!("{verb} {kind} {name}"), &e))
+    fut.instrument(span).await.map_err(|e| exec_error(&format!("{verb} {kind} {name}"), e))
 }
 
 async fn get_opt<K>(api: Api<K>, name: &str) -> Result<Option<K>, ExecError>

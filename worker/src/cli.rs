@@ -1,5 +1,6 @@
-//! The worker's configuration: clap flags with `env` fallbacks, validated
-//! once into the typed [`RunnerConfig`] and [`K8sConfig`].
+//! The worker's command line: clap flags with `env` fallbacks, validated
+//! once into the typed [`RunnerConfig`] and [`K8sConfig`]. Only parsing
+//! and validation live here; the values' meaning is in those types.
 //!
 //! Every flag has a default and a doc comment; the README's configuration
 //! table lists the same names. Parsing never touches the process
@@ -77,7 +78,7 @@ pub struct Args {
     #[arg(long, env = "WORKSPACE_NAMESPACE", default_value = "workspaces")]
     pub namespace: String,
     /// Workspace (code-server) image.
-    #[arg(long, env = "WORKSPACE_IMAGE", default_value = "codercom/code-server:4.96.4")]
+    #[arg(long, env = "WORKSPACE_IMAGE", default_value = "codercom/code-server:4.139.1")]
     pub image: String,
     /// Size of each session's volume.
     #[arg(long, env = "WORKSPACE_PVC_SIZE", default_value = "5Gi")]

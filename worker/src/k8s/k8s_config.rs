@@ -2,7 +2,7 @@
 //! the executor's waits, with the defaults the README documents.
 //!
 //! This module only holds values; it does not read the environment (the
-//! worker's clap `Config` fills it) and it builds no objects.
+//! worker's command line, `crate::cli`, fills it) and it builds no objects.
 
 use std::time::Duration;
 
@@ -57,7 +57,7 @@ impl Default for K8sConfig {
     fn default() -> Self {
         Self {
             namespace: "workspaces".into(),
-            image: "codercom/code-server:4.96.4".into(),
+            image: "codercom/code-server:4.139.1".into(),
             pvc_size: "5Gi".into(),
             storage_class: "standard-rwo".into(),
             cpu_request: "250m".into(),
