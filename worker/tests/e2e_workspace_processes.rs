@@ -186,3 +186,56 @@ fn a_running_session_survives_a_restart_of_the_standin() {
     });
     assert!(ready.is_some(), "{}", stack.logs());
 }
+
+/// Pids of the processes that inherited this stack's stand-in environment
+/// (the stand-in's pods and everything they started).
+fn pod_processes(dir: &Path) -> Vec<u32> {
+    let marker = format!("STANDIN_VOLUMES_DIR={}", dir.join("volumes").display());
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(environ) = std::fs::read(entry.path().join("environ")) else { continue };
+        if environ.split(|b| *b == 0).any(|v| v == marker.as_bytes()) {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+/// Regression: code-server's entry process forks the server. When the
+/// workspace process died (killed by hand, as the restart test does), that
+/// child lived on, reparented to init, and was seen at 55% CPU long after the
+/// test ended. Each pod now has its own PID namespace, so when a pod's main
+/// process dies nothing it started survives, and a killed stand-in leaves
+/// nothing behind either.
+#[test]
+fn regression_a_dead_workspace_process_leaves_no_child_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut stack = stack(dir.path());
+    let id = create(&stack);
+    let addr = service_addr(&stack, &id);
+    assert!(wait_until(Duration::from_secs(60), || healthz(addr).then_some(())).is_some(), "{}", stack.logs());
+    let standin = stack.standin_mut().id().expect("the stand-in runs");
+    let before: Vec<u32> = pod_processes(dir.path()).into_iter().filter(|p| *p != standin).collect();
+    assert!(before.len() >= 2, "code-server runs as several processes: {before:?}");
+    let pid = workspace_pid(addr).expect("the workspace process runs");
+    std::process::Command::new("kill").args(["-KILL", &pid.to_string()]).status().unwrap();
+    let restarted = wait_until(Duration::from_secs(30), || {
+        let p = pod(&stack, &id);
+        (p["status"]["containerStatuses"][0]["restartCount"] == 1 && healthz(addr)).then_some(())
+    });
+    assert!(restarted.is_some(), "pod after the kill: {}\n{}", pod(&stack, &id), stack.logs());
+    let survivors: Vec<String> = pod_processes(dir.path())
+        .into_iter()
+        .filter(|p| before.contains(p))
+        .map(|p| {
+            let cmd = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+            format!("{p}: {}", String::from_utf8_lossy(&cmd).replace('\0', " "))
+        })
+        .collect();
+    assert!(survivors.is_empty(), "processes of the dead workspace still run: {survivors:#?}");
+
+    stack.standin_mut().kill();
+    let gone = wait_until(Duration::from_secs(15), || pod_processes(dir.path()).is_empty().then_some(()));
+    assert!(gone.is_some(), "left behind by a killed stand-in: {:?}", pod_processes(dir.path()));
+}

@@ -186,23 +186,10 @@ impl Launch {
     /// The host command line that runs this launch with its private root at `root` (an
     /// empty directory).
     pub fn argv(&self, root: &Path) -> Vec<String> {
-        let mut argv: Vec<String> = [
-            "setpriv",
-            "--pdeathsig",
-            "KILL",
-            "--",
-            "unshare",
-            "--mount",
-            "--propagation",
-            "private",
-            "--",
-            "sh",
-            "-c",
-            ENTER,
-            "standin-pod",
-        ]
-        .map(str::to_owned)
-        .into();
+        // The PID namespace matters: code-server's entry process forks the
+        // server, and without it that child outlived a killed stand-in.
+        let mut argv: Vec<String> =
+            PRIVATE.iter().chain(&["sh", "-c", ENTER, "standin-pod"]).map(|s| (*s).to_owned()).collect();
         argv.push(root.display().to_string());
         for m in &self.mounts {
             argv.extend([
