@@ -12,12 +12,14 @@
 //! | [`http`] | in | server, request pipeline, routes, handlers, validation, auth, rate-limit policy, errors |
 //! | [`views`] | between | response bodies and the old timestamp format: records in, serde structs out |
 //! | [`store`] | out | the Redis adapter: reads, the rate-limit script ([`store::gcra`]), enqueue through [`sm_redis`] |
+//! | [`access`] | – | signed, single-use workspace access links (pure) |
 //! | [`config`] | – | clap flags / env, validated into [`Config`] |
 //! | [`metrics`] | – | Prometheus metrics |
 //!
 //! [`store`] imports nothing from [`http`] or [`views`], so another binary
 //! (the gateway) can read sessions and enqueue without the HTTP layer.
 
+pub mod access;
 pub mod config;
 pub mod http;
 pub mod metrics;

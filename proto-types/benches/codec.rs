@@ -14,7 +14,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use proto_types::machine::{SessionView, decide};
 use proto_types::scripts::enqueue::{Enqueue, EnqueueReply};
-use proto_types::{Command, DesiredState, Event, Job, JobId, JobState, SessionId, SessionState};
+use proto_types::{Command, DesiredState, Event, Job, JobId, JobState, Origin, SessionId, SessionState};
 
 /// A job shaped like the api's: idempotency key and traceparent set.
 fn sample_job() -> Job {
@@ -42,6 +42,7 @@ fn event_codec(c: &mut Criterion) {
         session_state: SessionState::Running,
         at_ms: 1_700_000_000_000,
         error: None,
+        origin: Origin::Api,
     };
     let bytes = event.encode().expect("a valid event encodes");
     let mut group = c.benchmark_group("event");

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::id::{JobId, SessionId};
 use crate::job::CodecError;
-use crate::state::{Command, JobState, SessionState};
+use crate::state::{Command, JobState, Origin, SessionState};
 
 /// One status change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,6 +29,9 @@ pub struct Event {
     /// Error message for `failed` / `dead`.
     #[serde(default)]
     pub error: Option<String>,
+    /// Who asked for the job (older events carry none: `api`).
+    #[serde(default)]
+    pub origin: Origin,
 }
 
 impl Event {
@@ -58,6 +61,7 @@ mod tests {
             session_state: SessionState::Failed,
             at_ms: 42,
             error: Some("backup job failed".into()),
+            origin: Origin::Ttl,
         };
         assert_eq!(Event::decode(&e.encode().expect("encode")).expect("decode"), e);
     }

@@ -12,7 +12,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::id::{JobId, SessionId};
-use crate::state::Command;
+use crate::state::{Command, Origin};
 
 /// One accepted command, as queued.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,9 @@ pub struct Job {
     /// W3C `tracestate` accompanying `traceparent`.
     #[serde(default)]
     pub tracestate: Option<String>,
+    /// Who asked for it.
+    #[serde(default)]
+    pub origin: Origin,
 }
 
 /// A payload could not be encoded or decoded.
@@ -75,6 +78,7 @@ impl Job {
             idempotency_key: None,
             traceparent: None,
             tracestate: None,
+            origin: Origin::Api,
         }
     }
 }
@@ -119,6 +123,7 @@ mod tests {
         assert_eq!(job.generation, 3);
         assert_eq!(job.idempotency_key, None);
         assert_eq!(job.traceparent, None);
+        assert_eq!(job.origin, Origin::Api);
     }
 
     /// A newer shape with a field this version does not know.

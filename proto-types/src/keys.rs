@@ -78,10 +78,26 @@ pub fn demand(session_id: &str) -> String {
     format!("{HASH_TAG}:demand:{session_id}")
 }
 
+/// A used access-link nonce, kept until the link's expiry so each link
+/// works once.
+pub fn access_nonce(nonce: &str) -> String {
+    format!("{HASH_TAG}:nonce:{nonce}")
+}
+
 /// A rate-limit bucket (`scope` is e.g. `ip` or `key`).
 pub fn rate_limit(scope: &str, id: &str) -> String {
     format!("sm:rl:{scope}:{id}")
 }
+
+/// Sorted set of when each session was last used (member: session id,
+/// score: milliseconds since the epoch). The gateway flushes its in-memory
+/// activity into it with `ZADD GT`; the sweeper reads it.
+pub const ACTIVITY: &str = "{sm}:activity";
+
+/// Sorted set of each live session's next lifecycle deadline (member:
+/// session id, score: milliseconds since the epoch), read by the sweeper
+/// with `ZRANGEBYSCORE ... LIMIT`, never by scanning session hashes.
+pub const LIFECYCLE_DUE: &str = "{sm}:lifecycle-due";
 
 /// The slot-determining part of a key: what Redis Cluster hashes.
 pub fn hash_slot_part(key: &str) -> &str {
@@ -106,12 +122,15 @@ mod tests {
             DEAD_STREAM.to_owned(),
             SESSIONS_INDEX.to_owned(),
             FENCE_COUNTER.to_owned(),
+            ACTIVITY.to_owned(),
+            LIFECYCLE_DUE.to_owned(),
             job("0123"),
             session("abc"),
             user_sessions("user{odd}@example.com"),
             idempotency("k1", "{evil}"),
             lease("abc"),
             demand("abc"),
+            access_nonce("00ff"),
         ];
         for k in &keys {
             assert_eq!(hash_slot_part(k), "sm", "{k}");

@@ -44,4 +44,4 @@ pub use event::Event;
 pub use id::{JobId, SessionId};
 pub use job::{CodecError, Job};
 pub use machine::{Decision, Refusal};
-pub use state::{Command, DesiredState, JobState, SessionState};
+pub use state::{Command, DesiredState, JobState, Origin, SessionState};

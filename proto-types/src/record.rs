@@ -57,4 +57,8 @@ pub mod session {
     pub const LAST_JOB: &str = "last_job_id";
     /// Workspace URL handed to the client at create.
     pub const WORKSPACE_URL: &str = "workspace_url";
+    /// `host:port` the gateway proxies to (the Service's clusterIP and
+    /// port), written by the worker when the session converges to running
+    /// and removed when it does not run.
+    pub const UPSTREAM: &str = "upstream";
 }

@@ -148,6 +148,25 @@ wire_enum! {
     }
 }
 
+wire_enum! {
+    /// Who asked for a job: shown in `GET /jobs/{id}`, in events and in
+    /// metrics. Older payloads carry none and read as [`Origin::Api`].
+    #[derive(Default)]
+    Origin, "origin" {
+        /// A client of the api.
+        #[default]
+        Api => "api",
+        /// The gateway, waking a session on access.
+        Gateway => "gateway",
+        /// The sweeper, putting an idle session to sleep.
+        Idle => "idle",
+        /// The sweeper, deleting a session past its TTL or maximum age.
+        Ttl => "ttl",
+        /// The sweeper, repairing a session whose cluster objects drifted.
+        Drift => "drift",
+    }
+}
+
 impl Command {
     /// The desired state this command asks for.
     pub const fn desired(self) -> DesiredState {

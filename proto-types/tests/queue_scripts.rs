@@ -59,6 +59,7 @@ fn event(job: &Job, state: JobState, session_state: SessionState) -> Vec<u8> {
         session_state,
         at_ms: 5,
         error: None,
+        origin: job.origin,
     }
     .encode()
     .unwrap()

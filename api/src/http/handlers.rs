@@ -197,6 +197,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
             workspace_url_pattern: &state.config.workspace_url_pattern,
             trace: job_trace_context(input.headers),
             prefetched: input.prefetched.as_ref(),
+            origin: proto_types::Origin::Api,
         };
         state.store.enqueue(&req).await
     }

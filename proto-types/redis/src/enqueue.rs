@@ -17,7 +17,7 @@
 
 use proto_types::machine::{Decision, SessionView, decide};
 use proto_types::scripts::enqueue::{Enqueue, EnqueueReply, SOURCE};
-use proto_types::{Command, Job, JobId, Refusal, SessionId, SessionState, keys};
+use proto_types::{Command, Job, JobId, Origin, Refusal, SessionId, SessionState, keys};
 use redis::aio::ConnectionLike;
 
 use crate::error::{CorruptRecord, Error};
@@ -55,6 +55,8 @@ pub struct EnqueueRequest<'a> {
     pub trace: (Option<String>, Option<String>),
     /// The session as read together with something else, if it was.
     pub prefetched: Option<&'a Prefetched>,
+    /// Who asks (the api's clients unless said otherwise).
+    pub origin: Origin,
 }
 
 impl<'a> EnqueueRequest<'a> {
@@ -69,6 +71,7 @@ impl<'a> EnqueueRequest<'a> {
             workspace_url_pattern,
             trace: (None, None),
             prefetched: None,
+            origin: Origin::Api,
         }
     }
 }
@@ -159,6 +162,7 @@ impl Attempt {
             idempotency_key: req.idempotency.map(|(_, k, _)| k.to_owned()),
             traceparent: req.trace.0.clone(),
             tracestate: req.trace.1.clone(),
+            origin: req.origin,
         };
         Ok(Self { job, decision, expected_generation: expected, user_id, workspace_url, created_at_ms })
     }

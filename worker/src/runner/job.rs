@@ -333,6 +333,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
             session_state,
             at_ms: self.ctx.clock.now_ms(),
             error: error.map(str::to_owned),
+            origin: job.origin,
         };
         e.encode().unwrap_or_else(|error| {
             warn!(%error, "could not encode event");
