@@ -9,7 +9,7 @@ export CARGO_TERM_COLOR ?= never
 # kubernetes-validate find them on PATH.
 export PATH := $(CURDIR)/.venv/bin:$(PATH)
 
-.PHONY: help deps tools code-server run test fmt-check clippy bins cargo-test doc deploy-check bench
+.PHONY: help deps tools code-server browser run test fmt-check clippy bins cargo-test doc deploy-check bench
 
 help:
 	@echo "make run    - start redis, the stand-in cluster, a worker and the api locally"
@@ -35,6 +35,11 @@ bins:
 code-server:
 	@bash deploy/local/install-code-server.sh >/dev/null
 
+# Debian's chromium and playwright-core (npm registry), for the real-browser
+# test of the gateway; cached beside code-server.
+browser:
+	@bash deploy/local/install-browser.sh >/dev/null
+
 run: deps bins
 	bash deploy/local/run.sh
 
@@ -45,7 +50,7 @@ clippy:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 # The end-to-end tests run the api, worker and stand-in binaries: build them first.
-cargo-test: deps tools bins code-server
+cargo-test: deps tools bins code-server browser
 	rm -rf target/k8s-calls
 	KUBERNETES_VALIDATE_REQUIRED=1 $(CARGO) test --workspace --no-fail-fast
 
