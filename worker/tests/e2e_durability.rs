@@ -117,6 +117,13 @@ fn stored_job_states(conn: &mut redis::Connection) -> redis::RedisResult<HashMap
     Ok(states)
 }
 
+/// Entries of the jobs stream delivered to a worker and not yet acknowledged.
+fn stream_pending(conn: &mut redis::Connection) -> redis::RedisResult<usize> {
+    let reply: redis::streams::StreamPendingReply =
+        redis::cmd("XPENDING").arg(keys::JOBS_STREAM).arg(keys::GROUP).query(conn)?;
+    Ok(reply.count())
+}
+
 fn create(stack: &Stack, user: &str) -> (String, String) {
     let r = stack.api("POST", "/session/create", Some(&json!({ "user_id": user }))).unwrap();
     assert_eq!(r.status, 202, "{}", r.text());
@@ -210,12 +217,18 @@ fn redis_sigkill_under_load_loses_only_the_promised_window_and_everything_carrie
     // Every job Redis still has ends terminal, none stuck queued or running.
     let mut conn = stack.redis.client().get_connection().unwrap();
     let mut last = HashMap::new();
+    let mut pending = 0;
     let drained = wait_until(WAIT, || {
         last = stored_job_states(&mut conn).ok()?;
-        last.values().all(|s| TERMINAL.contains(&s.as_str())).then_some(())
+        pending = stream_pending(&mut conn).ok()?;
+        (pending == 0 && last.values().all(|s| TERMINAL.contains(&s.as_str()))).then_some(())
     });
     let stuck: Vec<_> = last.iter().filter(|(_, s)| !TERMINAL.contains(&s.as_str())).take(20).collect();
-    assert!(drained.is_some(), "jobs not terminal after the crash: {stuck:?}\n{}", stack.logs());
+    assert!(
+        drained.is_some(),
+        "after the crash: jobs not terminal {stuck:?}, {pending} stream entries pending\n{}",
+        stack.logs()
+    );
 
     // The workers carry on: a new create goes to running.
     let (id, job) = create(&stack, "after-crash@example.com");
