@@ -90,7 +90,12 @@ def machine():
             mem_kb = int(f.readline().split()[1])
     except OSError:
         mem_kb = 0
+    redis_version = None
+    if shutil.which("redis-server"):
+        out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+        redis_version = next((w[2:] for w in out.split() if w.startswith("v=")), out.strip() or None)
     return {
+        "redis_version": redis_version,
         "cpu": cpu,
         "cores": os.cpu_count(),
         "mem_gb": round(mem_kb / 1024 / 1024, 1),

@@ -91,14 +91,43 @@ impl Drop for ChildGuard {
 }
 
 /// How a [`RedisServer`] persists data.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Persistence {
     /// Nothing on disk (fast; a restart starts empty).
+    #[default]
     None,
     /// AOF with `appendfsync always`, so every acknowledged write survives a kill.
     AofAlways,
     /// AOF with `appendfsync everysec`, as in production.
     AofEverySec,
+}
+
+impl Persistence {
+    /// The AOF setting the deploy runs Redis with: `appendfsync` of
+    /// `deploy/base/redis.conf`, so a test of the durability promise follows the
+    /// deploy default when it changes.
+    pub fn deploy_default() -> io::Result<Self> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../base/redis.conf");
+        let conf = std::fs::read_to_string(&path)?;
+        Self::from_redis_conf(&conf).ok_or_else(|| {
+            io::Error::new(io::ErrorKind::InvalidData, format!("{}: no appendfsync always|everysec", path.display()))
+        })
+    }
+
+    /// The persistence a redis.conf text asks for (`appendonly yes` and its `appendfsync`).
+    pub fn from_redis_conf(conf: &str) -> Option<Self> {
+        let setting = |name: &str| {
+            conf.lines().filter_map(|l| l.trim().strip_prefix(name)).map(str::trim).next_back().map(str::to_owned)
+        };
+        if setting("appendonly ").as_deref() != Some("yes") {
+            return Some(Self::None);
+        }
+        match setting("appendfsync ").as_deref() {
+            Some("always") => Some(Self::AofAlways),
+            Some("everysec") => Some(Self::AofEverySec),
+            _ => None,
+        }
+    }
 }
 
 /// A private redis-server for one test.
@@ -232,6 +261,16 @@ fn spawn(port: u16, dir: &Path, persistence: Persistence) -> io::Result<ChildGua
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn persistence_follows_the_deploy_redis_conf() {
+        let conf = "appendonly yes\n# appendfsync always\nappendfsync everysec\n";
+        assert_eq!(Persistence::from_redis_conf(conf), Some(Persistence::AofEverySec));
+        assert_eq!(Persistence::from_redis_conf("appendonly yes\nappendfsync always"), Some(Persistence::AofAlways));
+        assert_eq!(Persistence::from_redis_conf("appendonly no\n"), Some(Persistence::None));
+        assert_eq!(Persistence::from_redis_conf("appendonly yes\nappendfsync no\n"), None);
+        assert!(Persistence::deploy_default().is_ok(), "deploy/base/redis.conf names its appendfsync");
+    }
 
     #[test]
     fn aof_survives_kill_and_restart() {

@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http::{self, Response};
-use crate::{ChildGuard, RedisServer, free_port};
+use crate::{ChildGuard, Persistence, RedisServer, free_port};
 
 /// The API key every stack's api accepts.
 pub const API_KEY: &str = "e2e-test-key-0123456789";
@@ -33,6 +33,8 @@ pub struct StackConfig {
     pub api_env: Vec<(String, String)>,
     /// Extra environment for the stand-in.
     pub standin_env: Vec<(String, String)>,
+    /// How the private Redis persists (default: nothing on disk).
+    pub redis: Persistence,
 }
 
 /// A running system.
@@ -79,7 +81,7 @@ impl Stack {
     pub fn start(config: StackConfig) -> io::Result<Self> {
         let bin = bin_dir();
         let dir = tempfile::Builder::new().prefix("sm-stack-").tempdir()?;
-        let redis = RedisServer::start()?;
+        let redis = RedisServer::start_with(config.redis)?;
 
         let kubeconfig = dir.path().join("kubeconfig");
         let (standin, standin_addr) = start_standin(&bin, dir.path(), &config, "127.0.0.1:0")?;
