@@ -26,6 +26,7 @@ fn running() -> Observed {
         scaled_object_paused: Some(false),
         pods: 1,
         backup: None,
+        stale: Default::default(),
     }
 }
 

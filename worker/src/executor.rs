@@ -14,6 +14,9 @@ use std::sync::Arc;
 
 use proto_types::{Command, DesiredState, JobId, SessionId, SessionState};
 
+use crate::entitlement::LeaseGuard;
+use crate::fenced::Fenced;
+
 /// What the runner asks an executor to do.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -32,6 +35,9 @@ pub struct Target {
     pub attempt: u32,
     /// Workspace URL recorded at create (host of the Ingress), if any.
     pub workspace_url: Option<String>,
+    /// The session lease the converge runs under: its fencing token goes on
+    /// every written object, and every write asks it first.
+    pub lease: LeaseGuard,
 }
 
 /// What the executor observed once the session reached its desired state.
@@ -77,6 +83,10 @@ pub enum ExecError {
         #[source]
         source: Option<ErrorSource>,
     },
+    /// A newer lease holder may own the session: stop writing at once and
+    /// abandon the job (no retry, no finish; the entry stays pending).
+    #[error("fenced: {0}")]
+    Fenced(#[from] Fenced),
 }
 
 impl ExecError {
@@ -97,6 +107,7 @@ impl ExecError {
         match self {
             Self::Retryable { message, .. } => Self::Retryable { message, source: cause },
             Self::Permanent { message, status, .. } => Self::Permanent { message, status, source: cause },
+            fenced @ Self::Fenced(_) => fenced,
         }
     }
 
@@ -106,9 +117,10 @@ impl ExecError {
     }
 
     /// What went wrong, without the kind prefix.
-    pub fn message(&self) -> &str {
+    pub fn message(&self) -> String {
         match self {
-            Self::Retryable { message, .. } | Self::Permanent { message, .. } => message,
+            Self::Retryable { message, .. } | Self::Permanent { message, .. } => message.clone(),
+            Self::Fenced(f) => f.to_string(),
         }
     }
 }

@@ -13,13 +13,16 @@
 //! | [`k8s`] | the Kubernetes side: object builders, `plan` (pure), `reconcile` (the production executor) |
 //! | [`cli`] | command-line flags and env vars, validated into the typed configs |
 //! | [`clock`] | wall-clock timestamps as an injected [`clock::Clock`] |
+//! | [`entitlement`], [`fenced`] | whether a write is still entitled under the session lease (pure, with the shared [`entitlement::LeaseGuard`]); the typed [`fenced::Fenced`] refusal |
 //! | [`metrics`], [`admin`] | Prometheus registry and the health/metrics server |
 //! | [`random`] | consumer-name suffix and jitter seeds |
 
 pub mod admin;
 pub mod cli;
 pub mod clock;
+pub mod entitlement;
 pub mod executor;
+pub mod fenced;
 pub mod k8s;
 pub mod metrics;
 pub mod queue;

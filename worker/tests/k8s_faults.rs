@@ -1,4 +1,4 @@
-//! Fault injection: the fake's interceptors (500 and 409 on patches, 422)
+//! Fault injection: the fake's interceptors (500 and 409 on creates, 422)
 //! and the fault layer (429, 403) between the executor and the cluster.
 //! Retryable faults end in success when retried the way the runner retries;
 //! permanent ones fail at once, after a single call, keeping the message.
@@ -14,18 +14,19 @@ use kube_fake_client::{Error as FakeError, interceptor};
 use proto_types::{DesiredState, SessionState};
 use worker::executor::ExecError;
 
-/// Interceptors failing the first `n` PATCH calls with `make()`.
-fn failing_patches(n: usize, make: fn() -> FakeError) -> (interceptor::Funcs, Arc<AtomicUsize>) {
+/// Interceptors failing the first `n` creates (POST: a fresh session's
+/// objects are created, never applied) with `make()`.
+fn failing_creates(n: usize, make: fn() -> FakeError) -> (interceptor::Funcs, Arc<AtomicUsize>) {
     let calls = Arc::new(AtomicUsize::new(0));
     let seen = calls.clone();
     let funcs = interceptor::Funcs::new()
-        .patch(move |_ctx| if seen.fetch_add(1, Ordering::SeqCst) < n { Err(make()) } else { Ok(None) });
+        .create(move |_ctx| if seen.fetch_add(1, Ordering::SeqCst) < n { Err(make()) } else { Ok(None) });
     (funcs, calls)
 }
 
 #[tokio::test]
 async fn server_errors_500_are_retried_until_success() {
-    let (funcs, calls) = failing_patches(3, || FakeError::Internal("etcd leader changed".into()));
+    let (funcs, calls) = failing_creates(3, || FakeError::Internal("etcd leader changed".into()));
     let c = Cluster::with(Some(funcs), config(), true).await;
     let id = sid("f500");
     let t = target(&id, DesiredState::Running, 1);
@@ -40,7 +41,8 @@ async fn server_errors_500_are_retried_until_success() {
 
 #[tokio::test]
 async fn conflicts_409_are_retryable() {
-    let (funcs, _) = failing_patches(1, || FakeError::Conflict("the object has been modified".into()));
+    // The gate reads again after each 409; three in a row are left to the retry policy.
+    let (funcs, _) = failing_creates(3, || FakeError::Conflict("the object has been modified".into()));
     let c = Cluster::with(Some(funcs), config(), true).await;
     let t = target(&sid("f409"), DesiredState::Running, 1);
     let e = c.converge(&t).await.unwrap_err();
@@ -51,7 +53,7 @@ async fn conflicts_409_are_retryable() {
 #[tokio::test]
 async fn invalid_objects_422_fail_at_once_with_the_message() {
     let (funcs, calls) =
-        failing_patches(usize::MAX, || FakeError::InvalidRequest("spec.replicas: Invalid value: -1".into()));
+        failing_creates(usize::MAX, || FakeError::InvalidRequest("spec.replicas: Invalid value: -1".into()));
     let c = Cluster::with(Some(funcs), config(), true).await;
     let e = c.converge(&target(&sid("f422"), DesiredState::Running, 1)).await.unwrap_err();
     match e {
@@ -79,9 +81,9 @@ async fn throttling_429_is_retried_until_success() {
 #[tokio::test]
 async fn forbidden_403_is_permanent_and_not_retried() {
     let c = Cluster::start().await;
-    let msg = "deployments.apps is forbidden: User \"system:serviceaccount:sm:worker\" cannot patch";
+    let msg = "persistentvolumeclaims is forbidden: User \"system:serviceaccount:sm:worker\" cannot create";
     c.faults.set(Some(Fault::FirstN {
-        method: Some(http::Method::PATCH),
+        method: Some(http::Method::POST),
         n: usize::MAX,
         code: 403,
         message: msg.into(),

@@ -24,11 +24,14 @@
 //!   tombstone, event, `XACK`, in one step.
 //! - [`dead_letter`]: move an entry to `{sm}:dead`, mark the job dead, `XACK`.
 //! - [`trim`]: `XTRIM MINID` below every pending and unread entry.
+//! - [`entitled`]: right before a Kubernetes create: lease still current,
+//!   generation still the job's, desired not `deleted`.
 //! - [`touch`]: heartbeat: reset a pending entry's idle time while this
 //!   consumer still owns it.
 
 pub mod dead_letter;
 pub mod enqueue;
+pub mod entitled;
 pub mod finish;
 pub mod lease;
 pub mod start;

@@ -16,6 +16,12 @@ pub fn is_not_found(err: &kube::Error) -> bool {
     matches!(err, kube::Error::Api(s) if s.code == 404)
 }
 
+/// Whether the error is the API server's 409 (a failed precondition or an
+/// object that already exists).
+pub fn is_conflict(err: &kube::Error) -> bool {
+    matches!(err, kube::Error::Api(s) if s.code == 409)
+}
+
 /// Whether an HTTP status from the API server is worth retrying.
 pub fn retryable_status(code: u16) -> bool {
     code == 408 || code == 409 || code == 429 || code >= 500

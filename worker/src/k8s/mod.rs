@@ -11,6 +11,8 @@
 //! | [`backup`] | the backup Job builder, file name and outcome |
 //! | [`plan`] | `plan(desired, &Observed) -> Vec<Step>` (pure) |
 //! | [`error`] | Kubernetes errors as typed [`crate::executor::ExecError`]s (retryable or permanent, source kept) |
+//! | `call.rs` | one API call in its span; typed reads |
+//! | [`gate`] | the write gate every write goes through: entitlement, fence annotation, resourceVersion/uid preconditions, create only after the Redis check |
 //! | [`reconcile`] | [`K8sExecutor`]: observe → plan → act against a `kube::Client` |
 //! | [`render`] | every generated object as JSON, for validation |
 //! | [`telemetry`] | span and latency histogram per Kubernetes API call (tower layer), [`client`] |
@@ -19,7 +21,9 @@
 //! (production: [`client`], kubeconfig or in-cluster) and fills [`K8sConfig`].
 
 pub mod backup;
+mod call;
 pub mod error;
+pub mod gate;
 pub mod k8s_config;
 pub mod keda;
 pub mod names;

@@ -34,6 +34,9 @@ pub const COMPONENT: &str = "app.kubernetes.io/component";
 pub const PAUSED_REPLICAS: &str = "autoscaling.keda.sh/paused-replicas";
 /// Annotation on the backup Job holding the file it writes.
 pub const BACKUP_FILE_ANNOTATION: &str = "session-manager/backup-file";
+/// Annotation on every object the worker writes: the fencing token of the
+/// session lease it was written under (see `gate.rs`).
+pub const FENCE_ANNOTATION: &str = "session-manager.io/fence";
 /// Container port of code-server.
 pub const WORKSPACE_PORT: i32 = 8080;
 

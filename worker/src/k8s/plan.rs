@@ -13,6 +13,12 @@
 //! - delete backs up only once no workspace pod holds the ReadWriteOnce
 //!   volume, and deletes nothing until the backup Job has succeeded;
 //! - the PVC is deleted last, with a uid precondition.
+//!
+//! Existing objects written under an older lease ([`Stale`]) are written
+//! again, so after any job every object carries the newest token. A delete
+//! never creates a workspace object: its apply steps only pause or scale
+//! down what exists (the gate creates nothing for a delete but the backup
+//! Job).
 
 use crate::executor::Outcome;
 use proto_types::{DesiredState, SessionState};
@@ -37,6 +43,23 @@ pub struct BackupView {
     pub outcome: JobOutcome,
 }
 
+/// Which existing objects carry an older lease's fencing token than this
+/// job's (or none): they are written again so they carry ours, and a
+/// stale holder's later write to any of them is refused by the gate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stale {
+    /// The PVC.
+    pub pvc: bool,
+    /// The Deployment.
+    pub deployment: bool,
+    /// The Service.
+    pub service: bool,
+    /// The Ingress.
+    pub ingress: bool,
+    /// The ScaledObject.
+    pub scaled_object: bool,
+}
+
 /// What exists in the cluster for one session.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Observed {
@@ -54,6 +77,8 @@ pub struct Observed {
     pub pods: usize,
     /// The backup Job of this delete request (only observed for deletes).
     pub backup: Option<BackupView>,
+    /// Existing objects written under an older lease.
+    pub stale: Stale,
 }
 
 /// What a bounded wait is waiting for.
@@ -133,21 +158,22 @@ pub fn plan(desired: DesiredState, observed: &Observed) -> Vec<Step> {
 
 fn plan_running(o: &Observed) -> Vec<Step> {
     let mut steps = Vec::new();
-    if o.pvc_uid.is_none() {
+    if o.pvc_uid.is_none() || o.stale.pvc {
         steps.push(Step::ApplyPvc);
     }
-    if o.deployment.as_ref().is_none_or(|d| d.replicas != 1) {
+    if o.deployment.as_ref().is_none_or(|d| d.replicas != 1) || o.stale.deployment {
         steps.push(Step::ApplyDeployment { replicas: 1 });
     }
-    if !o.service {
+    if !o.service || o.stale.service {
         steps.push(Step::ApplyService);
     }
-    if !o.ingress {
+    if !o.ingress || o.stale.ingress {
         steps.push(Step::ApplyIngress);
     }
     match o.scaled_object_paused {
         None => steps.push(Step::ApplyScaledObject { paused: false }),
         Some(true) => steps.push(Step::UnpauseScaledObject),
+        Some(false) if o.stale.scaled_object => steps.push(Step::ApplyScaledObject { paused: false }),
         Some(false) => {}
     }
     let ready = o.deployment.as_ref().map_or(0, |d| d.ready);
@@ -161,20 +187,20 @@ fn plan_running(o: &Observed) -> Vec<Step> {
 
 fn plan_sleeping(o: &Observed) -> Vec<Step> {
     let mut steps = Vec::new();
-    if o.pvc_uid.is_none() {
+    if o.pvc_uid.is_none() || o.stale.pvc {
         steps.push(Step::ApplyPvc);
     }
     // Pin KEDA first, so it cannot scale the workspace back up.
-    if o.scaled_object_paused != Some(true) {
+    if o.scaled_object_paused != Some(true) || o.stale.scaled_object {
         steps.push(Step::ApplyScaledObject { paused: true });
     }
-    if o.deployment.as_ref().is_none_or(|d| d.replicas != 0) {
+    if o.deployment.as_ref().is_none_or(|d| d.replicas != 0) || o.stale.deployment {
         steps.push(Step::ApplyDeployment { replicas: 0 });
     }
-    if !o.service {
+    if !o.service || o.stale.service {
         steps.push(Step::ApplyService);
     }
-    if !o.ingress {
+    if !o.ingress || o.stale.ingress {
         steps.push(Step::ApplyIngress);
     }
     if steps.is_empty() && o.pods == 0 {

@@ -17,6 +17,7 @@ fn running() -> Observed {
         scaled_object_paused: Some(false),
         pods: 1,
         backup: None,
+        stale: Stale::default(),
     }
 }
 
@@ -225,6 +226,7 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                     scaled_object_paused: so,
                                     pods,
                                     backup: b.clone(),
+                                    stale: Stale::default(),
                                 };
                                 let steps = plan(*desired, &o);
                                 let last = steps.last().expect("non-empty plan");
@@ -236,6 +238,12 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                         matches!(b.as_ref().map(|b| &b.outcome), Some(JobOutcome::Succeeded));
                                     assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
                                 }
+                                if *desired == DesiredState::Deleted {
+                                    assert!(
+                                        !steps.iter().any(|s| creates_workspace_object(s, &o)),
+                                        "{o:?} -> {steps:?}"
+                                    );
+                                }
                             }
                         }
                     }
@@ -243,4 +251,39 @@ fn every_plan_ends_in_wait_done_or_fail() {
             }
         }
     }
+}
+
+/// Whether `step` would have to create a workspace object that `o` lacks.
+fn creates_workspace_object(step: &Step, o: &Observed) -> bool {
+    match step {
+        Step::ApplyPvc => o.pvc_uid.is_none(),
+        Step::ApplyService => !o.service,
+        Step::ApplyIngress => !o.ingress,
+        Step::ApplyDeployment { .. } => o.deployment.is_none(),
+        Step::ApplyScaledObject { .. } => o.scaled_object_paused.is_none(),
+        _ => false,
+    }
+}
+
+#[test]
+fn objects_written_under_an_older_lease_are_written_again_with_ours() {
+    let all = Stale { pvc: true, deployment: true, service: true, ingress: true, scaled_object: true };
+    let steps = plan(DesiredState::Running, &Observed { stale: all, ..running() });
+    assert_eq!(
+        steps,
+        [
+            Step::ApplyPvc,
+            Step::ApplyDeployment { replicas: 1 },
+            Step::ApplyService,
+            Step::ApplyIngress,
+            Step::ApplyScaledObject { paused: false },
+            Step::Wait(Wait::Ready),
+        ]
+    );
+    let steps =
+        plan(DesiredState::Sleeping, &Observed { stale: Stale { service: true, ..Stale::default() }, ..sleeping() });
+    assert_eq!(steps, [Step::ApplyService, Step::Wait(Wait::PodsGone)]);
+    // A delete stamps nothing it is about to remove.
+    let steps = plan(DesiredState::Deleted, &Observed { stale: all, pods: 0, ..sleeping() });
+    assert!(!steps.iter().any(|s| matches!(s, Step::ApplyPvc | Step::ApplyService | Step::ApplyIngress)), "{steps:?}");
 }

@@ -9,7 +9,6 @@
 //! job loop (`crate::runner`), which decides about deliveries.
 
 use std::collections::HashMap;
-use std::fmt::Debug;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,22 +17,19 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, Preconditions};
+use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Client, Resource};
-use proto_types::{SessionId, SessionState};
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use proto_types::{DesiredState, SessionId, SessionState};
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use super::backup;
-use super::error::{exec_error, is_not_found};
+use super::call::{get_opt, traced};
 use super::k8s_config::K8sConfig;
 use super::keda::{self, ScaledObject};
-use super::names;
-use super::objects;
-use super::plan::{BackupView, DeploymentView, Observed, Step, Wait, plan};
+use super::plan::{BackupView, DeploymentView, Observed, Stale, Step, Wait, plan};
+use super::{backup, gate, names, objects};
+use crate::entitlement::CreatePurpose;
 use crate::executor::{ExecError, Executor, Outcome, Target};
 
 /// Converges sessions on Kubernetes. Cheap to clone.
@@ -62,7 +58,8 @@ impl K8sExecutor {
         Api::namespaced(self.client.clone(), &self.config.namespace)
     }
 
-    /// Observes every object of the session.
+    /// Observes every object of the session. Fenced when one of them
+    /// already carries a newer lease's token than ours.
     pub async fn observe(&self, target: &Target) -> Result<Observed, ExecError> {
         let id = &target.session_id;
         let ws = names::workspace(id);
@@ -70,15 +67,47 @@ impl K8sExecutor {
         let job_name = names::backup_job(id, target.generation);
         let pods = ListParams::default().labels(&names::workspace_pod_selector(id));
         let want_backup = target.desired == proto_types::DesiredState::Deleted;
+        let (pvc_api, deploy_api, svc_api, ing_api, so_api) = (
+            self.api::<PersistentVolumeClaim>(),
+            self.api::<Deployment>(),
+            self.api::<Service>(),
+            self.api::<Ingress>(),
+            self.api::<ScaledObject>(),
+        );
+        let job_api = self.api::<Job>();
         let (pvc, deploy, svc, ing, so, pods, job) = tokio::try_join!(
-            get_opt(self.api::<PersistentVolumeClaim>(), &pvc_name),
-            get_opt(self.api::<Deployment>(), &ws),
-            get_opt(self.api::<Service>(), &ws),
-            get_opt(self.api::<Ingress>(), &ws),
-            get_opt(self.api::<ScaledObject>(), &ws),
+            get_opt(&pvc_api, &pvc_name),
+            get_opt(&deploy_api, &ws),
+            get_opt(&svc_api, &ws),
+            get_opt(&ing_api, &ws),
+            get_opt(&so_api, &ws),
             traced("list", "Pod", &ws, async { self.api::<Pod>().list(&pods).await }),
-            async { if want_backup { get_opt(self.api::<Job>(), &job_name).await } else { Ok(None) } },
+            async { if want_backup { get_opt(&job_api, &job_name).await } else { Ok(None) } },
         )?;
+        let lease = &target.lease;
+        let behind = |meta: Option<&kube::api::ObjectMeta>| meta.is_some_and(|m| gate::fence_of(m) < lease.token());
+        if let Some(o) = &pvc {
+            gate::not_newer(o, lease)?
+        }
+        if let Some(o) = &deploy {
+            gate::not_newer(o, lease)?
+        }
+        if let Some(o) = &svc {
+            gate::not_newer(o, lease)?
+        }
+        if let Some(o) = &ing {
+            gate::not_newer(o, lease)?
+        }
+        if let Some(o) = &so {
+            gate::not_newer(o, lease)?
+        }
+        let stale = Stale {
+            pvc: behind(pvc.as_ref().map(Resource::meta)),
+            deployment: behind(deploy.as_ref().map(Resource::meta)),
+            service: behind(svc.as_ref().map(Resource::meta)),
+            ingress: behind(ing.as_ref().map(Resource::meta)),
+            scaled_object: behind(so.as_ref().map(Resource::meta)),
+        };
         Ok(Observed {
             pvc_uid: pvc.map(|p| p.metadata.uid.unwrap_or_default()),
             deployment: deploy.as_ref().map(deployment_view),
@@ -88,47 +117,56 @@ impl K8sExecutor {
             // A terminating pod still holds the volume, so it counts.
             pods: pods.items.len(),
             backup: job.map(|j| BackupView { file: backup::file_of(&j), outcome: backup::outcome(&j) }),
+            stale,
         })
     }
 
-    /// Performs one action step.
+    /// Performs one action step, through the write gate (`gate.rs`).
     pub async fn act(&self, target: &Target, step: &Step) -> Result<(), ExecError> {
         let cfg = &*self.config;
         let id = &target.session_id;
         let ws = names::workspace(id);
+        let lease = &target.lease;
+        // A delete never creates a workspace object: its steps only update existing ones.
+        let create = (target.desired != DesiredState::Deleted).then_some(CreatePurpose::Workspace);
         match step {
-            Step::ApplyPvc => apply(self.api(), &names::pvc(id), &objects::pvc(cfg, id)).await,
+            Step::ApplyPvc => gate::apply(&self.api(), lease, &names::pvc(id), objects::pvc(cfg, id), create).await,
             Step::ApplyDeployment { replicas } => {
-                apply(self.api(), &ws, &objects::deployment(cfg, id, *replicas)).await
+                gate::apply(&self.api(), lease, &ws, objects::deployment(cfg, id, *replicas), create).await
             }
-            Step::ApplyService => apply(self.api(), &ws, &objects::service(cfg, id)).await,
+            Step::ApplyService => gate::apply(&self.api(), lease, &ws, objects::service(cfg, id), create).await,
             Step::ApplyIngress => {
-                apply(self.api(), &ws, &objects::ingress(cfg, id, target.workspace_url.as_deref())).await
+                let ing = objects::ingress(cfg, id, target.workspace_url.as_deref());
+                gate::apply(&self.api(), lease, &ws, ing, create).await
             }
-            Step::ApplyScaledObject { paused } => apply(self.api(), &ws, &keda::scaled_object(cfg, id, *paused)).await,
+            Step::ApplyScaledObject { paused } => {
+                gate::apply(&self.api(), lease, &ws, keda::scaled_object(cfg, id, *paused), create).await
+            }
             Step::UnpauseScaledObject => {
                 let patch = serde_json::json!({"metadata": {"annotations": {names::PAUSED_REPLICAS: null}}});
-                let api = self.api::<ScaledObject>();
-                let pp = PatchParams::default();
-                traced("patch", "ScaledObject", &ws, async { api.patch(&ws, &pp, &Patch::Merge(&patch)).await })
-                    .await
-                    .map(drop)
+                gate::merge(&self.api::<ScaledObject>(), lease, &ws, patch).await
             }
             Step::CreateBackup => {
                 let file = backup::file_name(id, jiff::Timestamp::now());
                 let job = backup::job(cfg, id, target.generation, &file);
-                apply(self.api(), &names::backup_job(id, target.generation), &job).await
+                let name = names::backup_job(id, target.generation);
+                gate::create_once(&self.api(), lease, &name, job, CreatePurpose::Backup).await
             }
-            Step::DeleteScaledObject => delete(self.api::<ScaledObject>(), &ws, DeleteParams::default()).await,
-            Step::DeleteIngress => delete(self.api::<Ingress>(), &ws, DeleteParams::default()).await,
-            Step::DeleteService => delete(self.api::<Service>(), &ws, DeleteParams::default()).await,
-            Step::DeleteDeployment => delete(self.api::<Deployment>(), &ws, DeleteParams::background()).await,
+            Step::DeleteScaledObject => {
+                gate::delete(&self.api::<ScaledObject>(), lease, &ws, None, DeleteParams::default()).await
+            }
+            Step::DeleteIngress => {
+                gate::delete(&self.api::<Ingress>(), lease, &ws, None, DeleteParams::default()).await
+            }
+            Step::DeleteService => {
+                gate::delete(&self.api::<Service>(), lease, &ws, None, DeleteParams::default()).await
+            }
+            Step::DeleteDeployment => {
+                gate::delete(&self.api::<Deployment>(), lease, &ws, None, DeleteParams::background()).await
+            }
             Step::DeletePvc { uid } => {
-                let dp = DeleteParams {
-                    preconditions: Some(Preconditions { uid: Some(uid.clone()), resource_version: None }),
-                    ..DeleteParams::default()
-                };
-                delete(self.api::<PersistentVolumeClaim>(), &names::pvc(id), dp).await
+                let api = self.api::<PersistentVolumeClaim>();
+                gate::delete(&api, lease, &names::pvc(id), Some(uid), DeleteParams::default()).await
             }
             Step::Wait(_) | Step::Done(_) | Step::Fail { .. } => Ok(()),
         }
@@ -210,51 +248,6 @@ fn deployment_view(d: &Deployment) -> DeploymentView {
         replicas: d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
         ready: if stale { 0 } else { status.and_then(|s| s.ready_replicas).unwrap_or(0) },
     }
-}
-
-/// Runs one Kubernetes call in a span, classifying its error.
-async fn traced<T>(
-    verb: &'static str,
-    kind: &str,
-    name: &str,
-    fut: impl Future<Output = Result<T, kube::Error>>,
-) -> Result<T, ExecError> {
-    let span = tracing::debug_span!("k8s.request", k8s.verb = verb, k8s.kind = kind, k8s.name = name);
-    fut.instrument(span).await.map_err(|e| exec_error(&format!("{verb} {kind} {name}"), e))
-}
-
-async fn get_opt<K>(api: Api<K>, name: &str) -> Result<Option<K>, ExecError>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    let kind = kind_of::<K>();
-    traced("get", &kind, name, async { api.get_opt(name).await }).await
-}
-
-async fn apply<K>(api: Api<K>, name: &str, obj: &K) -> Result<(), ExecError>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Serialize + Debug,
-{
-    let pp = PatchParams::apply(names::FIELD_MANAGER).force();
-    traced("apply", &kind_of::<K>(), name, async { api.patch(name, &pp, &Patch::Apply(obj)).await }).await.map(drop)
-}
-
-async fn delete<K>(api: Api<K>, name: &str, dp: DeleteParams) -> Result<(), ExecError>
-where
-    K: Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    let kind = kind_of::<K>();
-    traced("delete", &kind, name, async {
-        match api.delete(name, &dp).await {
-            Err(e) if is_not_found(&e) => Ok(()),
-            other => other.map(drop),
-        }
-    })
-    .await
-}
-
-fn kind_of<K: Resource<DynamicType = ()>>() -> String {
-    K::kind(&()).into_owned()
 }
 
 #[cfg(test)]

@@ -31,6 +31,11 @@ struct CommandLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabels {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct FinishedLabels {
     command: &'static str,
     state: &'static str,
@@ -92,6 +97,7 @@ pub struct Metrics {
     reclaimed: Counter,
     lease_contention: Counter,
     left_pending: Counter,
+    abandoned: Family<OutcomeLabels, Counter>,
     kube: KubeRequestMetrics,
     backlog: BacklogGauges,
 }
@@ -156,6 +162,13 @@ impl Metrics {
             "Deliveries that ended without finishing the job (retries exhausted, undecodable, Redis errors)",
             left_pending.clone(),
         );
+        let abandoned = Family::<OutcomeLabels, Counter>::default();
+        registry.register(
+            "jobs_abandoned",
+            "Deliveries abandoned without a finish, by outcome (fenced: stopped before a Kubernetes write it was no longer entitled to)",
+            abandoned.clone(),
+        );
+        abandoned.get_or_create_owned(&OutcomeLabels { outcome: "fenced" });
         let kube = KubeRequestMetrics { latency: Family::new_with_constructor(kube_histogram) };
         registry.register(
             "kube_request_duration_seconds",
@@ -203,6 +216,7 @@ impl Metrics {
             reclaimed,
             lease_contention,
             left_pending,
+            abandoned,
             kube,
             backlog,
         }
@@ -246,6 +260,11 @@ impl Metrics {
     /// A delivery ended with the entry left pending.
     pub fn left_pending(&self) {
         self.left_pending.inc();
+    }
+
+    /// A delivery was fenced: abandoned before a write it was no longer entitled to.
+    pub fn fenced(&self) {
+        self.abandoned.get_or_create_owned(&OutcomeLabels { outcome: "fenced" }).inc();
     }
 
     /// The Kubernetes latency histogram, for the kube client's layer.

@@ -20,6 +20,7 @@ mod scripts;
 use std::time::Duration;
 
 use proto_types::scripts::dead_letter::DeadLetter;
+use proto_types::scripts::entitled::EntitledReply;
 use proto_types::scripts::finish::{Finish, FinishReply};
 use proto_types::scripts::lease::{AcquireReply, Lease};
 use proto_types::scripts::start::{SessionSnapshot, StartReply};
@@ -237,6 +238,11 @@ impl Queue {
     /// longer owns it.
     pub async fn touch(&self, entry_id: &str) -> Result<bool, QueueError> {
         self.scripts.touch(entry_id).await
+    }
+
+    /// The check right before a Kubernetes create (the entitled script).
+    pub async fn entitled(&self, lease: &Lease, generation: u64, backup: bool) -> Result<EntitledReply, QueueError> {
+        self.scripts.entitled(lease, generation, backup).await
     }
 }
 

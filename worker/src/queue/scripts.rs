@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use proto_types::keys;
 use proto_types::scripts::dead_letter::{self, DeadLetter};
+use proto_types::scripts::entitled::{self, EntitledReply};
 use proto_types::scripts::finish::{self, Finish, FinishReply};
 use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{self, Start, StartReply};
@@ -39,6 +40,7 @@ struct Loaded {
     dead_letter: redis::Script,
     trim: redis::Script,
     touch: redis::Script,
+    entitled: redis::Script,
 }
 
 impl Scripts {
@@ -53,6 +55,7 @@ impl Scripts {
             dead_letter: redis::Script::new(dead_letter::SOURCE),
             trim: redis::Script::new(trim::SOURCE),
             touch: redis::Script::new(touch::SOURCE),
+            entitled: redis::Script::new(entitled::SOURCE),
         });
         Self { conn, consumer, loaded }
     }
@@ -110,5 +113,17 @@ impl Scripts {
     pub(super) async fn touch(&self, entry_id: &str) -> Result<bool, QueueError> {
         let inv = touch::invocation(keys::GROUP, &self.consumer, entry_id);
         Ok(touch::parse(&self.run("touch", &self.loaded.touch, &inv).await?)?.is_none())
+    }
+
+    /// The check right before a Kubernetes create: lease current,
+    /// generation the job's, desired not `deleted` (unless `backup`).
+    pub(super) async fn entitled(
+        &self,
+        lease: &Lease,
+        generation: u64,
+        backup: bool,
+    ) -> Result<EntitledReply, QueueError> {
+        let inv = entitled::invocation(lease, generation, backup);
+        Ok(EntitledReply::parse(&self.run("entitled", &self.loaded.entitled, &inv).await?)?)
     }
 }

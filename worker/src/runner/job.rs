@@ -20,6 +20,7 @@
 use std::sync::Arc;
 
 use proto_types::scripts::dead_letter::{DeadJob, DeadLetter};
+use proto_types::scripts::entitled::EntitledReply;
 use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::Lease;
 use proto_types::scripts::start::{SessionSnapshot, StartReply};
@@ -35,7 +36,9 @@ use super::retry;
 use super::runner_config::RunnerConfig;
 use super::stats::{Counter, Stats};
 use crate::clock::SharedClock;
+use crate::entitlement::{CreateCheck, CreatePurpose, LeaseGuard};
 use crate::executor::{ExecError, Executor, Outcome, Target};
+use crate::fenced::{CreateCheckError, Fenced};
 use crate::metrics::Metrics;
 use crate::queue::{Entry, Queue, QueueError};
 
@@ -56,8 +59,15 @@ pub(crate) async fn handle<E: Executor>(ctx: Arc<Ctx<E>>, entry: Entry, deliveri
     let job = entry.payload.as_deref().and_then(|p| Job::decode(p).ok());
     let span = job_span(&ctx, &entry, job.as_ref());
     let known = Known::new(entry.deleted, job.as_ref().map(|j| j.generation), deliveries);
-    let delivery =
-        Delivery { ctx: &ctx, entry: &entry, job: job.as_ref(), known, lease: None, started: Instant::now() };
+    let delivery = Delivery {
+        ctx: &ctx,
+        entry: &entry,
+        job: job.as_ref(),
+        known,
+        lease: None,
+        lease_sent_ms: 0,
+        started: Instant::now(),
+    };
     delivery.run().instrument(span).await
 }
 
@@ -79,6 +89,7 @@ fn job_span<E>(ctx: &Ctx<E>, entry: &Entry, job: Option<&Job>) -> Span {
         messaging.consumer.name = ctx.queue.consumer(),
         messaging.delivery_count = field::Empty,
         job.state = field::Empty,
+        job.outcome = field::Empty,
         { attrs::OTEL_STATUS_CODE } = field::Empty,
         { attrs::OTEL_STATUS_DESCRIPTION } = field::Empty,
     );
@@ -105,6 +116,8 @@ struct Delivery<'a, E> {
     known: Known,
     /// The session lease, while held.
     lease: Option<Lease>,
+    /// When the acquire of `lease` was sent (clock ms).
+    lease_sent_ms: u64,
     /// When this delivery started (job duration metric).
     started: Instant,
 }
@@ -198,13 +211,18 @@ impl<'a, E: Executor> Delivery<'a, E> {
             ctx.stats.add(Counter::LeaseContention, 1);
             ctx.metrics.lease_contended();
         };
+        let clock = &*ctx.clock;
         let got =
-            lease::wait_for(&ctx.queue, timing, &self.entry.id, session, &owner, ctx.shutdown.clone(), held).await?;
+            lease::wait_for(&ctx.queue, timing, clock, &self.entry.id, session, &owner, ctx.shutdown.clone(), held)
+                .await?;
         self.known.lease = match &got {
-            Some(lease) => LeaseState::Held { token: lease.token },
+            Some((lease, _)) => LeaseState::Held { token: lease.token },
             None => LeaseState::ShutdownWhileWaiting,
         };
-        self.lease = got;
+        if let Some((lease, sent_ms)) = got {
+            self.lease = Some(lease);
+            self.lease_sent_ms = sent_ms;
+        }
         Ok(())
     }
 
@@ -217,6 +235,8 @@ impl<'a, E: Executor> Delivery<'a, E> {
     async fn converge(&mut self, desired: DesiredState, generation: u64) {
         let ctx = self.ctx;
         let job = self.job();
+        let lease = self.lease.as_ref().expect("the lifecycle converges only under the lease");
+        let guard = self.guard(lease, generation);
         let target = Target {
             session_id: job.session_id.clone(),
             desired,
@@ -225,8 +245,8 @@ impl<'a, E: Executor> Delivery<'a, E> {
             command: job.command,
             attempt: self.attempts(),
             workspace_url: self.snapshot().and_then(|s| s.workspace_url.clone()),
+            lease: guard.clone(),
         };
-        let lease = self.lease.as_ref().expect("the lifecycle converges only under the lease");
         let timing = LeaseTiming { ttl: ctx.config.lease };
         let retried = |error: &ExecError, delay| {
             ctx.stats.add(Counter::Retries, 1);
@@ -235,9 +255,33 @@ impl<'a, E: Executor> Delivery<'a, E> {
         };
         let result = tokio::select! {
             r = retry::with_retries(&ctx.config.retry, |n| self.converge_once(&target, n), retried) => r,
-            never = lease::heartbeat(&ctx.queue, timing, &self.entry.id, lease) => match never {},
+            never = lease::heartbeat(&ctx.queue, timing, &self.entry.id, lease, &guard) => match never {},
         };
         self.known.converged = Some(result);
+    }
+
+    /// The entitlement of `lease` for this converge: from when its acquire
+    /// was sent, with the entitled script as the check before each create.
+    fn guard(&self, lease: &Lease, generation: u64) -> LeaseGuard {
+        let queue = self.ctx.queue.clone();
+        let held = lease.clone();
+        let check: CreateCheck = Arc::new(move |purpose| {
+            let (queue, lease) = (queue.clone(), held.clone());
+            Box::pin(async move {
+                let backup = purpose == CreatePurpose::Backup;
+                let reply = queue.entitled(&lease, generation, backup).await;
+                let why = match reply.map_err(|e| CreateCheckError::Unavailable(e.to_string()))? {
+                    EntitledReply::Entitled => return Ok(()),
+                    EntitledReply::Lost => "the session lease is no longer ours".to_owned(),
+                    EntitledReply::Superseded { generation: now } => {
+                        format!("the session moved on to generation {now} (job: {generation})")
+                    }
+                    EntitledReply::Deleted => "the session is to be deleted".to_owned(),
+                };
+                Err(Fenced::NotEntitled { object: format!("objects of session {}", lease.session_id), why }.into())
+            })
+        });
+        LeaseGuard::new(lease.token, self.ctx.config.lease, self.lease_sent_ms, Arc::clone(&self.ctx.clock), check)
     }
 
     /// One executor try in its own `job.converge` span (`try` counts from 1).
@@ -379,6 +423,12 @@ impl<'a, E: Executor> Delivery<'a, E> {
                 warn!(reason, "entry stays pending for redelivery");
             }
             Done::ShutdownWhileWaiting => info!("shutdown while waiting for the session lease; entry stays pending"),
+            Done::Fenced { reason } => {
+                ctx.metrics.fenced();
+                span.record("job.outcome", "fenced");
+                span_failed(&span, &reason);
+                warn!(reason, "fenced: stopped before the next Kubernetes write; job abandoned, entry stays pending");
+            }
         }
     }
 

@@ -21,6 +21,8 @@ use tokio::time::Instant;
 use tracing::{debug, warn};
 
 use super::shutdown::stopped;
+use crate::clock::Clock;
+use crate::entitlement::LeaseGuard;
 use crate::queue::{Queue, QueueError};
 
 /// The Redis operations the lease needs.
@@ -78,17 +80,21 @@ impl LeaseTiming {
 
 /// Waits for the session lease, touching the entry every
 /// [`LeaseTiming::heartbeat_every`] while another holder has it.
-/// `on_held` runs each time the lease was found held. `None` when shutdown
-/// was requested first.
+/// `on_held` runs each time the lease was found held. Returns the lease and
+/// when (`clock` ms) the successful acquire was sent, the start of its
+/// entitlement (`crate::entitlement`); `None` when shutdown was requested
+/// first.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn wait_for<S: LeaseStore>(
     store: &S,
     timing: LeaseTiming,
+    clock: &dyn Clock,
     entry_id: &str,
     session_id: &str,
     owner: &str,
     mut shutdown: watch::Receiver<bool>,
     mut on_held: impl FnMut(),
-) -> Result<Option<Lease>, QueueError> {
+) -> Result<Option<(Lease, u64)>, QueueError> {
     let cap = timing.poll_cap();
     let mut delays = ExponentialBuilder::new()
         .with_min_delay(Duration::from_millis(10).min(cap))
@@ -99,9 +105,11 @@ pub(crate) async fn wait_for<S: LeaseStore>(
         .build();
     let mut last_touch = Instant::now();
     loop {
+        let sent_ms = clock.now_ms();
         match store.acquire(session_id, owner, timing.ttl).await? {
             AcquireReply::Acquired { token } => {
-                return Ok(Some(Lease { session_id: session_id.to_owned(), owner: owner.to_owned(), token }));
+                let lease = Lease { session_id: session_id.to_owned(), owner: owner.to_owned(), token };
+                return Ok(Some((lease, sent_ms)));
             }
             AcquireReply::Held { owner: holder, ttl_ms } => {
                 on_held();
@@ -122,12 +130,15 @@ pub(crate) async fn wait_for<S: LeaseStore>(
 
 /// Keeps the entry from being reclaimed and the lease from expiring: every
 /// [`LeaseTiming::heartbeat_every`], touch the entry and renew the lease.
-/// Runs until dropped; failures are logged (a lost lease fences our write).
+/// Each renewal that succeeded moves `guard`'s entitlement to when it was
+/// sent; one that answered "lost" ends it at once. Runs until dropped;
+/// failures are logged.
 pub(crate) async fn heartbeat<S: LeaseStore>(
     store: &S,
     timing: LeaseTiming,
     entry_id: &str,
     lease: &Lease,
+    guard: &LeaseGuard,
 ) -> Infallible {
     let every = timing.heartbeat_every();
     loop {
@@ -137,9 +148,13 @@ pub(crate) async fn heartbeat<S: LeaseStore>(
             Ok(false) => warn!("entry was reclaimed by another consumer"),
             Err(error) => warn!(%error, "heartbeat failed"),
         }
+        let sent_ms = guard.now_ms();
         match store.renew(lease, timing.ttl).await {
-            Ok(true) => {}
-            Ok(false) => warn!("session lease lost; our session write will be fenced"),
+            Ok(true) => guard.renewed(sent_ms),
+            Ok(false) => {
+                guard.lost();
+                warn!("session lease lost; no further Kubernetes write, and our session write will be fenced");
+            }
             Err(error) => warn!(%error, "lease renewal failed"),
         }
     }
@@ -151,6 +166,7 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
+    use crate::clock::ManualClock;
 
     /// Records every call with the (paused) time it came at.
     #[derive(Default)]
@@ -208,8 +224,9 @@ mod tests {
     async fn heartbeat_touches_and_renews_every_third_of_the_lease() {
         let store = FakeStore::held(0);
         let lease = lease();
+        let guard = LeaseGuard::unbounded(42);
         tokio::select! {
-            never = heartbeat(&store, TIMING, "1-0", &lease) => match never {},
+            never = heartbeat(&store, TIMING, "1-0", &lease, &guard) => match never {},
             _ = tokio::time::sleep(MS(1_000)) => {}
         }
         assert_eq!(store.at("touch"), [MS(300), MS(600), MS(900)]);
@@ -220,8 +237,8 @@ mod tests {
     async fn a_free_lease_is_taken_at_once() {
         let store = FakeStore::held(0);
         let (_tx, rx) = watch::channel(false);
-        let got = wait_for(&store, TIMING, "1-0", "abc", "w:1-0", rx, || {}).await.unwrap();
-        assert_eq!(got, Some(lease()));
+        let got = wait_for(&store, TIMING, &ManualClock::at(5), "1-0", "abc", "w:1-0", rx, || {}).await.unwrap();
+        assert_eq!(got, Some((lease(), 5)));
         assert_eq!(store.at("acquire"), [MS(0)]);
         assert!(store.at("touch").is_empty());
     }
@@ -231,8 +248,8 @@ mod tests {
         let store = FakeStore::held(40);
         let (_tx, rx) = watch::channel(false);
         let mut held = 0;
-        let got = wait_for(&store, TIMING, "1-0", "abc", "w:1-0", rx, || held += 1).await.unwrap();
-        assert_eq!(got.map(|l| l.token), Some(42));
+        let got = wait_for(&store, TIMING, &ManualClock::at(5), "1-0", "abc", "w:1-0", rx, || held += 1).await.unwrap();
+        assert_eq!(got.map(|(l, _)| l.token), Some(42));
         assert_eq!(held, 40);
         let polls = store.at("acquire");
         let cap = TIMING.poll_cap();
@@ -258,7 +275,8 @@ mod tests {
             tokio::time::sleep(MS(2_000)).await;
             tx.send(true).unwrap();
         };
-        let (got, ()) = tokio::join!(wait_for(&store, TIMING, "1-0", "abc", "w:1-0", rx, || {}), stop);
+        let clock = ManualClock::at(5);
+        let (got, ()) = tokio::join!(wait_for(&store, TIMING, &clock, "1-0", "abc", "w:1-0", rx, || {}), stop);
         assert_eq!(got.unwrap(), None);
         assert!(store.at("acquire").iter().all(|t| *t <= MS(2_000)));
         // At most a third of the lease plus two poll caps (750 ms) between touches.

@@ -232,6 +232,13 @@ pub enum Done {
     /// Shutdown came while waiting for the session lease; the entry stays
     /// pending for another worker (not a failure).
     ShutdownWhileWaiting,
+    /// The executor stopped before a write it was no longer entitled to
+    /// (a newer lease holder may own the session): abandoned without a
+    /// finish or an ack, so the newer holder's work stands.
+    Fenced {
+        /// Why.
+        reason: String,
+    },
 }
 
 /// The next thing to do with a delivery.
@@ -327,6 +334,7 @@ pub fn next(k: &Known, max_deliveries: u64) -> Step {
             event_status: *status,
             session: Some(SessionWrite { fence: token, status: *status, replicas: 0, backup_file: None }),
         },
+        Some(Err(ExecError::Fenced(fenced))) => return Step::Done(Done::Fenced { reason: fenced.to_string() }),
         Some(Err(e @ ExecError::Retryable { .. })) => {
             return Step::Done(Done::LeftPending { reason: format!("retries exhausted: {}", e.message()) });
         }

@@ -221,6 +221,11 @@ fn the_executor_result_decides_the_one_finish() {
             Err(ExecError::retryable("503")),
             Step::Done(Done::LeftPending { reason: "retries exhausted: 503".into() }),
         ),
+        (
+            "fenced: abandoned without a finish",
+            Err(ExecError::Fenced(crate::fenced::Fenced::LeaseLost)),
+            Step::Done(Done::Fenced { reason: "the session lease was lost to another holder".into() }),
+        ),
     ];
     for (name, result, want) in cases {
         assert_eq!(next(&converging().converged(result), MAX), want, "{name}");

@@ -263,5 +263,6 @@ pub fn target(id: &SessionId, desired: DesiredState, generation: u64) -> Target 
         command,
         attempt: 1,
         workspace_url: None,
+        lease: worker::entitlement::LeaseGuard::unbounded(1),
     }
 }

@@ -200,6 +200,44 @@ async fn delete_honours_the_uid_precondition() {
     h.standin.shutdown().await;
 }
 
+/// The worker's write gate relies on these: an apply or merge patch carrying a
+/// `metadata.resourceVersion` that is no longer current is a 409 and changes
+/// nothing, and a delete with a stale `resourceVersion` precondition too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_honour_the_resource_version_precondition() {
+    let h = start(|_, _| {}).await;
+    let api: Api<Deployment> = Api::namespaced(h.client.clone(), NS);
+    let old = apply(&api, "ws-rv", 1).await.metadata.resource_version.unwrap();
+    let now = apply(&api, "ws-rv", 2).await.metadata.resource_version.unwrap();
+    assert_ne!(old, now);
+    let mut stale = deployment("ws-rv", 0);
+    stale["metadata"]["resourceVersion"] = json!(old);
+    let pp = PatchParams::apply(MANAGER).force();
+    match api.patch("ws-rv", &pp, &Patch::Apply(&stale)).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409),
+        other => panic!("expected 409 for a stale apply, got {other:?}"),
+    }
+    let merge = json!({"metadata": {"resourceVersion": old}, "spec": {"replicas": 0}});
+    match api.patch("ws-rv", &PatchParams::default(), &Patch::Merge(&merge)).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409),
+        other => panic!("expected 409 for a stale merge patch, got {other:?}"),
+    }
+    assert_eq!(api.get("ws-rv").await.unwrap().spec.unwrap().replicas, Some(2), "nothing changed");
+    let stale_delete = DeleteParams {
+        preconditions: Some(Preconditions { uid: None, resource_version: Some(old) }),
+        ..DeleteParams::default()
+    };
+    match api.delete("ws-rv", &stale_delete).await {
+        Err(kube::Error::Api(status)) => assert_eq!(status.code, 409),
+        other => panic!("expected 409 for a stale delete, got {other:?}"),
+    }
+    let mut current = deployment("ws-rv", 0);
+    current["metadata"]["resourceVersion"] = json!(now);
+    api.patch("ws-rv", &pp, &Patch::Apply(&current)).await.unwrap();
+    assert_eq!(api.get("ws-rv").await.unwrap().spec.unwrap().replicas, Some(0));
+    h.standin.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn injected_faults_fail_the_first_requests_then_pass() {
     // 500: kube's default client retry policy resends 429/503/504 by itself, hiding them.
