@@ -9,7 +9,7 @@
 //! | [`objects`] | PVC, Deployment, Service, Ingress builders (pure) |
 //! | [`keda`] | the typed KEDA `ScaledObject` and why sleep uses `paused-replicas` |
 //! | [`backup`] | the backup Job builder, file name and outcome |
-//! | [`plan`] | `plan(desired, &Observed) -> Vec<Step>` (pure) |
+//! | [`plan`] | `plan(desired, &Observed, Routing) -> Vec<Step>` (pure) |
 //! | [`error`] | Kubernetes errors as typed [`crate::executor::ExecError`]s (retryable or permanent, source kept) |
 //! | [`reconcile`] | [`K8sExecutor`]: observe → plan → act against a `kube::Client` |
 //! | [`render`] | every generated object as JSON, for validation |
