@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::access::{Keys, KeysError};
 use crate::http::auth::{KeySet, OLD_DEFAULT_KEY};
 use crate::http::net::{Cidr, CidrError, parse_cidrs};
 
@@ -71,7 +72,32 @@ pub struct Args {
     /// Log line format: `text` for humans, `json` for log collectors.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    /// How workspaces are protected: `token` (signed access links, needs ACCESS_KEYS),
+    /// `header` (a forward-auth proxy in front) or `none` (open links).
+    #[arg(long, env = "WORKSPACE_AUTH", value_enum, default_value_t = WorkspaceAuth::Token)]
+    pub workspace_auth: WorkspaceAuth,
+    /// Access-link signing keys, `id:secret[,id:secret...]` (secret >= 32 bytes); the first signs.
+    #[arg(long, env = "ACCESS_KEYS", default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub access_keys: String,
+    /// Lifetime of an access link, in seconds (at most 300).
+    #[arg(long, env = "ACCESS_LINK_TTL", default_value_t = 300)]
+    pub access_link_ttl: u64,
 }
+
+/// How workspace URLs are protected (the gateway enforces it; the api
+/// hands out the matching links).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum WorkspaceAuth {
+    /// Single-use signed links exchanged for a cookie (the default).
+    Token,
+    /// A forward-auth proxy sets an identity header; links are the plain URL.
+    Header,
+    /// No authentication; links are the plain URL.
+    None,
+}
+
+/// The longest access link lifetime accepted, in seconds.
+pub const MAX_ACCESS_LINK_TTL_SECS: u64 = 300;
 
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -117,6 +143,12 @@ pub struct Config {
     pub redis_timeout: Duration,
     /// Log format.
     pub log_format: LogFormat,
+    /// Workspace protection mode.
+    pub workspace_auth: WorkspaceAuth,
+    /// Access-link keys; always present with [`WorkspaceAuth::Token`].
+    pub access_keys: Option<Keys>,
+    /// Access-link lifetime.
+    pub access_link_ttl: Duration,
 }
 
 /// Why the configuration was refused.
@@ -149,6 +181,18 @@ pub enum ConfigError {
     /// A numeric setting is out of range.
     #[error("{0} must be greater than zero")]
     Zero(&'static str),
+    /// Token mode without keys.
+    #[error(
+        "no ACCESS_KEYS configured: WORKSPACE_AUTH=token (the default) needs `id:secret` keys; \
+         set WORKSPACE_AUTH=none to hand out open workspace links"
+    )]
+    NoAccessKeys,
+    /// The access keys do not parse.
+    #[error("ACCESS_KEYS: {0}")]
+    AccessKeys(#[from] KeysError),
+    /// The link lifetime is out of range.
+    #[error("ACCESS_LINK_TTL must be 1 to {MAX_ACCESS_LINK_TTL_SECS} seconds")]
+    AccessLinkTtl,
 }
 
 impl Args {
@@ -174,6 +218,14 @@ impl Args {
             return Err(ConfigError::Pattern);
         }
         redis::Client::open(self.redis_url.as_str()).map_err(|e| ConfigError::RedisUrl(e.to_string()))?;
+        let access_keys = match (self.workspace_auth, self.access_keys.trim().is_empty()) {
+            (WorkspaceAuth::Token, true) => return Err(ConfigError::NoAccessKeys),
+            (_, true) => None,
+            (_, false) => Some(Keys::parse(&self.access_keys)?),
+        };
+        if self.access_link_ttl == 0 || self.access_link_ttl > MAX_ACCESS_LINK_TTL_SECS {
+            return Err(ConfigError::AccessLinkTtl);
+        }
         for (name, v) in [
             ("MAX_BODY_BYTES", self.max_body_bytes as u64),
             ("MAX_CONNECTIONS", self.max_connections as u64),
@@ -203,16 +255,24 @@ impl Args {
             shutdown_grace: Duration::from_secs(self.shutdown_grace),
             redis_timeout: Duration::from_millis(self.redis_timeout_ms),
             log_format: self.log_format,
+            workspace_auth: self.workspace_auth,
+            access_keys,
+            access_link_ttl: Duration::from_secs(self.access_link_ttl),
         })
     }
 }
 
+#[doc(hidden)]
+/// The access key of [`Config::for_tests`].
+pub const TEST_ACCESS_KEYS: &str = "test:0123456789abcdef0123456789abcdef";
+
 impl Config {
     #[doc(hidden)]
-    /// A configuration for tests: one key, the given Redis, defaults otherwise.
+    /// A configuration for tests: the given API keys and Redis, the access
+    /// key [`TEST_ACCESS_KEYS`], defaults otherwise.
     pub fn for_tests(redis_url: &str, keys: &[&str]) -> Self {
-        let mut args = Args::try_parse_from(["api", "--redis-url", redis_url, "--api-keys", &keys.join(",")])
-            .expect("static test arguments parse");
+        let argv = ["api", "--redis-url", redis_url, "--api-keys", &keys.join(","), "--access-keys", TEST_ACCESS_KEYS];
+        let mut args = Args::try_parse_from(argv).expect("static test arguments parse");
         args.trusted_proxies.clear();
         args.into_config().expect("test configuration is valid")
     }
@@ -223,8 +283,12 @@ impl Config {
 mod tests {
     use super::*;
 
+    /// Parses `extra`, with a valid access key unless `extra` sets the access flags.
     fn parse(extra: &[&str]) -> Result<Config, ConfigError> {
         let mut argv = vec!["api"];
+        if !extra.iter().any(|a| *a == "--access-keys" || *a == "--workspace-auth") {
+            argv.extend_from_slice(&["--access-keys", TEST_ACCESS_KEYS]);
+        }
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv).unwrap().into_config()
     }
@@ -247,6 +311,25 @@ mod tests {
             parse(&["--api-keys", "ok,your-secure-api-key-change-in-production"]),
             Err(ConfigError::DefaultKey)
         ));
+    }
+
+    #[test]
+    fn access_links_are_signed_by_default_and_open_only_when_asked() {
+        let c = parse(&["--api-keys", "k"]).unwrap();
+        assert_eq!(c.workspace_auth, WorkspaceAuth::Token);
+        assert!(c.access_keys.is_some());
+        assert_eq!(c.access_link_ttl, Duration::from_secs(300));
+        assert!(matches!(parse(&["--api-keys", "k", "--access-keys", ""]), Err(ConfigError::NoAccessKeys)));
+        assert!(matches!(
+            parse(&["--api-keys", "k", "--access-keys", "a:short"]),
+            Err(ConfigError::AccessKeys(KeysError::Short(_)))
+        ));
+        let open = parse(&["--api-keys", "k", "--workspace-auth", "none"]).unwrap();
+        assert_eq!((open.workspace_auth, open.access_keys.is_none()), (WorkspaceAuth::None, true));
+        for ttl in ["0", "301"] {
+            assert!(matches!(parse(&["--api-keys", "k", "--access-link-ttl", ttl]), Err(ConfigError::AccessLinkTtl)));
+        }
+        assert_eq!(parse(&["--api-keys", "k", "--access-link-ttl", "60"]).unwrap().access_link_ttl.as_secs(), 60);
     }
 
     #[test]

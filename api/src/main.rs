@@ -54,6 +54,9 @@ async fn main() -> anyhow::Result<()> {
             std::process::exit(64);
         }
     };
+    if config.workspace_auth == api::config::WorkspaceAuth::None {
+        tracing::warn!("WORKSPACE_AUTH=none: access links are the plain workspace URL, open to anyone who has it");
+    }
     let listener = tokio::net::TcpListener::bind(config.addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", config.addr))?;

@@ -124,7 +124,9 @@ fn statuses_headers_and_paths_must_be_documented() {
     assert!(!violations("PUT", "/session/abc", &resp(405, &[], &mna)).is_empty());
     // Literal segments win: POST /session/create is Create, and GET /session/create is no session read.
     let created = json!({"uuid": "0fa6debc", "user_id": "u", "status": "created",
-        "workspace_url": "https://vs-code-0fa6debc.preview.example.com", "created_at": "2025-11-20T13:05:20.884405",
+        "workspace_url": "https://vs-code-0fa6debc.preview.example.com",
+        "access_url": "https://vs-code-0fa6debc.preview.example.com?sm_token=v1.k.1.00.00",
+        "created_at": "2025-11-20T13:05:20.884405",
         "job_id": "0123456789abcdef0123456789abcdef", "status_url": "/jobs/0123456789abcdef0123456789abcdef"});
     assert!(violations("POST", "/session/create", &resp(202, &[], &created)).is_empty());
     assert!(!violations("GET", "/session/create", &resp(202, &[], &created)).is_empty());

@@ -42,7 +42,10 @@ async fn create_then_status_with_the_old_fields() {
     let r = api.create("user@example.com").await;
     assert_eq!(r.status, 202, "{:?}", String::from_utf8_lossy(&r.body));
     let v = r.json();
-    assert_eq!(keys_of(&v), ["created_at", "job_id", "status", "status_url", "user_id", "uuid", "workspace_url"]);
+    assert_eq!(
+        keys_of(&v),
+        ["access_url", "created_at", "job_id", "status", "status_url", "user_id", "uuid", "workspace_url"]
+    );
     let uuid = v["uuid"].as_str().unwrap().to_owned();
     assert_eq!(uuid.len(), 8);
     assert!(uuid.chars().all(|c| c.is_ascii_hexdigit()));
@@ -299,7 +302,15 @@ async fn idempotency_keys() {
     assert_eq!(first.status, 202);
     let again = request(api.addr, "POST", "/session/create", &h, Some(body)).await;
     assert_eq!(again.status, 200);
-    assert_eq!(again.json(), first.json(), "the replay is the original job's response");
+    // The replay is the original job's response, with a fresh access link
+    // (links are single use: the first one may have been spent).
+    let without_link = |mut v: Value| {
+        let link = v.as_object_mut().unwrap().remove("access_url").unwrap();
+        (v, link)
+    };
+    let ((replayed, link2), (original, link1)) = (without_link(again.json()), without_link(first.json()));
+    assert_eq!(replayed, original, "the replay is the original job's response");
+    assert_ne!(link2, link1, "a replay carries a fresh access link");
     let other = br#"{"user_id":"someone@example.com"}"#;
     let r = request(api.addr, "POST", "/session/create", &h, Some(other)).await;
     assert_eq!(r.error(422), "idempotency_key_reused");

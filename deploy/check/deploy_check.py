@@ -4,7 +4,7 @@
 Steps, each reported on one line, all run even when one fails:
 
 1. yamllint on deploy/ (config deploy/.yamllint);
-2. hadolint on api/Dockerfile and worker/Dockerfile;
+2. hadolint on api/Dockerfile, api/Dockerfile.gateway and worker/Dockerfile;
 3. every overlay in deploy/overlays/ rendered with `kubectl kustomize`
    (written to target/deploy-check/<overlay>.yaml) and validated by
    validate_objects.py (Kubernetes schemas, KEDA CRDs, the deployment's
@@ -38,7 +38,7 @@ import validate_objects as vo  # noqa: E402
 ROOT = HERE.parents[1]
 DEPLOY = ROOT / "deploy"
 OUT = ROOT / "target" / "deploy-check"
-DOCKERFILES = [ROOT / "api" / "Dockerfile", ROOT / "worker" / "Dockerfile"]
+DOCKERFILES = [ROOT / "api" / "Dockerfile", ROOT / "api" / "Dockerfile.gateway", ROOT / "worker" / "Dockerfile"]
 
 
 def tool(name: str) -> str | None:

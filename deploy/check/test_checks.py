@@ -199,6 +199,19 @@ class PolicyTest(unittest.TestCase):
         self.assertTrue(any("pinned tag" in e for e in errs), errs)
 
 
+    def test_api_and_gateway_get_no_kubernetes_role_nor_token(self):
+        for name in ("session-api", "session-gateway"):
+            d = _deployment()
+            d["metadata"] = {"name": name, "namespace": "session-manager"}
+            binding = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+                       "metadata": {"name": "b", "namespace": "session-manager"},
+                       "subjects": [{"kind": "ServiceAccount", "name": name, "namespace": "session-manager"}]}
+            errs = self.errors(d, binding)
+            self.assertTrue(any("must not mount a ServiceAccount token" in e for e in errs), errs)
+            self.assertTrue(any("must have no Kubernetes permissions" in e for e in errs), errs)
+            d["spec"]["template"]["spec"]["automountServiceAccountToken"] = False
+            self.assertFalse(any("token" in e for e in self.errors(d)), name)
+
     def test_worker_grace_must_outlast_longest_job(self):
         worker = {"apiVersion": "apps/v1", "kind": "Deployment",
                   "metadata": {"name": "session-worker", "namespace": "session-manager"},

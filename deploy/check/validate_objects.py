@@ -60,6 +60,8 @@ RESTRICTED_VOLUME_TYPES = {
 }
 # Pods created by other controllers that our NetworkPolicies select on purpose.
 EXTERNAL_POD_LABELS = {"acme.cert-manager.io/http01-solver"}
+# Components that talk to Redis (and workspaces) only: no Kubernetes role, no token.
+TOKENLESS = {"session-api": "api", "session-gateway": "gateway"}
 ENV_REF = re.compile(r"(?<!\$)\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -401,13 +403,13 @@ def policy_errors(obj: Obj, context: list[Obj]) -> list[str]:
                 errs.append("redis-streams trigger with both lagCount and pendingEntriesCount: lagCount wins silently")
     if kind == "RoleBinding":
         for s in d.get("subjects") or []:
-            if s.get("kind") == "ServiceAccount" and s.get("name") == "session-api":
-                errs.append("the api ServiceAccount must have no Kubernetes permissions")
+            if s.get("kind") == "ServiceAccount" and s.get("name") in TOKENLESS:
+                errs.append(f"the {TOKENLESS[s['name']]} ServiceAccount must have no Kubernetes permissions")
     if kind == "Deployment" and obj.name == "session-worker":
         errs += worker_grace_errors(_get(d, ("spec", "template", "spec")) or {})
-    if kind == "Deployment" and obj.name == "session-api":
+    if kind == "Deployment" and obj.name in TOKENLESS:
         if _get(d, ("spec", "template", "spec", "automountServiceAccountToken")) is not False:
-            errs.append("the api pod must not mount a ServiceAccount token")
+            errs.append(f"the {TOKENLESS[obj.name]} pod must not mount a ServiceAccount token")
     return errs
 
 

@@ -149,6 +149,7 @@ class Stack:
             "API_ADDR": f"127.0.0.1:{port}",
             "REDIS_URL": self.redis_url,
             "API_KEYS": API_KEY,
+            "ACCESS_KEYS": "loadtest:" + "0123456789abcdef" * 2,
             "RATE_LIMIT_PER_MINUTE": rate_per_minute,
             "RATE_LIMIT_PER_KEY_PER_MINUTE": rate_per_minute,
             "MAX_SESSIONS_PER_USER": 1_000_000,

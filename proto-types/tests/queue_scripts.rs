@@ -10,7 +10,7 @@ use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
-use proto_types::{Command, DesiredState, Event, Job, JobState, SessionState, keys};
+use proto_types::{Command, DesiredState, Event, Job, JobState, SessionState, keys, record};
 use redis::aio::MultiplexedConnection;
 
 const GROUP: &str = keys::GROUP;
@@ -102,7 +102,7 @@ async fn finish(
 }
 
 fn update(fence: u64, status: SessionState, replicas: u32) -> Option<SessionUpdate<'static>> {
-    Some(SessionUpdate { fence, status, replicas, backup_file: None })
+    Some(SessionUpdate { fence, status, replicas, backup_file: None, upstream: None })
 }
 
 #[tokio::test]
@@ -193,6 +193,41 @@ async fn finish_records_everything_in_one_step() {
     assert_eq!(hget(&mut conn, &sk, "status").await.as_deref(), Some("running"));
 }
 
+/// The gateway proxies to `upstream`: it is there exactly while the
+/// session is recorded running, in the same step as the status.
+#[tokio::test]
+async fn finish_records_the_upstream_while_running_and_removes_it_otherwise() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    let sk = keys::session("abc");
+    let running = |fence| SessionUpdate {
+        fence,
+        status: SessionState::Running,
+        replicas: 1,
+        backup_file: None,
+        upstream: Some("10.0.0.7:8080"),
+    };
+    let steps = [
+        (Command::Create, running(1), Some("10.0.0.7:8080")),
+        // Sleeping: gone, even though the caller passed an address.
+        (Command::Sleep, SessionUpdate { status: SessionState::Sleeping, replicas: 0, ..running(2) }, None),
+        (Command::Wake, running(3), Some("10.0.0.7:8080")),
+        // Running without a known address: nothing stale is left behind.
+        (Command::Sleep, SessionUpdate { upstream: None, ..running(4) }, None),
+        (Command::Wake, SessionUpdate { status: SessionState::Failed, replicas: 0, ..running(5) }, None),
+    ];
+    for (generation, (command, update, want)) in (0u64..).zip(steps) {
+        let status = update.status;
+        let (job, _) = enqueue(&mut conn, "abc", command, generation, generation as u8 + 1).await;
+        let entry = deliver(&mut conn, "c1", 10).await.remove(0);
+        let reply = finish(&mut conn, &job, &entry, JobState::Succeeded, Some(update), None).await;
+        assert_eq!(reply, FinishReply::Finished, "{command}");
+        assert_eq!(hget(&mut conn, &sk, "status").await.as_deref(), Some(status.as_str()), "{command}");
+        assert_eq!(hget(&mut conn, &sk, record::session::UPSTREAM).await.as_deref(), want, "{command} -> {status}");
+    }
+}
+
 #[tokio::test]
 async fn finish_with_stale_fence_writes_nothing() {
     let server = testkit::RedisServer::start().unwrap();
@@ -221,7 +256,13 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
     enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
     let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
     let entries = deliver(&mut conn, "c1", 10).await;
-    let up = Some(SessionUpdate { fence: 1, status: SessionState::Deleted, replicas: 0, backup_file: Some("b.zip") });
+    let up = Some(SessionUpdate {
+        fence: 1,
+        status: SessionState::Deleted,
+        replicas: 0,
+        backup_file: Some("b.zip"),
+        upstream: Some("10.0.0.7:8080"),
+    });
     assert_eq!(finish(&mut conn, &del, &entries[1], JobState::Succeeded, up, None).await, FinishReply::Finished);
     let sk = keys::session("abc");
     assert_eq!(hget(&mut conn, &sk, "status").await.as_deref(), Some("deleted"));

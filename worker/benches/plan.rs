@@ -3,7 +3,8 @@
 //! pass of a delete) and the object builders the apply steps call.
 //!
 //! Run with `cargo bench -p worker --bench plan`; `make bench` runs it with
-//! short timings and copies the estimates into the report.
+//! short timings and copies the estimates into the report. Plans use
+//! `ingress` routing, so the figures stay comparable with earlier runs.
 
 // criterion's macros generate undocumented public functions.
 #![allow(missing_docs)]
@@ -13,7 +14,7 @@ use std::hint::black_box;
 use criterion::{Criterion, criterion_group, criterion_main};
 use proto_types::{DesiredState, SessionId};
 use worker::k8s::backup::JobOutcome;
-use worker::k8s::k8s_config::K8sConfig;
+use worker::k8s::k8s_config::{K8sConfig, Routing};
 use worker::k8s::plan::{BackupView, DeploymentView, Observed, plan};
 use worker::k8s::{keda, objects};
 
@@ -22,6 +23,7 @@ fn running() -> Observed {
         pvc_uid: Some("0b7e3c4e-2a8b-4c55-9d1e-6f3a2b1c0d9e".into()),
         deployment: Some(DeploymentView { replicas: 1, ready: 1 }),
         service: true,
+        upstream: Some("10.96.0.7:8080".into()),
         ingress: true,
         scaled_object_paused: Some(false),
         pods: 1,
@@ -44,10 +46,17 @@ fn planning(c: &mut Criterion) {
         ..running()
     };
     let mut group = c.benchmark_group("plan");
-    group.bench_function("create_fresh", |b| b.iter(|| plan(DesiredState::Running, black_box(&fresh))));
-    group.bench_function("running_converged", |b| b.iter(|| plan(DesiredState::Running, black_box(&up))));
-    group.bench_function("sleep_running", |b| b.iter(|| plan(DesiredState::Sleeping, black_box(&up))));
-    group.bench_function("delete_after_backup", |b| b.iter(|| plan(DesiredState::Deleted, black_box(&backed_up))));
+    group.bench_function("create_fresh", |b| {
+        b.iter(|| plan(DesiredState::Running, black_box(&fresh), Routing::Ingress))
+    });
+    group.bench_function("running_converged", |b| {
+        b.iter(|| plan(DesiredState::Running, black_box(&up), Routing::Ingress))
+    });
+    group
+        .bench_function("sleep_running", |b| b.iter(|| plan(DesiredState::Sleeping, black_box(&up), Routing::Ingress)));
+    group.bench_function("delete_after_backup", |b| {
+        b.iter(|| plan(DesiredState::Deleted, black_box(&backed_up), Routing::Ingress))
+    });
     group.finish();
 }
 

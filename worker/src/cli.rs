@@ -14,6 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::k8s::K8sConfig;
+use crate::k8s::k8s_config::Routing;
 use crate::runner::{RetryPolicy, RunnerConfig};
 
 /// Session-manager worker: consumes the `jobs` stream and converges sessions on Kubernetes.
@@ -98,6 +99,10 @@ pub struct Args {
     /// Memory limit of the workspace container.
     #[arg(long, env = "WORKSPACE_MEMORY_LIMIT", default_value = "512Mi")]
     pub memory_limit: String,
+    /// `gateway`: workspaces are reached through the gateway, no per-session Ingress;
+    /// `ingress`: one Ingress per session straight to its Service.
+    #[arg(long, env = "WORKSPACE_ROUTING", value_enum, default_value_t = Routing::Gateway)]
+    pub routing: Routing,
     /// Ingress class of workspace Ingresses.
     #[arg(long, env = "WORKSPACE_INGRESS_CLASS", default_value = "nginx")]
     pub ingress_class: String,
@@ -179,6 +184,7 @@ impl Args {
             memory_request: self.memory_request.clone(),
             cpu_limit: self.cpu_limit.clone(),
             memory_limit: self.memory_limit.clone(),
+            routing: self.routing,
             ingress_class: self.ingress_class.clone(),
             cluster_issuer: self.cluster_issuer.clone(),
             url_pattern: self.url_pattern.clone(),

@@ -49,6 +49,9 @@ pub struct Outcome {
     pub replicas: u32,
     /// Backup file written by a delete, e.g. `app-abc-20251120-130829.zip`.
     pub backup_file: Option<String>,
+    /// `ip:port` the gateway proxies to (the Service's clusterIP and
+    /// port), when running and known.
+    pub upstream: Option<String>,
 }
 
 /// The failure underneath an [`ExecError`] (e.g. the `kube::Error`), kept

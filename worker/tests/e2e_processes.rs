@@ -55,11 +55,17 @@ fn assert_succeeded(stack: &Stack, job: &str) -> Value {
     v
 }
 
+/// In `WORKSPACE_ROUTING=ingress` (the seed's per-session Ingress), so the
+/// recorded calls cover the Role's Ingress grants too.
 #[test]
 fn lifecycle_create_sleep_wake_delete_through_the_api() {
-    let stack =
-        Stack::start(StackConfig { workers: 1, record_calls: Some(calls_file("e2e-lifecycle")), ..Default::default() })
-            .unwrap();
+    let stack = Stack::start(StackConfig {
+        workers: 1,
+        record_calls: Some(calls_file("e2e-lifecycle")),
+        worker_env: vec![("WORKSPACE_ROUTING".to_owned(), "ingress".to_owned())],
+        ..Default::default()
+    })
+    .unwrap();
 
     let (id, job) = create(&stack, "e2e@example.com");
     assert_succeeded(&stack, &job);
@@ -149,5 +155,10 @@ fn two_workers_converge_fifty_interleaved_sessions_to_their_last_request() {
             deployment(&stack, id)["spec"],
             stack.logs()
         );
+    }
+    // The default routing is the gateway: no session has an Ingress of its own.
+    for (id, _) in &created {
+        let path = format!("/apis/networking.k8s.io/v1{NS}/ingresses/ws-{id}");
+        assert_eq!(stack.kube_get(&path).unwrap().status, 404, "{path}: no per-session Ingress in gateway mode");
     }
 }

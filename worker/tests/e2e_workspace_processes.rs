@@ -62,6 +62,16 @@ fn service_addr(stack: &Stack, id: &str) -> SocketAddr {
     SocketAddr::from((ip, port))
 }
 
+/// The session's `upstream` field in Redis (what the gateway proxies to).
+fn upstream(stack: &Stack, id: &str) -> Option<String> {
+    let mut c = redis::Client::open(stack.redis.url()).unwrap().get_connection().unwrap();
+    redis::cmd("HGET")
+        .arg(proto_types::keys::session(id))
+        .arg(proto_types::record::session::UPSTREAM)
+        .query(&mut c)
+        .unwrap()
+}
+
 fn get(addr: SocketAddr, path: &str) -> Option<testkit::http::Response> {
     testkit::http::request(addr, "GET", path, &[], None).ok()
 }
@@ -119,6 +129,7 @@ fn a_session_is_a_real_code_server_that_sleeps_wakes_restarts_and_is_backed_up()
     let addr = service_addr(&stack, &id);
     assert!(wait_until(Duration::from_secs(30), || healthz(addr).then_some(())).is_some(), "{}", stack.logs());
     assert_eq!(pod(&stack, &id)["status"]["podIP"], addr.ip().to_string(), "the Service reaches the pod's address");
+    assert_eq!(upstream(&stack, &id), Some(addr.to_string()), "the gateway's upstream is the Service's address");
 
     // 2. A file in the volume; sleep: the process is gone, the directory stays.
     let content: Vec<u8> = (0..=255u8).cycle().take(3000).chain(*b"\nmade by the e2e test\n").collect();
@@ -127,12 +138,14 @@ fn a_session_is_a_real_code_server_that_sleeps_wakes_restarts_and_is_backed_up()
     run(&stack, "POST", &format!("/session/{id}/sleep"), None);
     assert!(get(addr, "/healthz").is_none(), "nothing listens on {addr} while sleeping");
     assert_eq!(workspace_pid(addr), None, "no process of the workspace is left");
+    assert_eq!(upstream(&stack, &id), None, "a sleeping session has no upstream");
     assert_eq!(std::fs::read(vol.join("hello.txt")).unwrap(), content, "the volume keeps its files");
 
     // 3. Wake: code-server serves the same file from /app.
     run(&stack, "POST", &format!("/session/{id}/wake"), None);
     let got = wait_until(Duration::from_secs(30), || served(addr, "hello.txt"));
     assert_eq!(got.as_deref(), Some(content.as_slice()), "{}", stack.logs());
+    assert_eq!(upstream(&stack, &id), Some(addr.to_string()), "running again: the upstream is back");
 
     // The process killed by hand comes back; the pod counts one restart.
     let pid = workspace_pid(addr).expect("the workspace process runs");

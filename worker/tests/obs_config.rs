@@ -12,6 +12,7 @@ fn run(bin: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut child = Command::new(path)
         // Unused ports and addresses: the process must exit before using them.
         .env("API_KEYS", "obs-config-test-key-0123456789")
+        .env("ACCESS_KEYS", "obs:0123456789abcdef0123456789abcdef")
         .env("API_ADDR", "127.0.0.1:0")
         .env("WORKER_METRICS_ADDR", "127.0.0.1:0")
         .env("REDIS_URL", "redis://127.0.0.1:1/")

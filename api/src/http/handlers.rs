@@ -11,6 +11,7 @@ use proto_types::{Command, JobId, JobState, Refusal, SessionId, keys};
 use sm_telemetry::attrs;
 use tracing::{Instrument as _, field};
 
+use crate::http::access_link;
 use crate::http::auth::KeyId;
 use crate::http::error::ApiError;
 use crate::http::response::{HttpResponse, json_response, text_response};
@@ -58,6 +59,7 @@ pub async fn handle(state: &Arc<AppState>, input: Input<'_>) -> Result<HttpRespo
         RouteId::GetSession => get_session(state, &input).await,
         RouteId::ListSessions => list_sessions(state, &input).await,
         RouteId::GetJob => get_job(state, &input).await,
+        RouteId::Access => access(state, &input).await,
         RouteId::Create => command(state, &input, Command::Create).await,
         RouteId::Command(c) => command(state, &input, c).await,
     }
@@ -81,6 +83,26 @@ async fn get_session(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpRes
     Ok(json_response(StatusCode::OK, &views::session_status(&rec, u64::from(pending), now_ms())))
 }
 
+/// A fresh access link. Any valid API key may ask, as for every other
+/// session endpoint (keys are operator credentials, not per-user ones).
+async fn access(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
+    let id = session_id(input.matched.param)?;
+    validate::parse_empty(input.headers, &input.body)?;
+    let rec = state.store.session(&id).await?.ok_or_else(|| ApiError::SessionNotFound(id.to_string()))?;
+    // A deleted (or deleting) session has no workspace to open.
+    if rec.status == proto_types::SessionState::Deleted || rec.desired == proto_types::DesiredState::Deleted {
+        return Err(ApiError::SessionNotFound(id.to_string()));
+    }
+    let url = if rec.workspace_url.is_empty() {
+        state.config.workspace_url_pattern.replace("{uuid}", id.as_str())
+    } else {
+        rec.workspace_url
+    };
+    let link = access_link::issue(&state.config, id.as_str(), &url, now_ms())?;
+    tracing::info!(session.id = %id, "access link issued");
+    Ok(json_response(StatusCode::OK, &views::Access { access_url: link.url, expires_at: iso_ms(link.expires_ms) }))
+}
+
 async fn list_sessions(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
     let q = validate::list_query(input.query)?;
     let page = state.store.list_sessions(q.cursor, q.limit, q.user_id.as_deref()).await?;
@@ -102,7 +124,9 @@ async fn get_job(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpRespons
 }
 
 /// Builds the command response for a job (a fresh one or an idempotent replay).
+#[allow(clippy::too_many_arguments)]
 fn command_body(
+    state: &AppState,
     command: Command,
     sid: &str,
     job_id: &str,
@@ -110,31 +134,35 @@ fn command_body(
     workspace_url: &str,
     created_at_ms: u64,
     status: StatusCode,
-) -> HttpResponse {
+) -> Result<HttpResponse, ApiError> {
     let status_url = views::status_url(job_id);
     match command {
-        Command::Create => json_response(
-            status,
-            &views::Created {
-                uuid: sid.to_owned(),
-                user_id: user_id.to_owned(),
-                status: "created",
-                workspace_url: workspace_url.to_owned(),
-                created_at: iso_ms(created_at_ms),
-                job_id: job_id.to_owned(),
-                status_url,
-            },
-        ),
+        Command::Create => {
+            let access_url = access_link::issue(&state.config, sid, workspace_url, now_ms())?.url;
+            Ok(json_response(
+                status,
+                &views::Created {
+                    uuid: sid.to_owned(),
+                    user_id: user_id.to_owned(),
+                    status: "created",
+                    workspace_url: workspace_url.to_owned(),
+                    access_url,
+                    created_at: iso_ms(created_at_ms),
+                    job_id: job_id.to_owned(),
+                    status_url,
+                },
+            ))
+        }
         Command::Delete => {
             let (_, word, message) = views::action_words(command);
-            json_response(
+            Ok(json_response(
                 status,
                 &views::Deleting { uuid: sid.to_owned(), status: word, message, job_id: job_id.to_owned(), status_url },
-            )
+            ))
         }
         _ => {
             let (action, word, message) = views::action_words(command);
-            json_response(
+            Ok(json_response(
                 status,
                 &views::Action {
                     uuid: sid.to_owned(),
@@ -144,7 +172,7 @@ fn command_body(
                     job_id: job_id.to_owned(),
                     status_url,
                 },
-            )
+            ))
         }
     }
 }
@@ -218,7 +246,8 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
     match outcome {
         Ok(EnqueueOutcome::Accepted(a)) => {
             tracing::info!(job.id = %a.job.job_id, session.id = %a.job.session_id, command = %command, "enqueued");
-            Ok(command_body(
+            command_body(
+                state,
                 command,
                 a.job.session_id.as_str(),
                 a.job.job_id.as_str(),
@@ -226,7 +255,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
                 &a.workspace_url,
                 a.created_at_ms,
                 StatusCode::ACCEPTED,
-            ))
+            )
         }
         Ok(EnqueueOutcome::Replay(job_id)) => replay(state, &job_id).await,
         Err(EnqueueError::Refused(Refusal::NotFound)) => {
@@ -263,5 +292,5 @@ async fn replay(state: &Arc<AppState>, job_id: &JobId) -> Result<HttpResponse, A
         },
         Err(_) => return Err(ApiError::Internal),
     };
-    Ok(command_body(job.command, &job.session_id, job_id.as_str(), &user_id, &url, created, StatusCode::OK))
+    command_body(state, job.command, &job.session_id, job_id.as_str(), &user_id, &url, created, StatusCode::OK)
 }

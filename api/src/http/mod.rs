@@ -8,6 +8,7 @@
 //! | [`state`] | [`AppState`]: config, store, metrics, shared by every request |
 //! | [`routes`] | the route table (also what the OpenAPI test walks) and the OpenAPI document |
 //! | [`handlers`] | one function per endpoint |
+//! | [`access_link`] | access links: nonce, expiry, URL (the token itself is [`crate::access`]) |
 //! | [`validate`] | body cap, content type, strict JSON, `user_id`, query |
 //! | [`auth`] | API key digests, constant-time check |
 //! | [`ratelimit`] | which buckets a request is charged to, the 429 and the headers |
@@ -15,6 +16,7 @@
 //! | [`error`] | [`ApiError`], its JSON rendering and the mapping from store errors |
 //! | [`response`] | body type, JSON and plain responses |
 
+pub mod access_link;
 pub mod auth;
 pub mod error;
 pub mod handlers;

@@ -37,6 +37,8 @@ pub enum RouteId {
     ListSessions,
     /// `GET /jobs/{job_id}`.
     GetJob,
+    /// `POST /session/{uuid}/access`.
+    Access,
 }
 
 /// One row of the route table.
@@ -64,6 +66,7 @@ const COMMAND: &[u16] = &[200, 202, 400, 401, 404, 408, 409, 413, 415, 422, 429,
 const CREATE: &[u16] = &[200, 202, 400, 401, 408, 409, 413, 415, 422, 429, 500, 503];
 const READ: &[u16] = &[200, 400, 401, 404, 429, 500, 503];
 const LIST: &[u16] = &[200, 400, 401, 429, 500, 503];
+const ACCESS: &[u16] = &[200, 400, 401, 404, 408, 413, 415, 429, 500, 503];
 
 const fn route(
     id: RouteId,
@@ -91,6 +94,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route(RouteId::Command(Command::ScaleUp), "POST", "/session/{uuid}/scale-up", true, COMMAND),
     route(RouteId::Command(Command::ScaleDown), "POST", "/session/{uuid}/scale-down", true, COMMAND),
     route(RouteId::Command(Command::Delete), "DELETE", "/session/{uuid}", true, COMMAND),
+    route(RouteId::Access, "POST", "/session/{uuid}/access", true, ACCESS),
     route(RouteId::ListSessions, "GET", "/sessions", true, LIST),
     route(RouteId::GetJob, "GET", "/jobs/{job_id}", true, READ),
 ];

@@ -48,12 +48,24 @@ pub struct Created {
     pub status: &'static str,
     /// Workspace URL.
     pub workspace_url: String,
+    /// A short-lived, single-use link to the workspace (the workspace URL
+    /// with its access token).
+    pub access_url: String,
     /// Creation time.
     pub created_at: String,
     /// The create job.
     pub job_id: String,
     /// Where to poll it.
     pub status_url: String,
+}
+
+/// `POST /session/{uuid}/access`.
+#[derive(Debug, Serialize)]
+pub struct Access {
+    /// The workspace URL with a single-use access token.
+    pub access_url: String,
+    /// When the token expires.
+    pub expires_at: String,
 }
 
 /// The `session` object inside a session response.

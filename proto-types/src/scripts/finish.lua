@@ -6,7 +6,9 @@
 --       8 session status, 9 replicas, 10 backup file ("" keeps the old one),
 --       11 encoded event, 12 session id, 13 job ttl secs,
 --       14 tombstone ttl secs, 15 events maxlen,
---       16 terminal job states (space-separated, from JobState::is_terminal)
+--       16 terminal job states (space-separated, from JobState::is_terminal),
+--       17 upstream "ip:port" (recorded when the status is running; any
+--          other status, or "", removes the field)
 -- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
 -- A "fenced" reply means nothing was written and nothing acknowledged.
 
@@ -43,6 +45,11 @@ if apply then
     "fence", ARGV[7])
   if ARGV[10] ~= "" then
     redis.call("HSET", KEYS[2], "backup_file", ARGV[10])
+  end
+  if ARGV[8] == "running" and ARGV[17] ~= "" then
+    redis.call("HSET", KEYS[2], "upstream", ARGV[17])
+  else
+    redis.call("HDEL", KEYS[2], "upstream")
   end
   local desired = redis.call("HGET", KEYS[2], "desired")
   local status = ARGV[8]

@@ -3,8 +3,9 @@
 //! In a single script (so no crash can fall between the steps): the job
 //! hash gets its terminal state, error and finish time and a TTL; the
 //! session hash, when the outcome applies to it, gets status, replicas,
-//! last error, backup file and the writer's fencing token (refused if a
-//! newer token already wrote it); the KEDA demand list is kept in step; a
+//! last error, backup file, the upstream address the gateway proxies to
+//! (set only while running, removed otherwise) and the writer's fencing
+//! token (refused if a newer token already wrote it); the KEDA demand list is kept in step; a
 //! deleted session leaves its user's live set and becomes a tombstone with
 //! a TTL; the [`crate::Event`] (encoded by the caller) is appended to the
 //! events stream; and the entry is acknowledged.
@@ -32,6 +33,10 @@ pub struct SessionUpdate<'a> {
     pub replicas: u32,
     /// Backup file to record, if any.
     pub backup_file: Option<&'a str>,
+    /// `ip:port` of the session's Service, recorded as
+    /// [`crate::record::session::UPSTREAM`] when `status` is running;
+    /// removed for any other status or when `None`.
+    pub upstream: Option<&'a str>,
 }
 
 /// Arguments of the finish script.
@@ -70,9 +75,11 @@ impl Finish<'_> {
             keys::demand(self.session_id),
             keys::user_sessions(self.user_id),
         ];
-        let (apply, fence, status, replicas, backup) = match &self.session {
-            Some(u) => ("1", u.fence, u.status.as_str(), u.replicas, u.backup_file.unwrap_or("")),
-            None => ("0", 0, "", 0, ""),
+        let (apply, fence, status, replicas, backup, upstream) = match &self.session {
+            Some(u) => {
+                ("1", u.fence, u.status.as_str(), u.replicas, u.backup_file.unwrap_or(""), u.upstream.unwrap_or(""))
+            }
+            None => ("0", 0, "", 0, "", ""),
         };
         let args: Vec<Vec<u8>> = vec![
             self.entry_id.into(),
@@ -91,6 +98,7 @@ impl Finish<'_> {
             keys::TOMBSTONE_TTL_SECS.to_string().into(),
             keys::EVENTS_MAXLEN.to_string().into(),
             super::terminal_states_arg(),
+            upstream.into(),
         ];
         Invocation { keys, args }
     }
@@ -146,6 +154,7 @@ mod tests {
                 status: SessionState::Running,
                 replicas: 1,
                 backup_file: Some("b.zip"),
+                upstream: Some("10.0.0.7:8080"),
             }),
             event: b"ev",
             now_ms: 9,
@@ -154,12 +163,13 @@ mod tests {
         assert_eq!(inv.keys.len(), 6);
         assert_eq!(inv.keys[4], "{sm}:demand:abc");
         assert_eq!(inv.keys[5], "{sm}:user:u");
-        assert_eq!(inv.args.len(), 16);
+        assert_eq!(inv.args.len(), 17);
         assert_eq!(inv.args[5], b"1");
         assert_eq!(inv.args[6], b"4");
         assert_eq!(inv.args[9], b"b.zip");
         assert_eq!(inv.args[10], b"ev");
         assert_eq!(inv.args[15], crate::JobState::terminal_names().as_bytes());
+        assert_eq!(inv.args[16], b"10.0.0.7:8080");
     }
 
     #[test]

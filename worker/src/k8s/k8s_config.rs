@@ -6,6 +6,17 @@
 
 use std::time::Duration;
 
+/// How a workspace is reached from outside (`WORKSPACE_ROUTING`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum Routing {
+    /// Through the gateway's one wildcard Ingress: no per-session Ingress
+    /// (a leftover one from `ingress` mode is deleted).
+    #[default]
+    Gateway,
+    /// The seed's per-session Ingress straight to the session's Service.
+    Ingress,
+}
+
 /// Settings for the objects the worker creates per session and for how long
 /// it waits on them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,6 +37,8 @@ pub struct K8sConfig {
     pub cpu_limit: String,
     /// Memory limit of the workspace container (`WORKSPACE_MEMORY_LIMIT`).
     pub memory_limit: String,
+    /// Per-session Ingress or the gateway (`WORKSPACE_ROUTING`).
+    pub routing: Routing,
     /// Ingress class (`WORKSPACE_INGRESS_CLASS`).
     pub ingress_class: String,
     /// cert-manager ClusterIssuer named in the Ingress annotation (`WORKSPACE_CLUSTER_ISSUER`).
@@ -64,6 +77,7 @@ impl Default for K8sConfig {
             memory_request: "256Mi".into(),
             cpu_limit: "500m".into(),
             memory_limit: "512Mi".into(),
+            routing: Routing::Gateway,
             ingress_class: "nginx".into(),
             cluster_issuer: "letsencrypt-prod".into(),
             url_pattern: "https://vs-code-{uuid}.preview.example.com".into(),

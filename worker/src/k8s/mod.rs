@@ -9,7 +9,7 @@
 //! | [`objects`] | PVC, Deployment, Service, Ingress builders (pure) |
 //! | [`keda`] | the typed KEDA `ScaledObject` and why sleep uses `paused-replicas` |
 //! | [`backup`] | the backup Job builder, file name and outcome |
-//! | [`plan`] | `plan(desired, &Observed) -> Vec<Step>` (pure) |
+//! | [`plan`] | `plan(desired, &Observed, Routing) -> Vec<Step>` (pure) |
 //! | [`error`] | Kubernetes errors as typed [`crate::executor::ExecError`]s (retryable or permanent, source kept) |
 //! | `call.rs` | one API call in its span; typed reads |
 //! | [`gate`] | the write gate every write goes through: entitlement, fence annotation, resourceVersion/uid preconditions, create only after the Redis check |

@@ -19,11 +19,18 @@
 //! never creates a workspace object: its apply steps only pause or scale
 //! down what exists (the gate creates nothing for a delete but the backup
 //! Job).
+//!
+//! [`Routing`] decides the Ingress: in `ingress` mode each session has one;
+//! in `gateway` mode (the default) none is applied, and one left over from
+//! `ingress` mode is deleted, so switching modes converges too. A running
+//! outcome carries the Service's `clusterIP:port` as the upstream the
+//! gateway proxies to.
 
 use crate::executor::Outcome;
 use proto_types::{DesiredState, SessionState};
 
 use super::backup::JobOutcome;
+use super::k8s_config::Routing;
 
 /// The session's Deployment as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -69,6 +76,8 @@ pub struct Observed {
     pub deployment: Option<DeploymentView>,
     /// Whether the Service exists.
     pub service: bool,
+    /// The Service's `clusterIP:port`, once it has a cluster IP.
+    pub upstream: Option<String>,
     /// Whether the Ingress exists.
     pub ingress: bool,
     /// The ScaledObject, if it exists: whether it carries paused-replicas.
@@ -148,15 +157,26 @@ impl Step {
 
 /// The steps that take `observed` to `desired`. The last step is always a
 /// [`Step::Wait`], [`Step::Done`] or [`Step::Fail`].
-pub fn plan(desired: DesiredState, observed: &Observed) -> Vec<Step> {
+pub fn plan(desired: DesiredState, observed: &Observed, routing: Routing) -> Vec<Step> {
     match desired {
-        DesiredState::Running => plan_running(observed),
-        DesiredState::Sleeping => plan_sleeping(observed),
+        DesiredState::Running => plan_running(observed, routing),
+        DesiredState::Sleeping => plan_sleeping(observed, routing),
         DesiredState::Deleted => plan_deleted(observed),
     }
 }
 
-fn plan_running(o: &Observed) -> Vec<Step> {
+/// The Ingress step, if one is needed: applied in `ingress` mode, a
+/// leftover deleted in `gateway` mode.
+fn ingress_step(o: &Observed, routing: Routing) -> Option<Step> {
+    match (routing, o.ingress) {
+        (Routing::Ingress, false) => Some(Step::ApplyIngress),
+        (Routing::Ingress, true) if o.stale.ingress => Some(Step::ApplyIngress),
+        (Routing::Gateway, true) => Some(Step::DeleteIngress),
+        (Routing::Ingress, true) | (Routing::Gateway, false) => None,
+    }
+}
+
+fn plan_running(o: &Observed, routing: Routing) -> Vec<Step> {
     let mut steps = Vec::new();
     if o.pvc_uid.is_none() || o.stale.pvc {
         steps.push(Step::ApplyPvc);
@@ -167,9 +187,7 @@ fn plan_running(o: &Observed) -> Vec<Step> {
     if !o.service || o.stale.service {
         steps.push(Step::ApplyService);
     }
-    if !o.ingress || o.stale.ingress {
-        steps.push(Step::ApplyIngress);
-    }
+    steps.extend(ingress_step(o, routing));
     match o.scaled_object_paused {
         None => steps.push(Step::ApplyScaledObject { paused: false }),
         Some(true) => steps.push(Step::UnpauseScaledObject),
@@ -178,14 +196,19 @@ fn plan_running(o: &Observed) -> Vec<Step> {
     }
     let ready = o.deployment.as_ref().map_or(0, |d| d.ready);
     if steps.is_empty() && ready >= 1 {
-        steps.push(Step::Done(Outcome { status: SessionState::Running, replicas: clamp(ready), backup_file: None }));
+        steps.push(Step::Done(Outcome {
+            status: SessionState::Running,
+            replicas: clamp(ready),
+            backup_file: None,
+            upstream: o.upstream.clone(),
+        }));
     } else {
         steps.push(Step::Wait(Wait::Ready));
     }
     steps
 }
 
-fn plan_sleeping(o: &Observed) -> Vec<Step> {
+fn plan_sleeping(o: &Observed, routing: Routing) -> Vec<Step> {
     let mut steps = Vec::new();
     if o.pvc_uid.is_none() || o.stale.pvc {
         steps.push(Step::ApplyPvc);
@@ -200,11 +223,14 @@ fn plan_sleeping(o: &Observed) -> Vec<Step> {
     if !o.service || o.stale.service {
         steps.push(Step::ApplyService);
     }
-    if !o.ingress || o.stale.ingress {
-        steps.push(Step::ApplyIngress);
-    }
+    steps.extend(ingress_step(o, routing));
     if steps.is_empty() && o.pods == 0 {
-        steps.push(Step::Done(Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None }));
+        steps.push(Step::Done(Outcome {
+            status: SessionState::Sleeping,
+            replicas: 0,
+            backup_file: None,
+            upstream: None,
+        }));
     } else {
         steps.push(Step::Wait(Wait::PodsGone));
     }
@@ -246,7 +272,7 @@ fn plan_deleted(o: &Observed) -> Vec<Step> {
         // No volume, so nothing to back up: remove whatever is left.
         push_deletes(o, &mut steps);
     }
-    steps.push(Step::Done(Outcome { status: SessionState::Deleted, replicas: 0, backup_file }));
+    steps.push(Step::Done(Outcome { status: SessionState::Deleted, replicas: 0, backup_file, upstream: None }));
     steps
 }
 

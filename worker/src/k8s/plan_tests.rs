@@ -1,5 +1,7 @@
 //! Table tests of the planner: every desired state against the cluster
-//! states a crash can leave behind.
+//! states a crash can leave behind. The tables run in `ingress` routing
+//! (today's objects, the Ingress included); `gateway` routing has its own
+//! table at the end.
 
 use super::*;
 
@@ -13,6 +15,7 @@ fn running() -> Observed {
         pvc_uid: Some("uid-1".into()),
         deployment: dep(1, 1),
         service: true,
+        upstream: Some(UPSTREAM.into()),
         ingress: true,
         scaled_object_paused: Some(false),
         pods: 1,
@@ -31,8 +34,19 @@ fn backup(outcome: JobOutcome) -> Option<BackupView> {
 }
 
 fn done(status: SessionState, replicas: u32, file: Option<&str>) -> Step {
-    Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned) })
+    Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned), upstream: None })
 }
+
+/// Running and ready, with the Service's address as the upstream.
+fn done_running() -> Step {
+    Step::Done(Outcome { upstream: Some(UPSTREAM.into()), ..outcome(SessionState::Running, 1) })
+}
+
+fn outcome(status: SessionState, replicas: u32) -> Outcome {
+    Outcome { status, replicas, backup_file: None, upstream: None }
+}
+
+const UPSTREAM: &str = "10.96.0.7:8080";
 
 const FILE: Option<&str> = Some("app-x-20250101-000000.zip");
 
@@ -68,7 +82,7 @@ fn running_table() {
             Observed { deployment: dep(1, 0), pods: 1, ..running() },
             vec![Wait(super::Wait::Ready)],
         ),
-        ("ready", running(), vec![done(SessionState::Running, 1, None)]),
+        ("ready", running(), vec![done_running()]),
         (
             "wake: scale up first, then unpause KEDA",
             sleeping(),
@@ -86,7 +100,7 @@ fn running_table() {
         ),
     ];
     for (name, observed, want) in cases {
-        assert_eq!(plan(DesiredState::Running, &observed), want, "{name}");
+        assert_eq!(plan(DesiredState::Running, &observed, Routing::Ingress), want, "{name}");
     }
 }
 
@@ -124,7 +138,7 @@ fn sleeping_table() {
         ),
     ];
     for (name, observed, want) in cases {
-        assert_eq!(plan(DesiredState::Sleeping, &observed), want, "{name}");
+        assert_eq!(plan(DesiredState::Sleeping, &observed, Routing::Ingress), want, "{name}");
     }
 }
 
@@ -188,14 +202,14 @@ fn deleted_table_walks_every_crash_point() {
         ),
     ];
     for (name, observed, want) in cases {
-        assert_eq!(plan(DesiredState::Deleted, &observed), want, "{name}");
+        assert_eq!(plan(DesiredState::Deleted, &observed, Routing::Ingress), want, "{name}");
     }
 }
 
 #[test]
 fn failed_backup_keeps_the_volume() {
     let observed = Observed { backup: backup(JobOutcome::Failed("BackoffLimitExceeded".into())), ..sleeping() };
-    let steps = plan(DesiredState::Deleted, &observed);
+    let steps = plan(DesiredState::Deleted, &observed, Routing::Ingress);
     assert_eq!(steps.len(), 1);
     match &steps[0] {
         Step::Fail { reason } => assert!(reason.contains("volume kept") && reason.contains("BackoffLimitExceeded")),
@@ -222,27 +236,30 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                     pvc_uid: pvc.then(|| "u".to_owned()),
                                     deployment: d.clone(),
                                     service: svc,
+                                    upstream: svc.then(|| UPSTREAM.to_owned()),
                                     ingress: svc,
                                     scaled_object_paused: so,
                                     pods,
                                     backup: b.clone(),
                                     stale: Stale::default(),
                                 };
-                                let steps = plan(*desired, &o);
-                                let last = steps.last().expect("non-empty plan");
-                                assert!(!last.is_action(), "{desired:?} {o:?} -> {steps:?}");
-                                assert!(steps[..steps.len() - 1].iter().all(Step::is_action), "{steps:?}");
-                                if *desired == DesiredState::Deleted && pvc {
-                                    let deletes_pvc = steps.iter().any(|s| matches!(s, Step::DeletePvc { .. }));
-                                    let backed_up =
-                                        matches!(b.as_ref().map(|b| &b.outcome), Some(JobOutcome::Succeeded));
-                                    assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
-                                }
-                                if *desired == DesiredState::Deleted {
-                                    assert!(
-                                        !steps.iter().any(|s| creates_workspace_object(s, &o)),
-                                        "{o:?} -> {steps:?}"
-                                    );
+                                for routing in [Routing::Gateway, Routing::Ingress] {
+                                    let steps = plan(*desired, &o, routing);
+                                    let last = steps.last().expect("non-empty plan");
+                                    assert!(!last.is_action(), "{desired:?} {o:?} -> {steps:?}");
+                                    assert!(steps[..steps.len() - 1].iter().all(Step::is_action), "{steps:?}");
+                                    if *desired == DesiredState::Deleted && pvc {
+                                        let deletes_pvc = steps.iter().any(|s| matches!(s, Step::DeletePvc { .. }));
+                                        let backed_up =
+                                            matches!(b.as_ref().map(|b| &b.outcome), Some(JobOutcome::Succeeded));
+                                        assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
+                                    }
+                                    if *desired == DesiredState::Deleted {
+                                        assert!(
+                                            !steps.iter().any(|s| creates_workspace_object(s, &o)),
+                                            "{o:?} -> {steps:?}"
+                                        );
+                                    }
                                 }
                             }
                         }
@@ -268,7 +285,7 @@ fn creates_workspace_object(step: &Step, o: &Observed) -> bool {
 #[test]
 fn objects_written_under_an_older_lease_are_written_again_with_ours() {
     let all = Stale { pvc: true, deployment: true, service: true, ingress: true, scaled_object: true };
-    let steps = plan(DesiredState::Running, &Observed { stale: all, ..running() });
+    let steps = plan(DesiredState::Running, &Observed { stale: all, ..running() }, Routing::Ingress);
     assert_eq!(
         steps,
         [
@@ -280,10 +297,74 @@ fn objects_written_under_an_older_lease_are_written_again_with_ours() {
             Step::Wait(Wait::Ready),
         ]
     );
-    let steps =
-        plan(DesiredState::Sleeping, &Observed { stale: Stale { service: true, ..Stale::default() }, ..sleeping() });
+    let steps = plan(
+        DesiredState::Sleeping,
+        &Observed { stale: Stale { service: true, ..Stale::default() }, ..sleeping() },
+        Routing::Ingress,
+    );
     assert_eq!(steps, [Step::ApplyService, Step::Wait(Wait::PodsGone)]);
     // A delete stamps nothing it is about to remove.
-    let steps = plan(DesiredState::Deleted, &Observed { stale: all, pods: 0, ..sleeping() });
+    let steps = plan(DesiredState::Deleted, &Observed { stale: all, pods: 0, ..sleeping() }, Routing::Ingress);
     assert!(!steps.iter().any(|s| matches!(s, Step::ApplyPvc | Step::ApplyService | Step::ApplyIngress)), "{steps:?}");
+}
+
+#[test]
+fn gateway_routing_applies_no_ingress_and_removes_a_leftover() {
+    use Step::*;
+    let gateway = |desired, o: &Observed| plan(desired, o, Routing::Gateway);
+    let no_ingress = Observed { ingress: false, ..running() };
+    let cases: Vec<(&str, DesiredState, Observed, Vec<Step>)> = vec![
+        (
+            "create: everything but an Ingress",
+            DesiredState::Running,
+            Observed::default(),
+            vec![
+                ApplyPvc,
+                ApplyDeployment { replicas: 1 },
+                ApplyService,
+                ApplyScaledObject { paused: false },
+                Wait(super::Wait::Ready),
+            ],
+        ),
+        ("ready: done with the Service's address", DesiredState::Running, no_ingress.clone(), vec![done_running()]),
+        (
+            "ready, the Service has no cluster IP yet: done, no upstream",
+            DesiredState::Running,
+            Observed { upstream: None, ..no_ingress.clone() },
+            vec![Step::Done(outcome(SessionState::Running, 1))],
+        ),
+        (
+            "switched from ingress mode: the leftover Ingress goes",
+            DesiredState::Running,
+            running(),
+            vec![DeleteIngress, Wait(super::Wait::Ready)],
+        ),
+        (
+            "sleeping: no Ingress, no upstream",
+            DesiredState::Sleeping,
+            Observed { ingress: false, ..sleeping() },
+            vec![Step::Done(outcome(SessionState::Sleeping, 0))],
+        ),
+        (
+            "sleeping, switched from ingress mode",
+            DesiredState::Sleeping,
+            sleeping(),
+            vec![DeleteIngress, Wait(super::Wait::PodsGone)],
+        ),
+        (
+            "delete removes a leftover Ingress like any other object",
+            DesiredState::Deleted,
+            Observed { pvc_uid: None, ..running() },
+            vec![
+                DeleteScaledObject,
+                DeleteIngress,
+                DeleteService,
+                DeleteDeployment,
+                done(SessionState::Deleted, 0, None),
+            ],
+        ),
+    ];
+    for (name, desired, observed, want) in cases {
+        assert_eq!(gateway(desired, &observed), want, "{name}");
+    }
 }

@@ -111,6 +111,7 @@ impl K8sExecutor {
         Ok(Observed {
             pvc_uid: pvc.map(|p| p.metadata.uid.unwrap_or_default()),
             deployment: deploy.as_ref().map(deployment_view),
+            upstream: svc.as_ref().and_then(service_upstream),
             service: svc.is_some(),
             ingress: ing.is_some(),
             scaled_object_paused: so.as_ref().map(keda::is_paused),
@@ -184,7 +185,7 @@ impl K8sExecutor {
         let mut waiting_since: HashMap<Wait, Instant> = HashMap::new();
         loop {
             let observed = self.observe(target).await?;
-            let steps = plan(target.desired, &observed);
+            let steps = plan(target.desired, &observed, self.config.routing);
             tracing::debug!(?observed, ?steps, "planned");
             for step in steps {
                 match step {
@@ -221,6 +222,16 @@ impl Executor for K8sExecutor {
         );
         self.run(target).instrument(span)
     }
+}
+
+/// `clusterIP:port` of a Service (its first port), once it has a cluster
+/// IP; `None` for a headless Service or one not yet allocated.
+fn service_upstream(svc: &Service) -> Option<String> {
+    let spec = svc.spec.as_ref()?;
+    let ip = spec.cluster_ip.as_deref().filter(|ip| !ip.is_empty() && *ip != "None")?;
+    let port = spec.ports.as_ref()?.first()?.port;
+    // An IPv6 cluster IP needs brackets to be a socket address.
+    Some(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") })
 }
 
 fn timed_out(wait: Wait, id: &SessionId, generation: u64, bound: Duration) -> ExecError {
@@ -274,5 +285,23 @@ mod tests {
         assert_eq!(deployment_view(&dep(Some(3), Some(2), 1)).ready, 0);
         assert_eq!(deployment_view(&dep(Some(3), Some(3), 1)).ready, 1);
         assert_eq!(deployment_view(&dep(None, None, 1)).ready, 1);
+    }
+
+    #[test]
+    fn the_upstream_is_the_cluster_ip_and_first_port() {
+        use k8s_openapi::api::core::v1::{ServicePort, ServiceSpec};
+        let svc = |ip: Option<&str>| Service {
+            spec: Some(ServiceSpec {
+                cluster_ip: ip.map(str::to_owned),
+                ports: Some(vec![ServicePort { port: 8080, ..Default::default() }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        assert_eq!(service_upstream(&svc(Some("10.96.0.7"))).as_deref(), Some("10.96.0.7:8080"));
+        assert_eq!(service_upstream(&svc(Some("fd00::7"))).as_deref(), Some("[fd00::7]:8080"));
+        for none in [None, Some(""), Some("None")] {
+            assert_eq!(service_upstream(&svc(none)), None, "{none:?}");
+        }
     }
 }

@@ -318,6 +318,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
                 status: w.status,
                 replicas: w.replicas,
                 backup_file: w.backup_file.as_deref(),
+                upstream: w.upstream.as_deref(),
             }),
             event: &event,
             now_ms: self.ctx.clock.now_ms(),

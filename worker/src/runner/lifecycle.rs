@@ -156,6 +156,8 @@ pub struct SessionWrite {
     pub replicas: u32,
     /// Backup file, if one was written.
     pub backup_file: Option<String>,
+    /// Upstream address of a running session.
+    pub upstream: Option<String>,
 }
 
 /// How a job ends: the one shape every finish takes.
@@ -326,13 +328,20 @@ pub fn next(k: &Known, max_deliveries: u64) -> Step {
                 status: o.status,
                 replicas: o.replicas,
                 backup_file: o.backup_file.clone(),
+                upstream: o.upstream.clone(),
             }),
         },
         Some(Err(ExecError::Permanent { message, status, .. })) => Ending {
             state: JobState::Failed,
             error: Some(message.clone()),
             event_status: *status,
-            session: Some(SessionWrite { fence: token, status: *status, replicas: 0, backup_file: None }),
+            session: Some(SessionWrite {
+                fence: token,
+                status: *status,
+                replicas: 0,
+                backup_file: None,
+                upstream: None,
+            }),
         },
         Some(Err(ExecError::Fenced(fenced))) => return Step::Done(Done::Fenced { reason: fenced.to_string() }),
         Some(Err(e @ ExecError::Retryable { .. })) => {

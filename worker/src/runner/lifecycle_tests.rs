@@ -67,7 +67,7 @@ fn converging() -> Known {
 }
 
 fn sleeping() -> Outcome {
-    Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None }
+    Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None, upstream: None }
 }
 
 fn written(state: JobState, status: SessionState, error: Option<&str>) -> Ending {
@@ -75,7 +75,7 @@ fn written(state: JobState, status: SessionState, error: Option<&str>) -> Ending
         state,
         error: error.map(str::to_owned),
         event_status: status,
-        session: Some(SessionWrite { fence: 7, status, replicas: 0, backup_file: None }),
+        session: Some(SessionWrite { fence: 7, status, replicas: 0, backup_file: None, upstream: None }),
     }
 }
 
@@ -193,7 +193,8 @@ fn lease_then_read_then_converge_to_the_latest_desire() {
 
 #[test]
 fn the_executor_result_decides_the_one_finish() {
-    let deleted = Outcome { status: SessionState::Deleted, replicas: 0, backup_file: Some("b.zip".into()) };
+    let deleted =
+        Outcome { status: SessionState::Deleted, replicas: 0, backup_file: Some("b.zip".into()), upstream: None };
     let cases: Vec<(&str, Result<Outcome, ExecError>, Step)> = vec![
         ("converged", Ok(sleeping()), Step::Finish(written(JobState::Succeeded, SessionState::Sleeping, None))),
         (
@@ -208,6 +209,7 @@ fn the_executor_result_decides_the_one_finish() {
                     status: SessionState::Deleted,
                     replicas: 0,
                     backup_file: Some("b.zip".into()),
+                    upstream: None,
                 }),
             }),
         ),

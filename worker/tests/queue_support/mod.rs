@@ -113,11 +113,18 @@ impl Executor for FakeExecutor {
             }
         }
         Ok(match target.desired {
-            DesiredState::Running => Outcome { status: SessionState::Running, replicas: 1, backup_file: None },
-            DesiredState::Sleeping => Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None },
-            DesiredState::Deleted => {
-                Outcome { status: SessionState::Deleted, replicas: 0, backup_file: Some(format!("app-{session}.zip")) }
+            DesiredState::Running => {
+                Outcome { status: SessionState::Running, replicas: 1, backup_file: None, upstream: None }
             }
+            DesiredState::Sleeping => {
+                Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None, upstream: None }
+            }
+            DesiredState::Deleted => Outcome {
+                status: SessionState::Deleted,
+                replicas: 0,
+                backup_file: Some(format!("app-{session}.zip")),
+                upstream: None,
+            },
         })
     }
 }

@@ -19,6 +19,8 @@ use crate::{ChildGuard, Persistence, RedisServer, free_port};
 
 /// The API key every stack's api accepts.
 pub const API_KEY: &str = "e2e-test-key-0123456789";
+/// The access-link key (`ACCESS_KEYS`) of the stack's api (and gateway).
+pub const ACCESS_KEYS: &str = "e2e:0123456789abcdef0123456789abcdef";
 
 /// What to start.
 #[derive(Debug, Clone, Default)]
@@ -91,6 +93,7 @@ impl Stack {
         cmd.env("API_ADDR", api_addr.to_string())
             .env("REDIS_URL", redis.url())
             .env("API_KEYS", API_KEY)
+            .env("ACCESS_KEYS", ACCESS_KEYS)
             .env("RATE_LIMIT_PER_MINUTE", "1000000")
             .env("RATE_LIMIT_PER_KEY_PER_MINUTE", "1000000")
             .env("MAX_SESSIONS_PER_USER", "1000")

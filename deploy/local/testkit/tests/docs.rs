@@ -69,7 +69,10 @@ fn the_root_readme_is_a_landing_page() {
 #[test]
 fn make_run_documents_what_run_sh_reads() {
     let docs = docs();
-    let reads = reads_under(&docs, "deploy/local", &["run.sh", "install-code-server.sh", "install-browser.sh"], |_, text| script_reads(text));
+    let reads =
+        reads_under(&docs, "deploy/local", &["run.sh", "install-code-server.sh", "install-browser.sh"], |_, text| {
+            script_reads(text)
+        });
     assert!(reads.iter().any(|s| s.env.as_deref() == Some("DEV_REDIS_PORT")), "run.sh reads: {reads:?}");
     assert_none("the make-run table and deploy/local/run.sh", docs.check("make-run", BINARY_TABLES, &reads));
 }
