@@ -69,6 +69,7 @@ pub struct GatewayMetrics {
     requests: Family<OutcomeLabels, Counter>,
     hold: Histogram,
     websockets: Gauge,
+    holding: Gauge,
     upstream_errors: Family<KindLabels, Counter>,
     flush_errors: Counter,
 }
@@ -95,11 +96,13 @@ impl GatewayMetrics {
         registry.register("hold_duration_seconds", "Time requests were held for a wake", hold.clone());
         let websockets = Gauge::default();
         registry.register("open_websockets", "WebSockets being proxied", websockets.clone());
+        let holding = Gauge::default();
+        registry.register("holding", "Requests held now, waiting for a wake", holding.clone());
         let upstream_errors = Family::<KindLabels, Counter>::default();
         registry.register("upstream_errors", "Failures reaching a workspace, by kind", upstream_errors.clone());
         let flush_errors = Counter::default();
         registry.register("activity_flush_errors", "Activity flushes Redis refused", flush_errors.clone());
-        Self { registry, requests, hold, websockets, upstream_errors, flush_errors }
+        Self { registry, requests, hold, websockets, holding, upstream_errors, flush_errors }
     }
 
     /// Counts one request.
@@ -115,6 +118,11 @@ impl GatewayMetrics {
     /// A WebSocket opened (`+1`) or closed (`-1`).
     pub fn websockets(&self, delta: i64) {
         self.websockets.inc_by(delta);
+    }
+
+    /// A request started (`+1`) or stopped (`-1`) being held.
+    pub fn holding(&self, delta: i64) {
+        self.holding.inc_by(delta);
     }
 
     /// Counts an upstream failure (`refused`, `connect_timeout`, `reset`, `read_timeout`, ...).

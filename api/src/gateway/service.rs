@@ -236,7 +236,9 @@ async fn workspace(
         ),
         Action::Hold => {
             let started = Instant::now();
+            gw.metrics.holding(1);
             let ready = wait_ready(gw, &id, &host).await;
+            gw.metrics.holding(-1);
             gw.metrics.held_for(started.elapsed().as_secs_f64());
             match ready {
                 Some(upstream) => forward(gw, peer, &id, host, &upstream, req, Outcome::Held).await,
