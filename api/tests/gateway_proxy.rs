@@ -605,9 +605,9 @@ async fn websockets_need_the_cookie_and_their_own_origin_then_echo_and_count_use
     .await;
     let score: Option<u64> = c.zscore(keys::ACTIVITY, "ee01").await.unwrap();
     assert_eq!(score, None, "an idle tab's heartbeats are not activity");
-    // Typing: a larger data frame.
+    // A keystroke in the editor: one frame over 100 bytes (measured: 250).
     gw.now.store(T0 + 2_000, Ordering::SeqCst);
-    let typed = frame(1, &[b'k'; 100]);
+    let typed = frame(1, &[b'k'; 120]);
     s.write_all(&typed).await.unwrap();
     let mut echo = vec![0u8; typed.len()];
     s.read_exact(&mut echo).await.unwrap();

@@ -5,8 +5,8 @@
 //! with an older clock never moves a session's time backwards.
 //!
 //! What counts (the service and the WebSocket tunnel decide): proxied HTTP
-//! requests other than health paths, and client-to-server WebSocket data
-//! frames larger than a keepalive ([`crate::gateway::wsframes`]).
+//! requests other than health paths, and client-to-server WebSocket traffic
+//! beyond an idle tab's heartbeats ([`crate::gateway::wsframes`]).
 
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -6,7 +6,7 @@
 //!
 //! A WebSocket upgrade is forwarded as a request; when the workspace
 //! answers 101, [`tunnel`] joins the two upgraded connections and copies
-//! bytes both ways, counting client-to-server frames that are use
+//! bytes both ways, counting client-to-server traffic that is use
 //! ([`crate::gateway::wsframes`]).
 
 use std::net::IpAddr;
@@ -23,7 +23,7 @@ use tokio::net::TcpStream;
 use crate::gateway::cookie::COOKIE_NAME;
 use crate::gateway::pages::Body;
 use crate::gateway::shutdown::stopped;
-use crate::gateway::wsframes::FrameScanner;
+use crate::gateway::wsframes::{FrameScanner, UseMeter};
 
 /// Why a workspace could not be reached. Every kind answers 502 (504 for
 /// timeouts) and is counted by [`ProxyError::kind`].
@@ -207,13 +207,14 @@ pub fn into_body(resp: Response<Incoming>) -> Response<Body> {
 }
 
 /// Copies bytes both ways between the client and the workspace until
-/// either side closes or `stop` fires; calls `on_use` for each read of the
-/// client that carried a frame that is use.
+/// either side closes or `stop` fires; calls `on_use(now)` for each read of
+/// the client that carried use ([`UseMeter`], on the clock `now`).
 pub async fn tunnel(
     client: hyper::upgrade::OnUpgrade,
     upstream: hyper::upgrade::OnUpgrade,
     mut stop: tokio::sync::watch::Receiver<bool>,
-    on_use: impl Fn(),
+    now: impl Fn() -> u64,
+    on_use: impl Fn(u64),
 ) {
     let (client, upstream) = match tokio::try_join!(client, upstream) {
         Ok(pair) => pair,
@@ -226,6 +227,7 @@ pub async fn tunnel(
     let (mut ur, mut uw) = tokio::io::split(TokioIo::new(upstream));
     let up = async {
         let mut scanner = FrameScanner::default();
+        let mut meter = UseMeter::default();
         let mut buf = vec![0u8; 16 * 1024];
         loop {
             let n = cr.read(&mut buf).await?;
@@ -233,8 +235,12 @@ pub async fn tunnel(
                 uw.shutdown().await?;
                 return Ok::<_, std::io::Error>(());
             }
-            if scanner.feed(&buf[..n]) > 0 {
-                on_use();
+            let seen = scanner.feed(&buf[..n]);
+            if seen.data > 0 {
+                let t = now();
+                if meter.observe(t, seen) {
+                    on_use(t);
+                }
             }
             uw.write_all(&buf[..n]).await?;
         }

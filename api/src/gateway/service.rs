@@ -343,8 +343,9 @@ async fn forward(
                 gw.metrics.websockets(1);
                 tokio::spawn(
                     async move {
-                        let on_use = || gw2.activity.touch(&id2, (gw2.clock)());
-                        proxy::tunnel(client_upgrade, upstream_upgrade, stop, on_use).await;
+                        let now = || (gw2.clock)();
+                        let on_use = |t| gw2.activity.touch(&id2, t);
+                        proxy::tunnel(client_upgrade, upstream_upgrade, stop, now, on_use).await;
                         gw2.metrics.websockets(-1);
                         drop(guard);
                     }
