@@ -12,6 +12,7 @@
 //! | [`http`] | in | server, request pipeline, routes, handlers, validation, auth, rate-limit policy, errors |
 //! | [`views`] | between | response bodies and the old timestamp format: records in, serde structs out |
 //! | [`store`] | out | the Redis adapter: reads, the rate-limit script ([`store::gcra`]), enqueue through [`sm_redis`] |
+//! | [`gateway`] | – | the `gateway` binary's library: the authenticated workspace proxy |
 //! | [`access`] | – | signed, single-use workspace access links (pure) |
 //! | [`config`] | – | clap flags / env, validated into [`Config`] |
 //! | [`metrics`] | – | Prometheus metrics |
@@ -21,6 +22,7 @@
 
 pub mod access;
 pub mod config;
+pub mod gateway;
 pub mod http;
 pub mod metrics;
 pub mod store;

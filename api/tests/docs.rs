@@ -35,3 +35,20 @@ fn every_api_setting_is_documented_once_and_nothing_else() {
     let problems = docs.check("api", &["telemetry"], &reads);
     assert!(problems.is_empty(), "api/README.md is out of step with the api's flags:\n{}", problems.join("\n"));
 }
+
+/// The gateway's clap command.
+fn gateway_command() -> clap::Command {
+    api::gateway::GatewayArgs::command()
+}
+
+#[test]
+fn every_gateway_setting_is_documented_once_and_nothing_else() {
+    let docs = Docs::load(env!("CARGO_MANIFEST_DIR").as_ref()).expect("the READMEs are readable");
+    let mut reads = clap_settings(&gateway_command());
+    let telemetry: Vec<Setting> =
+        telemetry_reads().into_iter().filter(|t| !reads.iter().any(|r| r.env == t.env)).collect();
+    reads.extend(telemetry);
+    // Settings shared with the api (same variable, same flag) keep their one row in the api's table.
+    let problems = docs.check("gateway", &["api", "telemetry"], &reads);
+    assert!(problems.is_empty(), "api/README.md is out of step with the gateway's flags:\n{}", problems.join("\n"));
+}

@@ -40,7 +40,12 @@ pub enum ServeError {
     Store(#[source] StoreError),
 }
 
-async fn accept(listener: &TcpListener, slots: &Arc<Semaphore>) -> (OwnedSemaphorePermit, TcpStream, SocketAddr) {
+/// Waits for a connection slot, then for a connection (backing off on
+/// accept errors such as EMFILE). Shared with the gateway.
+pub(crate) async fn accept(
+    listener: &TcpListener,
+    slots: &Arc<Semaphore>,
+) -> (OwnedSemaphorePermit, TcpStream, SocketAddr) {
     let permit = slots.clone().acquire_owned().await.expect("the connection semaphore is never closed");
     loop {
         match listener.accept().await {

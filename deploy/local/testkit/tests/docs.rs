@@ -11,7 +11,7 @@ use std::path::Path;
 use testkit::docs::{Docs, Setting, files_under, quoted_names, script_reads};
 
 /// Tables of binaries that `make run` passes variables through to.
-const BINARY_TABLES: &[&str] = &["api", "worker", "kube-standin"];
+const BINARY_TABLES: &[&str] = &["api", "gateway", "worker", "kube-standin"];
 
 /// Read by tests but defined by the system, not by this repository.
 const STANDARD_VARS: &[&str] = &["PATH", "HOME"];
