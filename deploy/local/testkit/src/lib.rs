@@ -44,6 +44,20 @@ pub fn code_server() -> PathBuf {
     }
 }
 
+/// The folder holding `node_modules/playwright-core` (Debian's chromium is
+/// at `/usr/bin/chromium`), installed by `deploy/local/install-browser.sh`
+/// (`make test` runs it first). Panics with that instruction when missing:
+/// the browser test never skips.
+pub fn playwright() -> PathBuf {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../install-browser.sh");
+    let out = Command::new("bash").arg(&script).arg("--check").stderr(Stdio::piped()).output();
+    match out {
+        Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+        Ok(out) => panic!("{}", String::from_utf8_lossy(&out.stderr).trim()),
+        Err(e) => panic!("running {}: {e}", script.display()),
+    }
+}
+
 /// A currently free TCP port on 127.0.0.1.
 pub fn free_port() -> io::Result<u16> {
     let listener = TcpListener::bind("127.0.0.1:0")?;

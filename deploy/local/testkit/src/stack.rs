@@ -37,6 +37,11 @@ pub struct StackConfig {
     pub standin_env: Vec<(String, String)>,
     /// How the private Redis persists (default: nothing on disk).
     pub redis: Persistence,
+    /// Start the `gateway` too; the api's workspace URLs then point at it
+    /// (`http://{uuid}.ws.localhost:<port>`).
+    pub gateway: bool,
+    /// Extra environment for the gateway.
+    pub gateway_env: Vec<(String, String)>,
 }
 
 /// A running system.
@@ -50,11 +55,14 @@ pub struct Stack {
     pub standin_addr: SocketAddr,
     /// The kubeconfig the stand-in wrote.
     pub kubeconfig: PathBuf,
+    /// Where the gateway listens, when started.
+    pub gateway_addr: Option<SocketAddr>,
     bin: PathBuf,
     dir: tempfile::TempDir,
     config: StackConfig,
     standin: ChildGuard,
     api: ChildGuard,
+    gateway: Option<ChildGuard>,
     workers: Vec<ChildGuard>,
     worker_metrics: Vec<SocketAddr>,
 }
@@ -88,8 +96,14 @@ impl Stack {
         let kubeconfig = dir.path().join("kubeconfig");
         let (standin, standin_addr) = start_standin(&bin, dir.path(), &config, "127.0.0.1:0")?;
 
+        let gateway_addr = if config.gateway { Some(SocketAddr::from(([127, 0, 0, 1], free_port()?))) } else { None };
+        let pattern = gateway_addr.map(|a| format!("http://{{uuid}}.ws.localhost:{}", a.port()));
+
         let api_addr: SocketAddr = SocketAddr::from(([127, 0, 0, 1], free_port()?));
         let mut cmd = Command::new(binary(&bin, "api")?);
+        if let Some(p) = &pattern {
+            cmd.env("WORKSPACE_URL_PATTERN", p);
+        }
         cmd.env("API_ADDR", api_addr.to_string())
             .env("REDIS_URL", redis.url())
             .env("API_KEYS", API_KEY)
@@ -101,16 +115,31 @@ impl Stack {
         cmd.envs(config.api_env.iter().map(|(k, v)| (k, v)));
         let api = spawn_logged(cmd, dir.path(), "api")?;
 
+        let gateway = match (gateway_addr, &pattern) {
+            (Some(addr), Some(p)) => {
+                let mut cmd = Command::new(binary(&bin, "gateway")?);
+                cmd.env("GATEWAY_ADDR", addr.to_string())
+                    .env("REDIS_URL", redis.url())
+                    .env("WORKSPACE_URL_PATTERN", p)
+                    .env("ACCESS_KEYS", ACCESS_KEYS);
+                cmd.envs(config.gateway_env.iter().map(|(k, v)| (k, v)));
+                Some(spawn_logged(cmd, dir.path(), "gateway")?)
+            }
+            _ => None,
+        };
+
         let mut stack = Stack {
             redis,
             api_addr,
             standin_addr,
             kubeconfig,
+            gateway_addr,
             bin,
             dir,
             config: config.clone(),
             standin,
             api,
+            gateway,
             workers: Vec::new(),
             worker_metrics: Vec::new(),
         };
@@ -122,6 +151,14 @@ impl Stack {
         });
         if up.is_none() {
             return Err(io::Error::other(format!("api did not start:\n{}", stack.logs())));
+        }
+        if let Some(addr) = stack.gateway_addr {
+            let up = wait_until(Duration::from_secs(30), || {
+                http::request(addr, "GET", "/livez", &[], None).ok().filter(|r| r.status == 200)
+            });
+            if up.is_none() {
+                return Err(io::Error::other(format!("gateway did not start:\n{}", stack.logs())));
+            }
         }
         Ok(stack)
     }
@@ -240,6 +277,9 @@ impl Stack {
     /// Everything the children printed so far.
     pub fn logs(&self) -> String {
         let mut names = vec!["standin".to_owned(), "api".to_owned()];
+        if self.gateway.is_some() {
+            names.push("gateway".to_owned());
+        }
         names.extend((0..self.workers.len()).map(|n| format!("worker-{n}")));
         names.iter().map(|n| format!("--- {n} ---\n{}", tail(&read_log(self.dir.path(), n), 4000))).collect()
     }
