@@ -92,11 +92,11 @@ fn api_and_worker_series_change_as_jobs_run() {
     assert_eq!(value(&after, r#"worker_job_retries_total{command="create"}"#), Some(1.0), "{after}");
     assert_eq!(value(&after, "worker_queue_lag_entries"), Some(0.0));
     assert_eq!(value(&after, "worker_queue_consumers"), Some(1.0));
-    // Kubernetes latency by verb and status: the injected 500, the reads, the applies.
+    // Kubernetes latency by verb and status: the injected 500, the reads, the creates (POST).
     let kube = "worker_kube_request_duration_seconds_count";
     assert_eq!(sum_where(&after, kube, r#"status="500""#), 1.0, "{after}");
     assert!(sum_where(&after, kube, r#"verb="get",status="404""#) >= 4.0, "nothing existed yet: {after}");
-    assert!(sum_where(&after, kube, r#"verb="patch",status="20"#) >= 4.0, "the applies: {after}");
+    assert!(sum_where(&after, kube, r#"verb="create",status="201""#) >= 4.0, "the creates: {after}");
     assert!(!after.contains(&job), "no job ids in labels");
 
     // The api counted the request by route template, and no session id leaked into labels.

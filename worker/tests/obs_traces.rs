@@ -151,7 +151,7 @@ fn one_trace_links_the_request_the_job_and_its_kubernetes_calls_and_shows_retrie
 
     // Kubernetes calls: client spans inside the job, with method, path and status.
     let kube: Vec<&CollectedSpan> = spans.iter().filter(|s| s.name == "kube.request" && s.trace_id == trace).collect();
-    assert!(kube.len() >= 5, "observe + apply calls: {kube:?}");
+    assert!(kube.len() >= 5, "observe + create calls: {kube:?}");
     for k in &kube {
         assert_eq!(k.kind, CLIENT, "{k:?}");
         assert_eq!(k.service_name.as_deref(), Some("sm-worker"));
@@ -159,7 +159,8 @@ fn one_trace_links_the_request_the_job_and_its_kubernetes_calls_and_shows_retrie
         assert!(k.attr("url.path").is_some_and(|p| p.starts_with("/api")), "{k:?}");
         assert!(!k.attr("url.path").unwrap().contains('?'), "no query strings: {k:?}");
     }
-    let applied = kube.iter().find(|k| k.attr("http.request.method") == Some("PATCH")).expect("an apply");
+    // A fresh session's objects are created (POST), never applied (fencing, worker/README.md).
+    let applied = kube.iter().find(|k| k.attr("http.request.method") == Some("POST")).expect("a create");
     assert!(applied.attr("url.path").unwrap().contains("/namespaces/workspaces/"), "{applied:?}");
     assert!(matches!(applied.attr("http.response.status_code"), Some("200" | "201")), "{applied:?}");
     // The injected failure: a 500 that marks its span (and its try) as failed.

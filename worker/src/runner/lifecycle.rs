@@ -9,7 +9,7 @@
 //! decoding, the start script's answer, superseded and orphaned jobs
 //! (one path, whether found at start or under the lease), the executor's
 //! result, the finish script's answer (fenced finishes become
-//! `superseded`), and queue failures (retryable ones leave the entry
+//! `superseded`; a fenced converge is abandoned without one), and queue failures (retryable ones leave the entry
 //! pending; permanent ones dead-letter it, so it never stays pending
 //! forever). No I/O, no clock, no telemetry here.
 //!
