@@ -745,3 +745,45 @@ async fn activity_is_flushed_once_per_session_with_zadd_gt() {
     let score: Option<u64> = c.zscore(keys::ACTIVITY, "hh01").await.unwrap();
     assert_eq!(score, Some(T0 + 9_000));
 }
+
+#[tokio::test]
+async fn header_mode_trusts_the_identity_header_from_trusted_proxies_only() {
+    let redis = RedisServer::start().unwrap();
+    let up = Upstream::start().await;
+    put_session(&redis, "ii01", "running", "running", Some(up.addr)).await;
+    let trusted = Gw::start(&redis, &["--workspace-auth", "header", "--trusted-proxies", "127.0.0.0/8"]).await;
+    let with = send(trusted.addr, get("ii01", "/").header("x-auth-request-user", "alice").body(empty()).unwrap()).await;
+    assert_eq!(with.status, StatusCode::OK);
+    let without = send(trusted.addr, get("ii01", "/").body(empty()).unwrap()).await;
+    assert_eq!(without.status, StatusCode::UNAUTHORIZED);
+    trusted.stop().await;
+    let untrusted = Gw::start(&redis, &["--workspace-auth", "header", "--trusted-proxies", "10.0.0.0/8"]).await;
+    let forged =
+        send(untrusted.addr, get("ii01", "/").header("x-auth-request-user", "alice").body(empty()).unwrap()).await;
+    assert_eq!(forged.status, StatusCode::UNAUTHORIZED, "a client cannot name itself");
+    untrusted.stop().await;
+    let open = Gw::start(&redis, &["--workspace-auth", "none"]).await;
+    assert_eq!(send(open.addr, get("ii01", "/").body(empty()).unwrap()).await.status, StatusCode::OK);
+    open.stop().await;
+}
+
+#[tokio::test]
+async fn shutdown_lets_an_open_websocket_finish_within_the_grace() {
+    let redis = RedisServer::start().unwrap();
+    let up = Upstream::start().await;
+    let mut gw = Gw::start(&redis, &[]).await;
+    put_session(&redis, "jj01", "running", "running", Some(up.addr)).await;
+    let cookie = login(&gw, "jj01").await;
+    let (mut s, line) = ws_open(gw.addr, "jj01", Some(&cookie), &origin("jj01")).await;
+    assert!(line.contains(" 101 "), "{line}");
+    let _ = gw.stop.take().unwrap().send(());
+    // Still open after shutdown began: the tab keeps working until it closes.
+    let msg = frame(1, b"still here");
+    s.write_all(&msg).await.unwrap();
+    let mut echo = vec![0u8; msg.len()];
+    s.read_exact(&mut echo).await.unwrap();
+    assert_eq!(echo, msg);
+    drop(s);
+    // Closing the last WebSocket ends the drain well before the 25 s grace.
+    gw.handle.take().unwrap().await.unwrap();
+}

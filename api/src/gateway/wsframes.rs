@@ -20,7 +20,9 @@
 //! [`WINDOW_MS`] window (idle: 7). Ping, pong and close never count. A
 //! reconnect is an upgrade, not a frame, so it counts for nothing (the
 //! JupyterHub culler trap). A single terminal keystroke is below the
-//! rule; typing a command is above it.
+//! rule; typing a command is above it. End to end through the gateway, a
+//! real tab recorded no activity during 76 s of idling after it settled
+//! (about 35 s after load), and its first keystroke did.
 
 /// Payload bytes above which one data frame is use.
 pub const LARGE: u64 = 100;
