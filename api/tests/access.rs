@@ -13,7 +13,7 @@ use testkit::RedisServer;
 
 /// The token of an access link, and the URL without it.
 fn split(url: &str) -> (&str, &str) {
-    let (base, token) = url.split_once("?sm_token=").unwrap_or_else(|| panic!("no sm_token in {url}"));
+    let (base, token) = url.split_once("/?sm_token=").unwrap_or_else(|| panic!("no /?sm_token in {url}"));
     (base, token)
 }
 

@@ -249,6 +249,27 @@ fn refuses_to_start_without_a_real_key() {
     }
 }
 
+/// Access control is on by default: without access-link keys the binary
+/// refuses to start (exit 64, one line naming `ACCESS_KEYS` and the way
+/// out), and bad keys are refused the same way.
+#[test]
+fn refuses_to_start_without_access_keys_unless_told_workspaces_are_open() {
+    for (keys, reason) in [("", "WORKSPACE_AUTH=none"), ("k1:too-short", "shorter than 32 bytes")] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_api"))
+            .env_remove("API_KEYS_FILE")
+            .env_remove("WORKSPACE_AUTH")
+            .env("API_KEYS", "a-real-key")
+            .env("ACCESS_KEYS", keys)
+            .env("API_ADDR", "127.0.0.1:0")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(64), "{keys:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.trim().lines().count(), 1, "{err}");
+        assert!(err.contains("ACCESS_KEYS") && err.contains(reason), "{err}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn connections_beyond_the_cap_wait_their_turn() {
     let redis = RedisServer::start().unwrap();

@@ -2,7 +2,9 @@
 # `make run`: the whole stack on one machine, in the foreground.
 #   redis-server (AOF, data under .dev/redis), the stand-in cluster
 #   (kubeconfig at .dev/kubeconfig, objects kept in .dev/standin-state.json),
-#   one worker, and the api on $API_ADDR.
+#   one worker, the api on $API_ADDR and the gateway on $GATEWAY_ADDR
+#   (workspace URLs http://{uuid}.ws.localhost:<gateway port>: *.localhost is
+#   loopback in browsers and curl, so no DNS setup is needed).
 # Workspaces are real local code-server processes (STANDIN_KUBELET=process,
 # volumes under .dev/volumes, pod logs under .dev/logs/pods) when code-server
 # installs and this machine allows private mount namespaces; otherwise the
@@ -18,7 +20,12 @@ API_ADDR=${API_ADDR:-127.0.0.1:8080}
 REDIS_PORT=${DEV_REDIS_PORT:-6390}
 STANDIN_ADDR=${STANDIN_ADDR:-127.0.0.1:6443}
 WORKER_METRICS_ADDR=${WORKER_METRICS_ADDR:-127.0.0.1:9090}
+GATEWAY_ADDR=${GATEWAY_ADDR:-127.0.0.1:8081}
 bin=$root/target/debug
+
+# Every workspace host goes to the gateway; api, worker and gateway share the pattern.
+gateway_port=${GATEWAY_ADDR##*:}
+export WORKSPACE_URL_PATTERN="http://{uuid}.ws.localhost:$gateway_port"
 
 if [[ -z "${API_KEYS:-}" ]]; then
   if [[ -s $dev/api-key ]]; then API_KEYS=$(cat "$dev/api-key"); else
@@ -27,6 +34,16 @@ if [[ -z "${API_KEYS:-}" ]]; then
   fi
 fi
 export API_KEYS
+
+# Access-link keys (the api signs, the gateway verifies): a throwaway one for
+# this machine, kept in .dev/access-keys so links and cookies survive a restart.
+if [[ -z "${ACCESS_KEYS:-}" ]]; then
+  if [[ -s $dev/access-keys ]]; then ACCESS_KEYS=$(cat "$dev/access-keys"); else
+    ACCESS_KEYS=dev:$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    (umask 077; printf '%s' "$ACCESS_KEYS" > "$dev/access-keys")
+  fi
+fi
+export ACCESS_KEYS
 
 pids=()
 cleanup() {
@@ -86,11 +103,23 @@ API_ADDR=$API_ADDR "$bin/api" >"$dev/logs/api.log" 2>&1 &
 pids+=($!)
 wait_for api curl -fsS "http://$API_ADDR/livez"
 
+if [[ -x $bin/gateway ]]; then
+  GATEWAY_ADDR=$GATEWAY_ADDR "$bin/gateway" >"$dev/logs/gateway.log" 2>&1 &
+  pids+=($!)
+  wait_for gateway curl -fsS "http://$GATEWAY_ADDR/livez"
+  gateway_line="http://$GATEWAY_ADDR"
+else
+  echo "make run: no $bin/gateway (not built): workspace URLs do not answer; use the Service address below" >&2
+  gateway_line="not running (no target/debug/gateway)"
+fi
+
 cat <<MSG
 
   session manager running (logs in .dev/logs/)
     api          http://$API_ADDR
     api key      $API_KEYS
+    gateway      $gateway_line
+    workspaces   $WORKSPACE_URL_PATTERN (*.localhost is loopback: no DNS setup)
     redis        $REDIS_URL (AOF in .dev/redis)
     cluster      KUBECONFIG=.dev/kubeconfig kubectl get deploy,pvc,svc,ingress -n workspaces
     worker       http://$WORKER_METRICS_ADDR/metrics
@@ -99,7 +128,9 @@ cat <<MSG
   try:
     curl -s -X POST http://$API_ADDR/session/create -H "X-API-Key: $API_KEYS" \\
          -H 'Content-Type: application/json' -d '{"user_id":"you@example.com"}'
-    then open the workspace in a browser at its Service's local address:
+    then open its "access_url" in a browser (single use, 5 minutes). A new link any time:
+    curl -s -X POST http://$API_ADDR/session/<uuid>/access -H "X-API-Key: $API_KEYS"
+    Bypassing the gateway (no access check), the Service's local address:
     KUBECONFIG=.dev/kubeconfig kubectl get svc -n workspaces ws-<uuid> \\
          -o jsonpath='http://{.spec.clusterIP}:{.spec.ports[0].port}/{"\\n"}'
 

@@ -45,6 +45,17 @@ fn session(stack: &Stack, id: &str) -> Value {
     stack.api("GET", &format!("/session/{id}"), None).unwrap().json()
 }
 
+/// The session's `upstream` field in Redis (the real-process test,
+/// `e2e_workspace_processes.rs`, checks its value while running).
+fn upstream(stack: &Stack, id: &str) -> Option<String> {
+    let mut c = redis::Client::open(stack.redis.url()).unwrap().get_connection().unwrap();
+    redis::cmd("HGET")
+        .arg(proto_types::keys::session(id))
+        .arg(proto_types::record::session::UPSTREAM)
+        .query(&mut c)
+        .unwrap()
+}
+
 fn deployment(stack: &Stack, id: &str) -> Value {
     stack.kube_get(&format!("/apis/apps/v1{NS}/deployments/ws-{id}")).unwrap().json()
 }
@@ -82,8 +93,19 @@ fn lifecycle_create_sleep_wake_delete_through_the_api() {
     }
     assert_eq!(deployment(&stack, &id)["spec"]["replicas"], 1);
 
+    // The simulated kubelet gives Services no cluster IP, so no upstream is
+    // recorded here; plant one to see the sleep remove it.
+    let mut c = redis::Client::open(stack.redis.url()).unwrap().get_connection().unwrap();
+    let key = proto_types::keys::session(&id);
+    let () = redis::cmd("HSET")
+        .arg(&key)
+        .arg(proto_types::record::session::UPSTREAM)
+        .arg("10.0.0.1:8080")
+        .query(&mut c)
+        .unwrap();
     assert_succeeded(&stack, &command(&stack, &id, "sleep"));
     assert_eq!(session(&stack, &id)["session"]["status"], "sleeping");
+    assert_eq!(upstream(&stack, &id), None, "a sleeping session has no upstream for the gateway");
     assert_eq!(deployment(&stack, &id)["spec"]["replicas"], 0);
     let pods = stack.kube_get(&format!("/api/v1{NS}/pods?labelSelector=session-uuid%3D{id}")).unwrap().json();
     assert_eq!(pods["items"].as_array().map(Vec::len), Some(0), "no pod while sleeping: {pods}");

@@ -52,9 +52,12 @@ fn nonce() -> Result<String, getrandom::Error> {
 }
 
 /// `url` with `sm_token=token` added to its query (tokens need no escaping:
-/// they are letters, digits, `.`, `-` and `_`).
+/// they are letters, digits, `.`, `-` and `_`); a bare origin gets its `/`
+/// path first, so the link is the URL a browser would show.
 pub fn with_token(url: &str, token: &str) -> String {
     let (base, fragment) = url.split_once('#').map_or((url, None), |(b, f)| (b, Some(f)));
+    let bare_origin = base.split_once("://").is_some_and(|(_, rest)| !rest.contains(['/', '?']));
+    let base = if bare_origin { format!("{base}/") } else { base.to_owned() };
     let sep = if base.contains('?') { '&' } else { '?' };
     match fragment {
         Some(f) => format!("{base}{sep}{TOKEN_PARAM}={token}#{f}"),
@@ -69,7 +72,8 @@ mod tests {
 
     #[test]
     fn the_token_goes_into_the_query() {
-        assert_eq!(with_token("https://a.example.com", "t"), "https://a.example.com?sm_token=t");
+        assert_eq!(with_token("https://a.example.com", "t"), "https://a.example.com/?sm_token=t");
+        assert_eq!(with_token("http://abc.ws.localhost:8081", "t"), "http://abc.ws.localhost:8081/?sm_token=t");
         assert_eq!(with_token("https://a.example.com/?x=1", "t"), "https://a.example.com/?x=1&sm_token=t");
         assert_eq!(with_token("https://a.example.com/#f", "t"), "https://a.example.com/?sm_token=t#f");
     }

@@ -72,8 +72,9 @@ pub fn deployment(config: &K8sConfig, id: &SessionId, replicas: i32) -> Deployme
         args: Some(vec![
             "--bind-addr".into(),
             format!("0.0.0.0:{}", names::WORKSPACE_PORT),
-            // Authentication belongs in front of the Ingress (e.g. oauth2-proxy),
-            // as in the old system; code-server's own password is random.
+            // Authentication is the gateway's (signed access links, then a
+            // host-only cookie; the workspace NetworkPolicy admits only the
+            // gateway). With WORKSPACE_ROUTING=ingress nothing stands in front.
             "--auth".into(),
             "none".into(),
             "--disable-telemetry".into(),

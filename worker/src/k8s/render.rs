@@ -11,7 +11,9 @@ use super::keda;
 use super::objects;
 
 /// Every object of a running session (PVC, Deployment, Service, Ingress,
-/// ScaledObject) plus the backup Job of a delete, as JSON. Deterministic: the
+/// ScaledObject) plus the backup Job of a delete, as JSON. The Ingress is
+/// rendered whatever `WORKSPACE_ROUTING` says, so `make deploy-check`
+/// validates what `ingress` routing would create too. Deterministic: the
 /// backup Job is rendered for generation 1 at the Unix epoch.
 pub fn render_session_objects(config: &K8sConfig, id: &SessionId, workspace_url: Option<&str>) -> Vec<Value> {
     let file = backup::file_name(id, jiff::Timestamp::UNIX_EPOCH);

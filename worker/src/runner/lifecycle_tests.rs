@@ -198,6 +198,27 @@ fn the_executor_result_decides_the_one_finish() {
     let cases: Vec<(&str, Result<Outcome, ExecError>, Step)> = vec![
         ("converged", Ok(sleeping()), Step::Finish(written(JobState::Succeeded, SessionState::Sleeping, None))),
         (
+            "converged running: the Service's address goes to the session for the gateway",
+            Ok(Outcome {
+                status: SessionState::Running,
+                replicas: 1,
+                backup_file: None,
+                upstream: Some("10.96.0.7:8080".into()),
+            }),
+            Step::Finish(Ending {
+                state: JobState::Succeeded,
+                error: None,
+                event_status: SessionState::Running,
+                session: Some(SessionWrite {
+                    fence: 7,
+                    status: SessionState::Running,
+                    replicas: 1,
+                    backup_file: None,
+                    upstream: Some("10.96.0.7:8080".into()),
+                }),
+            }),
+        ),
+        (
             "converged with a backup",
             Ok(deleted),
             Step::Finish(Ending {
