@@ -16,8 +16,10 @@ use k8s_support::{Cluster, config, sid, target};
 use kube::api::ListParams;
 use proto_types::{DesiredState, SessionState};
 use worker::executor::ExecError;
+use worker::executor::Executor as _;
+use worker::k8s::k8s_config::Routing;
 use worker::k8s::keda::ScaledObject;
-use worker::k8s::names;
+use worker::k8s::{K8sConfig, K8sExecutor, names};
 
 async fn pods(c: &Cluster, id: &proto_types::SessionId) -> usize {
     let lp = ListParams::default().labels(&names::workspace_pod_selector(id));
@@ -33,6 +35,25 @@ async fn replicas(c: &Cluster, name: &str) -> i32 {
     c.api::<Deployment>().get(name).await.unwrap().spec.unwrap().replicas.unwrap()
 }
 
+/// `WORKSPACE_ROUTING=ingress` keeps the seed's per-session Ingress;
+/// switching back to `gateway` removes it at the next convergence.
+#[tokio::test]
+async fn ingress_routing_creates_the_ingress_and_gateway_routing_removes_it() {
+    let cfg = K8sConfig { routing: Routing::Ingress, ..config() };
+    let c = Cluster::with(None, cfg, true).await;
+    let id = sid("0fa6debc");
+    let ws = names::workspace(&id);
+    c.converge(&target(&id, DesiredState::Running, 1)).await.unwrap();
+    let ing = c.api::<Ingress>().get_opt(&ws).await.unwrap().expect("ingress routing applies an Ingress");
+    let host = ing.spec.and_then(|s| s.rules).and_then(|r| r.into_iter().next()).and_then(|r| r.host);
+    assert_eq!(host.as_deref(), Some("vs-code-0fa6debc.preview.example.com"));
+
+    let gateway = K8sExecutor::new(c.raw.clone(), config());
+    let out = gateway.converge(&target(&id, DesiredState::Running, 2)).await.unwrap();
+    assert_eq!(out.status, SessionState::Running);
+    assert!(c.api::<Ingress>().get_opt(&ws).await.unwrap().is_none(), "the leftover Ingress is deleted");
+}
+
 #[tokio::test]
 async fn create_sleep_wake_delete_round_trip() {
     let c = Cluster::start().await;
@@ -43,7 +64,7 @@ async fn create_sleep_wake_delete_round_trip() {
     assert_eq!((out.status, out.replicas, out.backup_file.clone()), (SessionState::Running, 1, None));
     assert!(c.api::<PersistentVolumeClaim>().get_opt(&names::pvc(&id)).await.unwrap().is_some());
     assert!(c.api::<Service>().get_opt(&ws).await.unwrap().is_some());
-    assert!(c.api::<Ingress>().get_opt(&ws).await.unwrap().is_some());
+    assert!(c.api::<Ingress>().get_opt(&ws).await.unwrap().is_none(), "gateway routing: no Ingress per session");
     assert!(!paused(&c, &ws).await);
     assert_eq!(replicas(&c, &ws).await, 1);
     assert_eq!(pods(&c, &id).await, 1);

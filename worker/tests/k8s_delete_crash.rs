@@ -10,12 +10,13 @@ use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_support::{Cluster, Fault, sid, target};
+use k8s_support::{Cluster, Fault, config, sid, target};
 use kube::api::ListParams;
 use proto_types::{DesiredState, SessionState};
 use worker::executor::ExecError;
+use worker::k8s::k8s_config::Routing;
 use worker::k8s::keda::ScaledObject;
-use worker::k8s::names;
+use worker::k8s::{K8sConfig, names};
 
 async fn assert_all_gone(c: &Cluster, id: &proto_types::SessionId) {
     let ws = names::workspace(id);
@@ -27,24 +28,30 @@ async fn assert_all_gone(c: &Cluster, id: &proto_types::SessionId) {
 }
 
 /// Writes of a full delete from running: pause, scale 0, backup Job,
-/// 4 deletes, PVC delete = 8.
-const DELETE_WRITES: usize = 8;
+/// 3 deletes (4 with an Ingress), PVC delete = 7 (8 with `ingress` routing).
+const DELETE_WRITES: [(Routing, usize); 2] = [(Routing::Gateway, 7), (Routing::Ingress, 8)];
 
 #[tokio::test]
 async fn delete_converges_from_every_crash_point() {
-    for k in 0..=DELETE_WRITES {
-        let c = Cluster::start().await;
+    for (routing, writes) in DELETE_WRITES {
+        delete_from_every_crash_point(routing, writes).await;
+    }
+}
+
+async fn delete_from_every_crash_point(routing: Routing, delete_writes: usize) {
+    for k in 0..=delete_writes {
+        let c = Cluster::with(None, K8sConfig { routing, ..config() }, true).await;
         let id = sid("crash1");
         c.converge(&target(&id, DesiredState::Running, 1)).await.unwrap();
 
         c.faults.set(Some(Fault::CrashAfterWrites { k }));
         let first = c.converge(&target(&id, DesiredState::Deleted, 2)).await;
         let crashed = first.is_err();
-        if k < DELETE_WRITES {
+        if k < delete_writes {
             let e = first.unwrap_err();
-            assert!(e.is_retryable(), "k={k}: a crash must be retryable: {e}");
+            assert!(e.is_retryable(), "{routing:?} k={k}: a crash must be retryable: {e}");
         } else {
-            assert!(first.is_ok(), "a delete takes exactly {DELETE_WRITES} writes: {first:?}");
+            assert!(first.is_ok(), "{routing:?}: a delete takes exactly {delete_writes} writes: {first:?}");
         }
         c.faults.set(None);
 
