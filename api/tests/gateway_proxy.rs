@@ -190,3 +190,48 @@ async fn shutdown_lets_an_open_websocket_finish_within_the_grace() {
     // Closing the last WebSocket ends the drain well before the 25 s grace.
     gw.handle.take().unwrap().await.unwrap();
 }
+
+/// A workspace address that accepts connections and closes each at once, or holds each unanswered.
+async fn bad_upstream(close_at_once: bool) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let task = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((s, _)) = listener.accept().await {
+            if close_at_once {
+                drop(s);
+            } else {
+                held.push(s); // read nothing, answer nothing
+            }
+        }
+    });
+    (addr, task)
+}
+
+#[tokio::test]
+async fn a_reset_is_502_a_silent_workspace_504_and_redis_down_503() {
+    let mut redis = RedisServer::start().unwrap();
+    let gw = Gw::start(&redis, &["--upstream-read-timeout", "1"]).await;
+    let (reset, t1) = bad_upstream(true).await;
+    put_session(&redis, "kk01", "running", "running", Some(reset)).await;
+    let cookie = login(&gw, "kk01").await;
+    let a = send(gw.addr, get("kk01", "/").header("cookie", &cookie).body(empty()).unwrap()).await;
+    assert_eq!(a.status, StatusCode::BAD_GATEWAY);
+    assert_eq!(a.json()["error"]["code"], "upstream_unavailable");
+    let (silent, t2) = bad_upstream(false).await;
+    put_session(&redis, "kk01", "running", "running", Some(silent)).await;
+    let a = send(gw.addr, get("kk01", "/").header("cookie", &cookie).body(empty()).unwrap()).await;
+    assert_eq!(a.status, StatusCode::GATEWAY_TIMEOUT);
+    let m = metrics(&gw).await;
+    assert!(m.contains(r#"session_gateway_upstream_errors_total{kind="reset"} 1"#), "{m}");
+    assert!(m.contains(r#"session_gateway_upstream_errors_total{kind="read_timeout"} 1"#), "{m}");
+    redis.kill();
+    let a = send(gw.addr, get("kk01", "/").header("cookie", &cookie).body(empty()).unwrap()).await;
+    assert_eq!(a.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(a.json()["error"]["code"], "store_unavailable");
+    let ready = send(gw.addr, Request::get("/readyz").header("host", "gw.internal").body(empty()).unwrap()).await;
+    assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    t1.abort();
+    t2.abort();
+    gw.stop().await;
+}
