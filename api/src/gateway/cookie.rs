@@ -50,9 +50,11 @@ pub fn find<'a>(cookie_headers: impl Iterator<Item = &'a str>) -> Option<&'a str
 }
 
 /// The `sm_token` of a query string, if any, and the path-and-query with
-/// it removed (what the exchange redirects to).
+/// it removed (what the exchange redirects to). Leading slashes collapse to
+/// one, so the redirect never leaves the workspace (`//evil.example/`).
 pub fn split_token(path: &str, query: Option<&str>) -> (Option<String>, String) {
-    let Some(query) = query else { return (None, path.to_owned()) };
+    let path = format!("/{}", path.trim_start_matches('/'));
+    let Some(query) = query else { return (None, path) };
     let mut token = None;
     let rest: Vec<&str> = query
         .split('&')
@@ -64,7 +66,7 @@ pub fn split_token(path: &str, query: Option<&str>) -> (Option<String>, String) 
             _ => *pair != TOKEN_PARAM && !pair.is_empty(),
         })
         .collect();
-    let target = if rest.is_empty() { path.to_owned() } else { format!("{path}?{}", rest.join("&")) };
+    let target = if rest.is_empty() { path } else { format!("{path}?{}", rest.join("&")) };
     (token, target)
 }
 
@@ -105,5 +107,6 @@ mod tests {
         assert_eq!(split_token("/", Some("sm_token=t")), (Some("t".into()), "/".into()));
         assert_eq!(split_token("/", Some("x=1")), (None, "/?x=1".into()));
         assert_eq!(split_token("/", None), (None, "/".into()));
+        assert_eq!(split_token("//evil.example/x", Some("sm_token=t")), (Some("t".into()), "/evil.example/x".into()));
     }
 }

@@ -43,6 +43,8 @@ pub enum Outcome {
     Exchanged,
     /// Redis unavailable: 503.
     StoreError,
+    /// The waking page's status poll.
+    Status,
 }
 
 impl Outcome {
@@ -59,6 +61,7 @@ impl Outcome {
             Outcome::NotFound => "not_found",
             Outcome::Exchanged => "exchanged",
             Outcome::StoreError => "store_error",
+            Outcome::Status => "status",
         }
     }
 }

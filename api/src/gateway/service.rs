@@ -263,7 +263,7 @@ async fn status(gw: &Gateway, id: &SessionId, host: &str) -> (Outcome, Response<
                 (SessionState::Running, Some(up)) => proxy::healthy(up, host, timeouts(gw)).await,
                 _ => false,
             };
-            (Outcome::Woke, pages::status(v.status.as_str(), ready))
+            (Outcome::Status, pages::status(v.status.as_str(), ready))
         }
         Ok(None) => not_found(false),
         Err(e) => store_error(&e, false),
