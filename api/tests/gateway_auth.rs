@@ -94,3 +94,23 @@ async fn header_mode_trusts_the_identity_header_from_trusted_proxies_only() {
     assert_eq!(send(open.addr, get("ii01", "/").body(empty()).unwrap()).await.status, StatusCode::OK);
     open.stop().await;
 }
+
+#[tokio::test]
+async fn over_https_the_cookie_is_secure_and_websockets_need_the_https_origin() {
+    let redis = RedisServer::start().unwrap();
+    let up = Upstream::start().await;
+    let gw = Gw::start(&redis, &["--workspace-url-pattern", "https://{uuid}.ws.test"]).await;
+    put_session(&redis, "ll01", "running", "running", Some(up.addr)).await;
+    let token = link(KEY_A, "ll01", T0 + 60_000, NONCE);
+    let a = send(gw.addr, get("ll01", &format!("/?sm_token={token}")).body(empty()).unwrap()).await;
+    let set = a.header("set-cookie").unwrap();
+    assert!(set.contains("; Secure"), "{set}");
+    let cookie = set.split(';').next().unwrap().to_owned();
+    let (_, line) = ws_open(gw.addr, "ll01", Some(&cookie), &origin("ll01")).await;
+    assert!(line.contains(" 403 "), "http origin on an https workspace: {line}");
+    let (_, line) = ws_open(gw.addr, "ll01", Some(&cookie), "https://ll01.ws.test").await;
+    assert!(line.contains(" 101 "), "{line}");
+    let seen = send(gw.addr, get("ll01", "/").header("cookie", &cookie).body(empty()).unwrap()).await.json();
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "https");
+    gw.stop().await;
+}

@@ -60,7 +60,7 @@ pub struct GatewayArgs {
     /// Milliseconds between activity flushes to Redis.
     #[arg(long, env = "ACTIVITY_FLUSH_MS", default_value_t = 5000)]
     pub activity_flush_ms: u64,
-    /// Concurrent client connections served; more wait in the listen backlog.
+    /// Concurrent HTTP client connections served (more wait in the listen backlog); an upgraded WebSocket leaves the count.
     #[arg(long, env = "GATEWAY_MAX_CONNECTIONS", default_value_t = 16384)]
     pub max_connections: usize,
     /// Seconds open requests and WebSockets get to finish after SIGTERM.

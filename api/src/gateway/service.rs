@@ -236,9 +236,9 @@ async fn workspace(
         ),
         Action::Hold => {
             let started = Instant::now();
-            gw.metrics.holding(1);
+            let holding = Holding::new(gw);
             let ready = wait_ready(gw, &id, &host).await;
-            gw.metrics.holding(-1);
+            drop(holding);
             gw.metrics.held_for(started.elapsed().as_secs_f64());
             match ready {
                 Some(upstream) => forward(gw, peer, &id, host, &upstream, req, Outcome::Held).await,
@@ -248,6 +248,23 @@ async fn workspace(
                 ),
             }
         }
+    }
+}
+
+/// Counts a held request in `session_gateway_holding`, also when the client
+/// gives up and the request's future is dropped.
+struct Holding<'a>(&'a Gateway);
+
+impl<'a> Holding<'a> {
+    fn new(gw: &'a Gateway) -> Self {
+        gw.metrics.holding(1);
+        Self(gw)
+    }
+}
+
+impl Drop for Holding<'_> {
+    fn drop(&mut self) {
+        self.0.metrics.holding(-1);
     }
 }
 

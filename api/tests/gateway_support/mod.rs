@@ -172,17 +172,10 @@ pub struct Gw {
 impl Gw {
     pub async fn start(redis: &RedisServer, extra: &[&str]) -> Self {
         let url = redis.url();
-        let mut argv = vec![
-            "gateway",
-            "--redis-url",
-            &url,
-            "--workspace-url-pattern",
-            "http://{uuid}.ws.test",
-            "--activity-flush-ms",
-            "20",
-            "--session-cache-ms",
-            "0",
-        ];
+        let mut argv = vec!["gateway", "--redis-url", &url, "--activity-flush-ms", "20", "--session-cache-ms", "0"];
+        if !extra.contains(&"--workspace-url-pattern") {
+            argv.extend_from_slice(&["--workspace-url-pattern", "http://{uuid}.ws.test"]);
+        }
         if !extra.contains(&"--access-keys") {
             argv.extend_from_slice(&["--access-keys", KEY_A]);
         }
