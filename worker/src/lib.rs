@@ -15,6 +15,7 @@
 //! | [`clock`] | wall-clock timestamps as an injected [`clock::Clock`] |
 //! | [`metrics`], [`admin`] | Prometheus registry and the health/metrics server |
 //! | [`random`] | consumer-name suffix and jitter seeds |
+//! | [`sweeper`] | lifecycle automation: idle sleep, TTL and maximum age, idle warnings ([`sweeper::decide`] is pure) |
 
 pub mod admin;
 pub mod cli;
@@ -25,3 +26,4 @@ pub mod metrics;
 pub mod queue;
 pub mod random;
 pub mod runner;
+pub mod sweeper;

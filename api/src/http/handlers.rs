@@ -198,6 +198,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
             trace: job_trace_context(input.headers),
             prefetched: input.prefetched.as_ref(),
             origin: proto_types::Origin::Api,
+            idle_timeout_secs: None,
         };
         state.store.enqueue(&req).await
     }

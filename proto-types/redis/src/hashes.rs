@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use proto_types::{Command, DesiredState, JobId, JobState, SessionId, SessionState, keys, record};
+use proto_types::{Command, DesiredState, JobId, JobState, Origin, SessionId, SessionState, keys, record};
 use redis::aio::ConnectionLike;
 
 use crate::error::{CorruptRecord, Error};
@@ -41,6 +41,8 @@ pub struct SessionRecord {
     pub workspace_url: String,
     /// Backup file written by the delete, empty until then.
     pub backup_file: String,
+    /// The session's own idle timeout, in seconds (`None`: the worker's default).
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// A job hash, parsed.
@@ -68,6 +70,8 @@ pub struct JobRecord {
     pub error: String,
     /// Stream entry id.
     pub stream_id: String,
+    /// Who asked for it (`api` for jobs recorded before origins were).
+    pub origin: Origin,
 }
 
 fn num(map: &HashMap<String, String>, field: &str) -> Option<u64> {
@@ -104,6 +108,7 @@ impl SessionRecord {
             last_job_id: text(map, record::session::LAST_JOB),
             workspace_url: text(map, record::session::WORKSPACE_URL),
             backup_file: text(map, record::session::BACKUP_FILE),
+            idle_timeout_secs: num(map, record::session::IDLE_TIMEOUT),
         }))
     }
 
@@ -134,6 +139,10 @@ impl JobRecord {
             attempts: num(map, record::job::ATTEMPTS).unwrap_or(0),
             error: text(map, record::job::ERROR),
             stream_id: text(map, record::job::STREAM_ID),
+            origin: match map.get(record::job::ORIGIN) {
+                Some(o) => Origin::parse(o).map_err(|e| corrupt(record::job::ORIGIN, e))?,
+                None => Origin::Api,
+            },
         }))
     }
 

@@ -24,6 +24,9 @@
 //!   tombstone, event, `XACK`, in one step.
 //! - [`dead_letter`]: move an entry to `{sm}:dead`, mark the job dead, `XACK`.
 //! - [`trim`]: `XTRIM MINID` below every pending and unread entry.
+//! - [`sweep`]: the sweeper's guarded enqueue (re-checks status and last
+//!   use, then runs the enqueue script's body), its deadline reschedule and
+//!   its once-per-idle-period warning.
 //! - [`touch`]: heartbeat: reset a pending entry's idle time while this
 //!   consumer still owns it.
 
@@ -32,6 +35,7 @@ pub mod enqueue;
 pub mod finish;
 pub mod lease;
 pub mod start;
+pub mod sweep;
 pub mod touch;
 pub mod trim;
 
