@@ -70,4 +70,7 @@ pub mod session {
     /// The sweeper's next automatic action, `"{action} {at_ms}"`
     /// (`sleep`/`delete`), absent when none is planned.
     pub const NEXT_ACTION: &str = "next_action";
+    /// The last status change, `"{from} {to} {origin} {at_ms}"`, written by
+    /// the enqueue and finish scripts when they change the status.
+    pub const LAST_TRANSITION: &str = "last_transition";
 }

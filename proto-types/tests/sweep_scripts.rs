@@ -85,7 +85,9 @@ async fn reschedule_never_raises_a_deadline_a_command_lowered() {
     let server = testkit::RedisServer::start().unwrap();
     let mut conn = connect(&server).await;
     enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
-    let set = |generation, at_ms, next| Reschedule { session_id: "abc", generation, at_ms, next }.invocation();
+    let set = |generation, at_ms, next| {
+        Reschedule { session_id: "abc", generation, at_ms, next, idle_timeout_secs: None }.invocation()
+    };
     let r = run(&mut conn, sweep::RESCHEDULE_SOURCE, &set(1, Some(50_000), Some(("sleep", 60_000)))).await.unwrap();
     assert_eq!(RescheduleReply::parse(&r).unwrap(), RescheduleReply::Set);
     assert_eq!(due_score(&mut conn, "abc").await, Some(50_000.0));
@@ -94,6 +96,18 @@ async fn reschedule_never_raises_a_deadline_a_command_lowered() {
     let r = run(&mut conn, sweep::RESCHEDULE_SOURCE, &set(1, Some(90_000), None)).await.unwrap();
     assert_eq!(RescheduleReply::parse(&r).unwrap(), RescheduleReply::Moved);
     assert_eq!(due_score(&mut conn, "abc").await, Some(1_000.0));
+    // A new idle timeout since the read counts as a change too.
+    let _: () = redis::cmd("HSET")
+        .arg(keys::session("abc"))
+        .arg("idle_timeout_secs")
+        .arg(60)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let r = run(&mut conn, sweep::RESCHEDULE_SOURCE, &set(2, Some(90_000), None)).await.unwrap();
+    assert_eq!(RescheduleReply::parse(&r).unwrap(), RescheduleReply::Moved);
+    let _: () =
+        redis::cmd("HDEL").arg(keys::session("abc")).arg("idle_timeout_secs").query_async(&mut conn).await.unwrap();
     let r = run(&mut conn, sweep::RESCHEDULE_SOURCE, &set(2, None, None)).await.unwrap();
     assert_eq!(RescheduleReply::parse(&r).unwrap(), RescheduleReply::Forgot);
     assert_eq!(due_score(&mut conn, "abc").await, None);

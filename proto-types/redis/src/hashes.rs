@@ -43,6 +43,37 @@ pub struct SessionRecord {
     pub backup_file: String,
     /// The session's own idle timeout, in seconds (`None`: the worker's default).
     pub idle_timeout_secs: Option<u64>,
+    /// The last status change, if one was recorded.
+    pub last_transition: Option<Transition>,
+    /// The sweeper's next automatic action (`sleep`, `delete`) and its time, ms.
+    pub next_action: Option<(String, u64)>,
+}
+
+/// A recorded status change of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// Status before.
+    pub from: SessionState,
+    /// Status after.
+    pub to: SessionState,
+    /// Who caused it (the job's origin).
+    pub origin: Origin,
+    /// When, ms.
+    pub at_ms: u64,
+}
+
+impl Transition {
+    /// Parses `"{from} {to} {origin} {at_ms}"`; `None` if it is not that.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(' ');
+        let t = Self {
+            from: SessionState::parse(parts.next()?).ok()?,
+            to: SessionState::parse(parts.next()?).ok()?,
+            origin: Origin::parse(parts.next()?).ok()?,
+            at_ms: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(t)
+    }
 }
 
 /// A job hash, parsed.
@@ -109,6 +140,11 @@ impl SessionRecord {
             workspace_url: text(map, record::session::WORKSPACE_URL),
             backup_file: text(map, record::session::BACKUP_FILE),
             idle_timeout_secs: num(map, record::session::IDLE_TIMEOUT),
+            last_transition: map.get(record::session::LAST_TRANSITION).and_then(|v| Transition::parse(v)),
+            next_action: map
+                .get(record::session::NEXT_ACTION)
+                .and_then(|v| proto_types::scripts::sweep::parse_next_action(v))
+                .map(|(a, t)| (a.to_owned(), t)),
         }))
     }
 
@@ -175,6 +211,16 @@ mod tests {
         assert_eq!(rec.status, SessionState::Sleeping);
         assert_eq!(rec.generation, 4);
         assert_eq!(SessionRecord::parse(&id, &HashMap::new()).expect("ok"), None);
+        assert_eq!(
+            Transition::parse("running sleeping idle 5"),
+            Some(Transition {
+                from: SessionState::Running,
+                to: SessionState::Sleeping,
+                origin: Origin::Idle,
+                at_ms: 5
+            })
+        );
+        assert_eq!(Transition::parse("running sleeping idle"), None);
         let bad: HashMap<String, String> = [("status".to_owned(), "melted".to_owned())].into_iter().collect();
         assert!(SessionRecord::parse(&id, &bad).is_err());
     }

@@ -52,6 +52,11 @@ if is_create then
   redis.call("SADD", KEYS[5], ARGV[2])
 end
 
+local status_before = redis.call("HGET", KEYS[1], "status")
+if status_before and status_before ~= ARGV[8] then
+  redis.call("HSET", KEYS[1], "last_transition",
+    status_before .. " " .. ARGV[8] .. " " .. ARGV[16] .. " " .. ARGV[5])
+end
 redis.call("HSET", KEYS[1],
   "status", ARGV[8],
   "desired", ARGV[7],

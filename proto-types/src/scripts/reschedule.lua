@@ -3,13 +3,14 @@
 -- ARGV: 1 session id, 2 generation the deadline was computed on,
 --       3 next deadline ms ("" = forget the session),
 --       4 next automatic action and its time, "sleep 1700000000000"
---         ("" = none), shown by the api as next_action
+--         ("" = none), shown by the api as next_action,
+--       5 the session's idle_timeout_secs as read ("" = none)
 -- Replies: {"set"} | {"forgot"} | {"moved", generation}
--- "moved": a command changed the session since; its enqueue already
--- lowered the deadline, which must not be raised again.
+-- "moved": a command (or a new idle timeout) changed the session since;
+-- it already lowered the deadline, which must not be raised again.
 
 local generation = redis.call("HGET", KEYS[1], "generation") or "0"
-if generation ~= ARGV[2] then
+if generation ~= ARGV[2] or (redis.call("HGET", KEYS[1], "idle_timeout_secs") or "") ~= ARGV[5] then
   return {"moved", generation}
 end
 local exists = redis.call("EXISTS", KEYS[1]) == 1

@@ -85,6 +85,8 @@ pub struct Reschedule<'a> {
     pub at_ms: Option<u64>,
     /// The next automatic action (`"sleep"`, `"delete"`) and its time, ms.
     pub next: Option<(&'a str, u64)>,
+    /// The session's own idle timeout as read, seconds.
+    pub idle_timeout_secs: Option<u64>,
 }
 
 impl Reschedule<'_> {
@@ -97,6 +99,7 @@ impl Reschedule<'_> {
                 self.generation.to_string().into(),
                 self.at_ms.map_or_else(String::new, |t| t.to_string()).into(),
                 self.next.map_or_else(String::new, |(a, t)| format!("{a} {t}")).into(),
+                self.idle_timeout_secs.map_or_else(String::new, |s| s.to_string()).into(),
             ],
         }
     }
@@ -235,12 +238,19 @@ mod tests {
 
     #[test]
     fn reschedule_and_warn_follow_the_documented_order() {
-        let inv = Reschedule { session_id: "abc", generation: 3, at_ms: None, next: None }.invocation();
+        let inv = Reschedule { session_id: "abc", generation: 3, at_ms: None, next: None, idle_timeout_secs: None }
+            .invocation();
         assert_eq!(inv.keys, vec![keys::session("abc"), keys::LIFECYCLE_DUE.to_owned(), keys::ACTIVITY.to_owned()]);
         assert_eq!(inv.args[2], b"");
-        let inv =
-            Reschedule { session_id: "abc", generation: 3, at_ms: Some(7), next: Some(("sleep", 9)) }.invocation();
-        assert_eq!(inv.args[3], b"sleep 9");
+        let inv = Reschedule {
+            session_id: "abc",
+            generation: 3,
+            at_ms: Some(7),
+            next: Some(("sleep", 9)),
+            idle_timeout_secs: Some(60),
+        }
+        .invocation();
+        assert_eq!((inv.args[3].as_slice(), inv.args[4].as_slice()), (&b"sleep 9"[..], &b"60"[..]));
         assert_eq!(parse_next_action("sleep 9"), Some(("sleep", 9)));
         let inv = Warn { session_id: "abc", last_use_ms: 1, now_ms: 2, notice: b"n", marker_ttl_ms: 0 }.invocation();
         assert_eq!(inv.keys[0], keys::idle_warning("abc"));

@@ -196,16 +196,23 @@ impl Store {
     }
 
     /// Moves `session`'s deadline to `at_ms` (`None`: forgets it), unless a
-    /// command changed it since generation `generation` was read. `next`
+    /// command or a new idle timeout changed it since it was read. `next`
     /// is the automatic action shown for it.
     pub async fn reschedule(
         &self,
-        session: &str,
-        generation: u64,
+        session: &DueSession,
         at_ms: Option<u64>,
         next: Option<(&str, u64)>,
     ) -> Result<RescheduleReply, StoreError> {
-        let inv = Reschedule { session_id: session, generation, at_ms, next }.invocation();
+        let record = session.record.as_ref();
+        let inv = Reschedule {
+            session_id: session.id.as_str(),
+            generation: record.map_or(0, |r| r.generation),
+            at_ms,
+            next,
+            idle_timeout_secs: record.and_then(|r| r.idle_timeout_secs),
+        }
+        .invocation();
         let reply = self.run(&self.reschedule, "reschedule", &inv).await?;
         Ok(RescheduleReply::parse(&reply)?)
     }

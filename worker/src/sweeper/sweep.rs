@@ -141,19 +141,18 @@ impl Sweeper {
 
     async fn act(&self, session: &DueSession, action: Action, now: u64) -> Result<&'static str, StoreError> {
         let sid = session.id.as_str();
-        let generation = session.record.as_ref().map_or(0, |r| r.generation);
         match action {
             Action::Forget => {
-                self.store.reschedule(sid, generation, None, None).await?;
+                self.store.reschedule(session, None, None).await?;
                 Ok("forget")
             }
             Action::Wait { due_ms, next: (planned, at) } => {
-                self.store.reschedule(sid, generation, Some(due_ms), Some((planned.as_str(), at))).await?;
+                self.store.reschedule(session, Some(due_ms), Some((planned.as_str(), at))).await?;
                 Ok("reschedule")
             }
             Action::Warn { last_use_ms, sleep_at_ms } => {
                 let reply = self.store.warn(&session.id, last_use_ms, sleep_at_ms, now).await?;
-                self.store.reschedule(sid, generation, Some(sleep_at_ms), Some(("sleep", sleep_at_ms))).await?;
+                self.store.reschedule(session, Some(sleep_at_ms), Some(("sleep", sleep_at_ms))).await?;
                 Ok(match reply {
                     WarnReply::Warned => {
                         tracing::info!(session.id = sid, sleep_at_ms, "idle warning published");
