@@ -164,9 +164,23 @@ pub fn decide(facts: Option<&Facts>, policy: &Policy, now_ms: u64) -> Action {
         (None, None) => return Action::Forget,
     };
     let (due, next) = next;
-    // Not actionable yet (a job is in flight): look again after a sweep interval.
-    let due = if due <= now_ms { now_ms.saturating_add(policy.recheck_ms.max(1)) } else { due };
+    // A job is in flight: its end changes the deadlines (a created session
+    // starts idling, a woken one too), and it bumps no generation, so look
+    // again after a sweep interval rather than at a deadline computed now.
+    let recheck = now_ms.saturating_add(policy.recheck_ms.max(1));
+    let due = if in_flight(f) || due <= now_ms { recheck } else { due };
     Action::Wait { due_ms: due, next }
+}
+
+/// Whether a job is still converging the session (its status is not the
+/// settled one for its desired state).
+fn in_flight(f: &Facts) -> bool {
+    !matches!(
+        (f.status, f.desired),
+        (SessionState::Running, DesiredState::Running)
+            | (SessionState::Sleeping, DesiredState::Sleeping)
+            | (SessionState::Failed, _)
+    )
 }
 
 #[cfg(test)]
@@ -263,6 +277,17 @@ mod tests {
             decide(Some(&sleep_queued), &policy(), 20 * MIN),
             Action::Wait { next: (Planned::Delete, _), .. }
         ));
+    }
+
+    /// Found by the real-process test: a session read while `creating` was
+    /// scheduled at its TTL deadline, and the create's end (which bumps no
+    /// generation) left it there, so it never slept.
+    #[test]
+    fn a_session_still_being_created_is_looked_at_again_soon() {
+        let creating = Facts { status: SessionState::Creating, ..running(0) };
+        assert!(matches!(decide(Some(&creating), &policy(), 0), Action::Wait { due_ms: 10_000, .. }));
+        let waking = Facts { status: SessionState::Waking, ..running(0) };
+        assert!(matches!(decide(Some(&waking), &policy(), 0), Action::Wait { due_ms: 10_000, .. }));
     }
 
     #[test]
