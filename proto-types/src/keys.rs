@@ -21,6 +21,7 @@
 //! | `{sm}:activity` | sorted set, session by last use (ms) | gateway, api | worker (sweeper) |
 //! | `{sm}:lifecycle-due` | sorted set, session by next lifecycle deadline (ms) | api (enqueue), worker (sweeper) | worker (sweeper) |
 //! | `{sm}:idle-warning:{id}` | string: last use warned for + when, with TTL | worker (sweeper) | worker (sweeper) |
+//! | `{sm}:resync-lock` | string: the worker repairing drift, with TTL of one resync interval | worker (resync) | worker (resync) |
 //! | `{sm}:sweep-lock` | string: the sweeping worker, with TTL of one sweep interval | worker (sweeper) | worker (sweeper) |
 //! | `sm:rl:{scope}:{id}` | string, GCRA theoretical arrival time | api | api |
 
@@ -109,6 +110,9 @@ pub const LIFECYCLE_DUE: &str = "{sm}:lifecycle-due";
 /// workers do not sweep N times.
 pub const SWEEP_LOCK: &str = "{sm}:sweep-lock";
 
+/// Held by the worker that repairs drift this interval (`SET NX PX`).
+pub const RESYNC_LOCK: &str = "{sm}:resync-lock";
+
 /// Marks the idle warning sent for a session's current idle period, so it
 /// is sent once.
 pub fn idle_warning(session_id: &str) -> String {
@@ -148,6 +152,7 @@ mod tests {
             demand("abc"),
             access_nonce("00ff"),
             SWEEP_LOCK.to_owned(),
+            RESYNC_LOCK.to_owned(),
             idle_warning("abc"),
         ];
         for k in &keys {

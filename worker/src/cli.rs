@@ -150,6 +150,9 @@ pub struct Args {
     /// Due sessions handled per sweep.
     #[arg(long, env = "SWEEP_BATCH", default_value_t = 500)]
     pub sweep_batch: usize,
+    /// Time between drift repairs (compare every live session with the cluster), in seconds (0 = never).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 300)]
+    pub resync_interval: u64,
 }
 
 /// A setting that cannot work.
@@ -207,6 +210,11 @@ impl Args {
             interval: Duration::from_millis(self.sweep_interval_ms),
             batch: self.sweep_batch,
         })
+    }
+
+    /// The drift repair interval (zero: off).
+    pub fn resync(&self) -> Duration {
+        Duration::from_secs(self.resync_interval)
     }
 
     /// The Kubernetes settings.

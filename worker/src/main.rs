@@ -13,7 +13,7 @@ use worker::clock::SystemClock;
 use worker::k8s::{K8sExecutor, render_session_objects};
 use worker::metrics::{Metrics, backlog::Backlog};
 use worker::runner::Runner;
-use worker::sweeper::Sweeper;
+use worker::sweeper::{Resync, Sweeper};
 
 const EX_CONFIG: u8 = 64;
 
@@ -70,9 +70,13 @@ async fn run(
     let redis = redis::Client::open(cli.args.redis_url.as_str()).context("REDIS_URL")?;
     let backlog = Arc::new(Backlog::new(redis.clone(), metrics.backlog_gauges()));
     let sweeper = Arc::new(
-        Sweeper::new(redis.clone(), sweep_cfg, Arc::new(SystemClock), runner_cfg.queue.consumer.clone())?
+        Sweeper::new(redis.clone(), sweep_cfg, clock(), runner_cfg.queue.consumer.clone())?
             .with_metrics(metrics.sweep()),
     );
+    let owner = runner_cfg.queue.consumer.clone();
+    let resync =
+        Resync::new(redis.clone(), kube.clone(), k8s_cfg.namespace.clone(), cli.args.resync(), clock(), owner)?;
+    let resync = Arc::new(resync.with_metrics(metrics.sweep()));
     let runner =
         Runner::new(redis, Arc::new(K8sExecutor::new(kube, k8s_cfg)), runner_cfg)?.with_metrics(Arc::clone(&metrics));
     let render: MetricsRender = Arc::new(move || {
@@ -92,10 +96,15 @@ async fn run(
         let _ = stop_tx.send(true);
     });
     let sweep_task = tokio::spawn(sweeper.run(stop_rx.clone()));
+    let resync_task = tokio::spawn(resync.run(stop_rx.clone()));
     runner.run(stop_rx).await;
-    let _ = sweep_task.await;
+    let _ = tokio::join!(sweep_task, resync_task);
     admin_task.abort();
     Ok(())
+}
+
+fn clock() -> worker::clock::SharedClock {
+    Arc::new(SystemClock)
 }
 
 fn config_error(e: &dyn std::fmt::Display) -> ExitCode {

@@ -5,6 +5,7 @@
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -20,7 +21,7 @@ struct ActionLabels {
 /// Sweep outcomes (`outcome` label of `worker_sweeps_total`).
 pub const OUTCOMES: [&str; 3] = ["swept", "locked", "error"];
 /// Sweep actions (`action` label of `worker_sweep_actions_total`).
-pub const ACTIONS: [&str; 6] = ["sleep", "delete", "warn", "reschedule", "forget", "skip"];
+pub const ACTIONS: [&str; 7] = ["sleep", "delete", "warn", "reschedule", "forget", "skip", "converge"];
 
 /// The sweeper's counters; clones share them.
 #[derive(Clone, Debug, Default)]
@@ -28,6 +29,7 @@ pub struct SweepMetrics {
     sweeps: Family<OutcomeLabels, Counter>,
     actions: Family<ActionLabels, Counter>,
     due: Counter,
+    orphans: Gauge,
 }
 
 impl SweepMetrics {
@@ -40,10 +42,15 @@ impl SweepMetrics {
         );
         registry.register(
             "sweep_actions",
-            "What sweeps did to due sessions: sleep, delete (ttl or max age), warn, reschedule, forget, skip (re-check refused)",
+            "What sweeps did: sleep, delete (ttl or max age), warn, reschedule, forget, skip (re-check refused), converge (drift)",
             m.actions.clone(),
         );
         registry.register("sweep_due_sessions", "Due sessions read by sweeps", m.due.clone());
+        registry.register(
+            "drift_orphaned_objects",
+            "Objects labelled as ours whose session is unknown or deleted, at the last resync (reported, never deleted)",
+            m.orphans.clone(),
+        );
         for outcome in OUTCOMES {
             m.sweeps.get_or_create_owned(&OutcomeLabels { outcome });
         }
@@ -61,6 +68,11 @@ impl SweepMetrics {
     /// One action of kind `action` (one of [`ACTIONS`]).
     pub fn action(&self, action: &'static str) {
         self.actions.get_or_create(&ActionLabels { action }).inc();
+    }
+
+    /// The last resync found `n` orphaned objects.
+    pub fn orphans(&self, n: i64) {
+        self.orphans.set(n);
     }
 
     /// `n` due sessions were read.

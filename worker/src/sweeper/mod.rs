@@ -13,14 +13,19 @@
 //! | `decide.rs` | [`decide()`]: facts, policy, now → [`Action`] (pure) |
 //! | `store.rs` | [`Store`]: lock, due read, facts pipeline, the sweep scripts |
 //! | `sweep.rs` | [`Sweeper`]: one sweep, and the loop with jitter |
+//! | `drift.rs` | [`drift::compare`]: live sessions vs listed objects → converge jobs, orphans (pure) |
+//! | `resync.rs` | [`Resync`]: drift repair at start and every `RESYNC_INTERVAL` |
 //!
-//! Not here: carrying out a sleep or delete (the job runner does, like any
-//! job) and drift repair.
+//! Not here: carrying out a sleep, delete or converge (the job runner
+//! does, like any job).
 
 mod decide;
+pub mod drift;
+mod resync;
 mod store;
 mod sweep;
 
 pub use decide::{Action, Facts, Planned, Policy, decide};
+pub use resync::{Resync, ResyncError, ResyncReport};
 pub use store::{DueSession, Store, StoreError};
 pub use sweep::{SweepConfig, SweepOutcome, SweepReport, Sweeper};

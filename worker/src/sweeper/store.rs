@@ -91,10 +91,15 @@ impl Store {
 
     /// Takes the sweep lock for `ttl` (`SET NX PX`); whether this worker sweeps now.
     pub async fn try_lock(&self, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
+        self.try_lock_key(keys::SWEEP_LOCK, owner, ttl).await
+    }
+
+    /// Takes lock `key` for `ttl` (`SET NX PX`).
+    pub async fn try_lock_key(&self, key: &str, owner: &str, ttl: Duration) -> Result<bool, StoreError> {
         let mut conn = self.conn.clone();
         let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
         let reply: Option<String> = redis::cmd("SET")
-            .arg(keys::SWEEP_LOCK)
+            .arg(key)
             .arg(owner)
             .arg("NX")
             .arg("PX")
@@ -103,6 +108,18 @@ impl Store {
             .await
             .map_err(redis_err("lock"))?;
         Ok(reply.is_some())
+    }
+
+    /// Every session id in the sessions index (drift repair compares them all).
+    pub async fn all_sessions(&self) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn.clone();
+        redis::cmd("ZRANGE")
+            .arg(keys::SESSIONS_INDEX)
+            .arg(0)
+            .arg(-1)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("sessions"))
     }
 
     /// Up to `limit` sessions whose deadline is at or before `now_ms`, earliest first.
