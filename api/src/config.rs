@@ -48,6 +48,9 @@ pub struct Args {
     /// Live sessions one user may have (0 = unlimited).
     #[arg(long, env = "MAX_SESSIONS_PER_USER", default_value_t = 3)]
     pub max_sessions_per_user: u32,
+    /// Largest `idle_timeout_secs` a session may ask for, in seconds.
+    #[arg(long, env = "MAX_IDLE_TIMEOUT", default_value_t = 86_400)]
+    pub max_idle_timeout: u64,
     /// Largest accepted request body, in bytes.
     #[arg(long, env = "MAX_BODY_BYTES", default_value_t = 16 * 1024)]
     pub max_body_bytes: usize,
@@ -127,6 +130,8 @@ pub struct Config {
     pub workspace_url_pattern: String,
     /// Live sessions per user (0 = unlimited).
     pub max_sessions_per_user: u32,
+    /// Largest per-session idle timeout, seconds.
+    pub max_idle_timeout_secs: u64,
     /// Body cap in bytes.
     pub max_body_bytes: usize,
     /// Connection cap.
@@ -247,6 +252,7 @@ impl Args {
             trusted_proxies: parse_cidrs(&self.trusted_proxies)?,
             workspace_url_pattern: self.workspace_url_pattern,
             max_sessions_per_user: self.max_sessions_per_user,
+            max_idle_timeout_secs: self.max_idle_timeout,
             max_body_bytes: self.max_body_bytes,
             max_connections: self.max_connections,
             header_read_timeout: Duration::from_secs(self.header_read_timeout),

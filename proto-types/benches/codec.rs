@@ -79,6 +79,7 @@ fn enqueue_path(c: &mut Criterion) {
                 workspace_url: "https://vs-code-0fa6debc.preview.example.com",
                 idempotency: Some(("scope", "key", "fingerprint")),
                 now_ms: 1_700_000_000_000,
+                idle_timeout_secs: None,
             }
             .invocation()
         })
@@ -101,6 +102,7 @@ fn enqueue_path(c: &mut Criterion) {
                 workspace_url: "https://vs-code-0fa6debc.preview.example.com",
                 idempotency: None,
                 now_ms: 1_700_000_000_000,
+                idle_timeout_secs: None,
             }
             .invocation();
             (inv, EnqueueReply::parse(black_box(&reply)))

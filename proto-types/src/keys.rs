@@ -18,6 +18,11 @@
 //! | `{sm}:lease:{id}` | string: fencing token + owner, with TTL | worker | worker |
 //! | `{sm}:fence` | counter for fencing tokens | worker | worker |
 //! | `{sm}:demand:{id}` | list, length 1 while the session should run | worker | KEDA redis trigger |
+//! | `{sm}:activity` | sorted set, session by last use (ms) | gateway, api | worker (sweeper) |
+//! | `{sm}:lifecycle-due` | sorted set, session by next lifecycle deadline (ms) | api (enqueue), worker (sweeper) | worker (sweeper) |
+//! | `{sm}:idle-warning:{id}` | string: last use warned for + when, with TTL | worker (sweeper) | worker (sweeper) |
+//! | `{sm}:resync-lock` | string: the worker repairing drift, with TTL of one resync interval | worker (resync) | worker (resync) |
+//! | `{sm}:sweep-lock` | string: the sweeping worker, with TTL of one sweep interval | worker (sweeper) | worker (sweeper) |
 //! | `sm:rl:{scope}:{id}` | string, GCRA theoretical arrival time | api | api |
 
 /// Hash tag shared by every key a script touches together.
@@ -40,6 +45,8 @@ pub const FENCE_COUNTER: &str = "{sm}:fence";
 pub const PAYLOAD_FIELD: &str = "job";
 /// Field of an [`EVENTS_STREAM`] entry that holds the encoded [`crate::Event`].
 pub const EVENT_FIELD: &str = "event";
+/// Field of an [`EVENTS_STREAM`] entry that holds an encoded [`crate::Notice`].
+pub const NOTICE_FIELD: &str = "notice";
 /// How long a terminal job's hash is kept, in seconds (7 days).
 pub const JOB_TTL_SECS: u64 = 7 * 24 * 3600;
 /// How long a deleted session's tombstone is kept, in seconds (7 days).
@@ -99,6 +106,19 @@ pub const ACTIVITY: &str = "{sm}:activity";
 /// with `ZRANGEBYSCORE ... LIMIT`, never by scanning session hashes.
 pub const LIFECYCLE_DUE: &str = "{sm}:lifecycle-due";
 
+/// Held by the worker that sweeps this interval (`SET NX PX`), so N
+/// workers do not sweep N times.
+pub const SWEEP_LOCK: &str = "{sm}:sweep-lock";
+
+/// Held by the worker that repairs drift this interval (`SET NX PX`).
+pub const RESYNC_LOCK: &str = "{sm}:resync-lock";
+
+/// Marks the idle warning sent for a session's current idle period, so it
+/// is sent once.
+pub fn idle_warning(session_id: &str) -> String {
+    format!("{HASH_TAG}:idle-warning:{session_id}")
+}
+
 /// The slot-determining part of a key: what Redis Cluster hashes.
 pub fn hash_slot_part(key: &str) -> &str {
     if let Some(open) = key.find('{')
@@ -131,6 +151,9 @@ mod tests {
             lease("abc"),
             demand("abc"),
             access_nonce("00ff"),
+            SWEEP_LOCK.to_owned(),
+            RESYNC_LOCK.to_owned(),
+            idle_warning("abc"),
         ];
         for k in &keys {
             assert_eq!(hash_slot_part(k), "sm", "{k}");

@@ -13,6 +13,7 @@
 //! | [`machine`] | the session state machine: which command is accepted in which state ([`machine::decide`]) |
 //! | [`job`] | the [`Job`] envelope and its MessagePack codec |
 //! | [`event`] | the status [`Event`] published on the `events` stream |
+//! | [`notice`] | the [`Notice`] (idle warning) published on the `events` stream |
 //! | [`keys`] | every Redis key, stream and group name |
 //! | [`record`] | field names of the job and session hashes |
 //! | [`scripts`] | the Lua scripts that make each queue step atomic, with their keys and argument encoding |
@@ -36,6 +37,7 @@ pub mod id;
 pub mod job;
 pub mod keys;
 pub mod machine;
+pub mod notice;
 pub mod record;
 pub mod scripts;
 pub mod state;
@@ -44,4 +46,5 @@ pub use event::Event;
 pub use id::{JobId, SessionId};
 pub use job::{CodecError, Job};
 pub use machine::{Decision, Refusal};
+pub use notice::{Notice, NoticeKind};
 pub use state::{Command, DesiredState, JobState, Origin, SessionState};

@@ -29,6 +29,9 @@ pub mod job {
     pub const STREAM_ID: &str = "stream_id";
     /// The client's idempotency key, if any.
     pub const IDEMPOTENCY_KEY: &str = "idempotency_key";
+    /// [`crate::Origin`] wire name: who asked for the job (absent on older
+    /// jobs: `api`).
+    pub const ORIGIN: &str = "origin";
 }
 
 /// Fields of `{sm}:session:{id}`.
@@ -61,4 +64,13 @@ pub mod session {
     /// port), written by the worker when the session converges to running
     /// and removed when it does not run.
     pub const UPSTREAM: &str = "upstream";
+    /// The session's own idle timeout in seconds (absent: the worker's
+    /// `IDLE_SLEEP_AFTER`; `0`: never sleeps by itself).
+    pub const IDLE_TIMEOUT: &str = "idle_timeout_secs";
+    /// The sweeper's next automatic action, `"{action} {at_ms}"`
+    /// (`sleep`/`delete`), absent when none is planned.
+    pub const NEXT_ACTION: &str = "next_action";
+    /// The last status change, `"{from} {to} {origin} {at_ms}"`, written by
+    /// the enqueue and finish scripts when they change the status.
+    pub const LAST_TRANSITION: &str = "last_transition";
 }

@@ -20,6 +20,7 @@ fn create<'a>(job: &'a Job, payload: &'a [u8], limit: u32, idem: Option<(&'a str
         workspace_url: "https://vs-code-x.example.com",
         idempotency: idem,
         now_ms: 42,
+        idle_timeout_secs: None,
     }
 }
 

@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 use crate::k8s::K8sConfig;
 use crate::k8s::k8s_config::Routing;
 use crate::runner::{RetryPolicy, RunnerConfig};
+use crate::sweeper::{Policy, SweepConfig};
 
 /// Session-manager worker: consumes the `jobs` stream and converges sessions on Kubernetes.
 #[derive(Debug, Parser)]
@@ -136,6 +137,27 @@ pub struct Args {
     /// Pause between two observations while waiting, in ms.
     #[arg(long, env = "K8S_POLL_INTERVAL_MS", default_value_t = 500)]
     pub poll_interval_ms: u64,
+    /// Idle time after which a running session is put to sleep, in seconds (0 = never; a session's own `idle_timeout_secs` wins).
+    #[arg(long, env = "IDLE_SLEEP_AFTER", default_value_t = 900)]
+    pub idle_sleep_after: u64,
+    /// How long before an idle sleep the warning notice is published, in seconds (0 = no warning).
+    #[arg(long, env = "IDLE_WARNING_BEFORE", default_value_t = 120)]
+    pub idle_warning_before: u64,
+    /// Unused time after which a session is deleted with its backup, in seconds (0 = never).
+    #[arg(long, env = "SESSION_TTL", default_value_t = 86_400)]
+    pub session_ttl: u64,
+    /// Age since creation after which a session is deleted with its backup, used or not, in seconds (0 = never).
+    #[arg(long, env = "SESSION_MAX_AGE", default_value_t = 0)]
+    pub session_max_age: u64,
+    /// Time between two lifecycle sweeps (one worker sweeps per interval), in ms.
+    #[arg(long, env = "SWEEP_INTERVAL_MS", default_value_t = 10_000)]
+    pub sweep_interval_ms: u64,
+    /// Due sessions handled per sweep.
+    #[arg(long, env = "SWEEP_BATCH", default_value_t = 500)]
+    pub sweep_batch: usize,
+    /// Time between drift repairs (compare every live session with the cluster), in seconds (0 = never).
+    #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 300)]
+    pub resync_interval: u64,
 }
 
 /// A setting that cannot work.
@@ -150,6 +172,9 @@ pub enum ConfigError {
     /// The URL pattern has no `{uuid}`.
     #[error("WORKSPACE_URL_PATTERN must contain {{uuid}}")]
     UrlPattern,
+    /// A sweeper setting that cannot work.
+    #[error("{0} must be at least 1")]
+    Sweep(&'static str),
 }
 
 impl Args {
@@ -168,6 +193,33 @@ impl Args {
         c.shutdown_grace = Duration::from_secs(self.shutdown_grace_secs);
         c.validate()?;
         Ok(c)
+    }
+
+    /// The lifecycle sweeper's settings.
+    pub fn sweeper(&self) -> Result<SweepConfig, ConfigError> {
+        if self.sweep_interval_ms == 0 {
+            return Err(ConfigError::Sweep("SWEEP_INTERVAL_MS"));
+        }
+        if self.sweep_batch == 0 {
+            return Err(ConfigError::Sweep("SWEEP_BATCH"));
+        }
+        let ms = |secs: u64| secs.saturating_mul(1000);
+        Ok(SweepConfig {
+            policy: Policy {
+                idle_sleep_after_ms: ms(self.idle_sleep_after),
+                idle_warning_before_ms: ms(self.idle_warning_before),
+                session_ttl_ms: ms(self.session_ttl),
+                max_age_ms: ms(self.session_max_age),
+                recheck_ms: self.sweep_interval_ms,
+            },
+            interval: Duration::from_millis(self.sweep_interval_ms),
+            batch: self.sweep_batch,
+        })
+    }
+
+    /// The drift repair interval (zero: off).
+    pub fn resync(&self) -> Duration {
+        Duration::from_secs(self.resync_interval)
     }
 
     /// The Kubernetes settings.
@@ -219,6 +271,16 @@ mod tests {
         assert_eq!(runner.max_deliveries, 5);
         let k8s = cli.args.k8s().unwrap();
         assert_eq!(k8s, K8sConfig::default());
+        assert_eq!(cli.args.sweeper().unwrap(), SweepConfig::default());
+    }
+
+    #[test]
+    fn sweeper_flags_reach_the_policy() {
+        let cli = parse(&["--idle-sleep-after", "60", "--session-ttl", "0", "--sweep-interval-ms", "250"]);
+        let c = cli.args.sweeper().unwrap();
+        assert_eq!((c.policy.idle_sleep_after_ms, c.policy.session_ttl_ms), (60_000, 0));
+        assert_eq!((c.interval, c.policy.recheck_ms), (Duration::from_millis(250), 250));
+        assert!(matches!(parse(&["--sweep-batch", "0"]).args.sweeper(), Err(ConfigError::Sweep("SWEEP_BATCH"))));
     }
 
     #[test]

@@ -16,6 +16,7 @@
 //! | [`entitlement`], [`fenced`] | whether a write is still entitled under the session lease (pure, with the shared [`entitlement::LeaseGuard`]); the typed [`fenced::Fenced`] refusal |
 //! | [`metrics`], [`admin`] | Prometheus registry and the health/metrics server |
 //! | [`random`] | consumer-name suffix and jitter seeds |
+//! | [`sweeper`] | lifecycle automation: idle sleep, TTL and maximum age, idle warnings ([`sweeper::decide`] is pure) |
 
 pub mod admin;
 pub mod cli;
@@ -28,3 +29,4 @@ pub mod metrics;
 pub mod queue;
 pub mod random;
 pub mod runner;
+pub mod sweeper;

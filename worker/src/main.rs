@@ -9,9 +9,11 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use worker::admin::{self, Admin, MetricsRender};
 use worker::cli::{Cli, Sub};
+use worker::clock::SystemClock;
 use worker::k8s::{K8sExecutor, render_session_objects};
 use worker::metrics::{Metrics, backlog::Backlog};
 use worker::runner::Runner;
+use worker::sweeper::{Resync, Sweeper};
 
 const EX_CONFIG: u8 = 64;
 
@@ -21,11 +23,13 @@ fn main() -> ExitCode {
         Err(e) if !e.use_stderr() => e.exit(), // --help, --version
         Err(e) => return config_error(&e.to_string().lines().next().unwrap_or("invalid arguments")),
     };
-    let (runner_cfg, k8s_cfg) = match (cli.args.runner(&worker::random::unique_suffix()), cli.args.k8s()) {
-        (Ok(r), Ok(k)) => (r, k),
-        (Err(e), _) => return config_error(&e),
-        (_, Err(e)) => return config_error(&e),
-    };
+    let args = &cli.args;
+    let (runner_cfg, k8s_cfg, sweep_cfg) =
+        match (args.runner(&worker::random::unique_suffix()), args.k8s(), args.sweeper()) {
+            (Ok(r), Ok(k), Ok(s)) => (r, k, s),
+            (Err(e), _, _) => return config_error(&e),
+            (_, Err(e), _) | (_, _, Err(e)) => return config_error(&e),
+        };
     if let Some(Sub::RenderObjects { session }) = &cli.command {
         let Ok(id) = proto_types::SessionId::parse(session) else {
             return config_error(&format!("invalid session id {session:?}"));
@@ -45,7 +49,7 @@ fn main() -> ExitCode {
         Err(e) if e.is_config() => return config_error(&format!("{:#}", anyhow::Error::from(e))),
         Err(e) => return fatal(&e.into()),
     };
-    match rt.block_on(run(cli, runner_cfg, k8s_cfg)) {
+    match rt.block_on(run(cli, runner_cfg, k8s_cfg, sweep_cfg)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fatal(&e),
     }
@@ -55,6 +59,7 @@ async fn run(
     cli: Cli,
     runner_cfg: worker::runner::RunnerConfig,
     k8s_cfg: worker::k8s::K8sConfig,
+    sweep_cfg: worker::sweeper::SweepConfig,
 ) -> anyhow::Result<()> {
     // kube's rustls needs one process-wide crypto provider (ring and aws-lc-rs are both linked).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -64,6 +69,14 @@ async fn run(
         .context("building the Kubernetes client (KUBECONFIG or in-cluster)")?;
     let redis = redis::Client::open(cli.args.redis_url.as_str()).context("REDIS_URL")?;
     let backlog = Arc::new(Backlog::new(redis.clone(), metrics.backlog_gauges()));
+    let sweeper = Arc::new(
+        Sweeper::new(redis.clone(), sweep_cfg, clock(), runner_cfg.queue.consumer.clone())?
+            .with_metrics(metrics.sweep()),
+    );
+    let owner = runner_cfg.queue.consumer.clone();
+    let resync =
+        Resync::new(redis.clone(), kube.clone(), k8s_cfg.namespace.clone(), cli.args.resync(), clock(), owner)?;
+    let resync = Arc::new(resync.with_metrics(metrics.sweep()));
     let runner =
         Runner::new(redis, Arc::new(K8sExecutor::new(kube, k8s_cfg)), runner_cfg)?.with_metrics(Arc::clone(&metrics));
     let render: MetricsRender = Arc::new(move || {
@@ -82,9 +95,16 @@ async fn run(
         sm_telemetry::shutdown_signal().await;
         let _ = stop_tx.send(true);
     });
+    let sweep_task = tokio::spawn(sweeper.run(stop_rx.clone()));
+    let resync_task = tokio::spawn(resync.run(stop_rx.clone()));
     runner.run(stop_rx).await;
+    let _ = tokio::join!(sweep_task, resync_task);
     admin_task.abort();
     Ok(())
+}
+
+fn clock() -> worker::clock::SharedClock {
+    Arc::new(SystemClock)
 }
 
 fn config_error(e: &dyn std::fmt::Display) -> ExitCode {

@@ -35,6 +35,8 @@ fn api_and_worker_series_change_as_jobs_run() {
             ("STANDIN_FAIL_STATUS".into(), "500".into()),
             ("STANDIN_POD_READY_DELAY_MS".into(), "3000".into()),
         ],
+        // The injected failure is for the job: no drift repair listing at start.
+        worker_env: vec![("RESYNC_INTERVAL".into(), "0".into())],
         ..StackConfig::default()
     })
     .unwrap();

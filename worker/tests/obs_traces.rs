@@ -111,7 +111,8 @@ fn one_trace_links_the_request_the_job_and_its_kubernetes_calls_and_shows_retrie
     let stack = Stack::start(StackConfig {
         workers: 1,
         api_env: traced(&receiver, &[]),
-        worker_env: traced(&receiver, &[]),
+        // The injected failure is for the job: no drift repair listing at start.
+        worker_env: traced(&receiver, &[("RESYNC_INTERVAL", "0")]),
         standin_env: env(&[("STANDIN_FAIL_FIRST", "1"), ("STANDIN_FAIL_STATUS", "500")]),
         ..StackConfig::default()
     })
@@ -177,7 +178,10 @@ fn a_redelivered_job_shows_each_delivery_attempt_in_the_same_trace() {
     let stack = Stack::start(StackConfig {
         workers: 1,
         api_env: traced(&receiver, &[]),
-        worker_env: traced(&receiver, &[("WORKER_MAX_RETRIES", "0"), ("WORKER_LEASE_MS", "1000")]),
+        worker_env: traced(
+            &receiver,
+            &[("WORKER_MAX_RETRIES", "0"), ("WORKER_LEASE_MS", "1000"), ("RESYNC_INTERVAL", "0")],
+        ),
         standin_env: env(&[("STANDIN_FAIL_FIRST", "1"), ("STANDIN_FAIL_STATUS", "500")]),
         ..StackConfig::default()
     })

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode};
-use proto_types::{Command, JobId, JobState, Refusal, SessionId, keys};
+use proto_types::{Command, JobId, JobState, Refusal, SessionId, SessionState, keys};
 use sm_telemetry::attrs;
 use tracing::{Instrument as _, field};
 
@@ -60,6 +60,7 @@ pub async fn handle(state: &Arc<AppState>, input: Input<'_>) -> Result<HttpRespo
         RouteId::ListSessions => list_sessions(state, &input).await,
         RouteId::GetJob => get_job(state, &input).await,
         RouteId::Access => access(state, &input).await,
+        RouteId::Activity => activity(state, &input).await,
         RouteId::Create => command(state, &input, Command::Create).await,
         RouteId::Command(c) => command(state, &input, c).await,
     }
@@ -101,6 +102,29 @@ async fn access(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse
     let link = access_link::issue(&state.config, id.as_str(), &url, now_ms())?;
     tracing::info!(session.id = %id, "access link issued");
     Ok(json_response(StatusCode::OK, &views::Access { access_url: link.url, expires_at: iso_ms(link.expires_ms) }))
+}
+
+async fn activity(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
+    let id = session_id(input.matched.param)?;
+    let body: validate::ActivityBody = if input.body.iter().all(u8::is_ascii_whitespace) {
+        validate::ActivityBody::default()
+    } else {
+        validate::require_json(input.headers)?;
+        validate::parse_json(&input.body)?
+    };
+    let timeout = validate::idle_timeout(body.idle_timeout_secs, state.config.max_idle_timeout_secs)?;
+    let rec = state.store.session(&id).await?;
+    let Some(rec) = rec.filter(|r| r.status != SessionState::Deleted && r.status != SessionState::Deleting) else {
+        return Err(ApiError::SessionNotFound(id.to_string()));
+    };
+    let now = now_ms();
+    state.store.activity(&id, now, timeout).await?;
+    let body = views::Activity {
+        uuid: id.to_string(),
+        last_activity: iso_ms(now.max(rec.last_activity_ms)),
+        idle_timeout_secs: timeout.or(rec.idle_timeout_secs),
+    };
+    Ok(json_response(StatusCode::OK, &body))
 }
 
 async fn list_sessions(state: &Arc<AppState>, input: &Input<'_>) -> Result<HttpResponse, ApiError> {
@@ -186,10 +210,12 @@ async fn command(state: &Arc<AppState>, input: &Input<'_>, command: Command) -> 
 }
 
 async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Command) -> Result<HttpResponse, ApiError> {
+    let mut idle_timeout = None;
     let (session, user_id) = if command == Command::Create {
         validate::require_json(input.headers)?;
         let body: validate::CreateBody = validate::parse_json(&input.body)?;
         validate::user_id(&body.user_id)?;
+        idle_timeout = validate::idle_timeout(body.idle_timeout_secs, state.config.max_idle_timeout_secs)?;
         (None, body.user_id)
     } else {
         let sid = session_id(input.matched.param)?;
@@ -226,6 +252,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
             trace: job_trace_context(input.headers),
             prefetched: input.prefetched.as_ref(),
             origin: proto_types::Origin::Api,
+            idle_timeout_secs: idle_timeout,
         };
         state.store.enqueue(&req).await
     }

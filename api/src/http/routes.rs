@@ -39,6 +39,8 @@ pub enum RouteId {
     GetJob,
     /// `POST /session/{uuid}/access`.
     Access,
+    /// `POST /session/{uuid}/activity`: keepalive, optionally a new idle timeout.
+    Activity,
 }
 
 /// One row of the route table.
@@ -65,6 +67,7 @@ const METRICS: &[u16] = &[200, 401, 429];
 const COMMAND: &[u16] = &[200, 202, 400, 401, 404, 408, 409, 413, 415, 422, 429, 500, 503];
 const CREATE: &[u16] = &[200, 202, 400, 401, 408, 409, 413, 415, 422, 429, 500, 503];
 const READ: &[u16] = &[200, 400, 401, 404, 429, 500, 503];
+const ACTIVITY: &[u16] = &[200, 400, 401, 404, 408, 413, 415, 429, 500, 503];
 const LIST: &[u16] = &[200, 400, 401, 429, 500, 503];
 const ACCESS: &[u16] = &[200, 400, 401, 404, 408, 413, 415, 429, 500, 503];
 
@@ -95,6 +98,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route(RouteId::Command(Command::ScaleDown), "POST", "/session/{uuid}/scale-down", true, COMMAND),
     route(RouteId::Command(Command::Delete), "DELETE", "/session/{uuid}", true, COMMAND),
     route(RouteId::Access, "POST", "/session/{uuid}/access", true, ACCESS),
+    route(RouteId::Activity, "POST", "/session/{uuid}/activity", true, ACTIVITY),
     route(RouteId::ListSessions, "GET", "/sessions", true, LIST),
     route(RouteId::GetJob, "GET", "/jobs/{job_id}", true, READ),
 ];

@@ -30,6 +30,29 @@ pub const PAGE_MAX: usize = 100;
 pub struct CreateBody {
     /// Owner of the new session.
     pub user_id: String,
+    /// The session's own idle timeout, seconds (absent: the worker's `IDLE_SLEEP_AFTER`).
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// Body of `POST /session/{uuid}/activity`: empty, or a new idle timeout.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ActivityBody {
+    /// The session's new idle timeout, seconds.
+    #[serde(default)]
+    pub idle_timeout_secs: Option<u64>,
+}
+
+/// An idle timeout within `1..=max` seconds, or 400 `invalid_idle_timeout`.
+pub fn idle_timeout(secs: Option<u64>, max: u64) -> Result<Option<u64>, ApiError> {
+    match secs {
+        Some(s) if s == 0 || s > max => Err(ApiError::bad_request(
+            "invalid_idle_timeout",
+            format!("idle_timeout_secs must be between 1 and {max} (MAX_IDLE_TIMEOUT)"),
+        )),
+        other => Ok(other),
+    }
 }
 
 /// Body of the other commands: empty, or an empty JSON object.

@@ -149,6 +149,26 @@ impl Store {
         Ok(SessionRecord::read(&mut self.conn.clone(), id).await?)
     }
 
+    /// Records a keepalive of session `id` at `now_ms` (`ZADD GT` on the
+    /// activity set, as the gateway does) and, with `idle_timeout_secs`,
+    /// the session's new idle timeout, which the sweeper looks at in its
+    /// next sweep (its due score is lowered to now).
+    pub async fn activity(
+        &self,
+        id: &SessionId,
+        now_ms: u64,
+        idle_timeout_secs: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.cmd("ZADD").arg(keys::ACTIVITY).arg("GT").arg(now_ms).arg(id.as_str()).ignore();
+        if let Some(secs) = idle_timeout_secs {
+            pipe.cmd("HSET").arg(keys::session(id.as_str())).arg(record::session::IDLE_TIMEOUT).arg(secs).ignore();
+            pipe.cmd("ZADD").arg(keys::LIFECYCLE_DUE).arg("LT").arg(now_ms).arg(id.as_str()).ignore();
+        }
+        let () = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(())
+    }
+
     /// Reads a job.
     pub async fn job(&self, id: &JobId) -> Result<Option<JobRecord>, StoreError> {
         Ok(JobRecord::read(&mut self.conn.clone(), id).await?)

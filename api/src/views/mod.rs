@@ -106,6 +106,45 @@ pub struct SessionStatus {
     pub backup_file: Option<String>,
     /// Session generation: one more with every accepted command.
     pub generation: u64,
+    /// The session's own idle timeout in seconds, or null (the worker's default).
+    pub idle_timeout_secs: Option<u64>,
+    /// The last status change, or null.
+    pub last_transition: Option<LastTransition>,
+    /// The sweeper's next automatic action, or null.
+    pub next_action: Option<NextAction>,
+}
+
+/// A session's last status change.
+#[derive(Debug, Serialize)]
+pub struct LastTransition {
+    /// Status before.
+    pub from: &'static str,
+    /// Status after.
+    pub to: &'static str,
+    /// Who caused it: `api`, `gateway`, `idle`, `ttl`, `drift`.
+    pub origin: &'static str,
+    /// When.
+    pub at: String,
+}
+
+/// The next automatic action on a session.
+#[derive(Debug, Serialize)]
+pub struct NextAction {
+    /// `sleep` or `delete`.
+    pub action: String,
+    /// When, at the earliest.
+    pub at: String,
+}
+
+/// The keepalive response.
+#[derive(Debug, Serialize)]
+pub struct Activity {
+    /// Session id.
+    pub uuid: String,
+    /// The use just recorded.
+    pub last_activity: String,
+    /// The session's own idle timeout in seconds, or null (the worker's default).
+    pub idle_timeout_secs: Option<u64>,
 }
 
 /// One entry of `GET /sessions`.
@@ -197,6 +236,8 @@ pub struct JobStatus {
     pub queue_position: Option<u64>,
     /// For delete jobs: `terminating` until done, then `terminated`; else null.
     pub session_status: Option<&'static str>,
+    /// Who asked for it: `api`, `gateway`, `idle`, `ttl`, `drift`.
+    pub origin: &'static str,
 }
 
 /// The path clients poll for a job.
@@ -239,6 +280,17 @@ pub fn session_status(rec: &SessionRecord, queue_length: u64, now_ms: u64) -> Se
         last_job_id: non_empty(&rec.last_job_id),
         backup_file: non_empty(&rec.backup_file),
         generation: rec.generation,
+        idle_timeout_secs: rec.idle_timeout_secs,
+        last_transition: rec.last_transition.as_ref().map(|t| LastTransition {
+            from: t.from.as_str(),
+            to: t.to.as_str(),
+            origin: t.origin.as_str(),
+            at: iso_ms(t.at_ms),
+        }),
+        next_action: rec
+            .next_action
+            .as_ref()
+            .map(|(action, at)| NextAction { action: action.clone(), at: iso_ms(*at) }),
     }
 }
 
@@ -275,5 +327,6 @@ pub fn job_status(rec: &JobRecord, queue_position: Option<u64>) -> JobStatus {
         finished_at: rec.finished_at_ms.map(iso_ms),
         queue_position,
         session_status,
+        origin: rec.origin.as_str(),
     }
 }

@@ -57,6 +57,9 @@ pub struct EnqueueRequest<'a> {
     pub prefetched: Option<&'a Prefetched>,
     /// Who asks (the api's clients unless said otherwise).
     pub origin: Origin,
+    /// The session's own idle timeout to record, in seconds (`None` keeps
+    /// the stored one, or the worker's default for a new session).
+    pub idle_timeout_secs: Option<u64>,
 }
 
 impl<'a> EnqueueRequest<'a> {
@@ -72,6 +75,7 @@ impl<'a> EnqueueRequest<'a> {
             trace: (None, None),
             prefetched: None,
             origin: Origin::Api,
+            idle_timeout_secs: None,
         }
     }
 }
@@ -166,6 +170,25 @@ impl Attempt {
         };
         Ok(Self { job, decision, expected_generation: expected, user_id, workspace_url, created_at_ms })
     }
+
+    /// The enqueue script's keys and arguments for this attempt, with the
+    /// job encoded as `payload` (the sweeper prepends its guard to them).
+    pub fn invocation(&self, req: &EnqueueRequest<'_>, payload: &[u8]) -> proto_types::scripts::Invocation {
+        Enqueue {
+            job: &self.job,
+            payload,
+            expected_generation: self.expected_generation,
+            desired: self.decision.desired,
+            status: self.decision.status,
+            user_id: &self.user_id,
+            max_sessions_per_user: req.max_sessions_per_user,
+            workspace_url: &self.workspace_url,
+            idempotency: req.idempotency,
+            now_ms: self.job.requested_at_ms,
+            idle_timeout_secs: req.idle_timeout_secs,
+        }
+        .invocation()
+    }
 }
 
 /// Milliseconds since the epoch, from the system clock.
@@ -215,19 +238,7 @@ impl EnqueueClient {
         attempt: &Attempt,
     ) -> Result<EnqueueReply, Error> {
         let payload = attempt.job.encode()?;
-        let inv = Enqueue {
-            job: &attempt.job,
-            payload: &payload,
-            expected_generation: attempt.expected_generation,
-            desired: attempt.decision.desired,
-            status: attempt.decision.status,
-            user_id: &attempt.user_id,
-            max_sessions_per_user: req.max_sessions_per_user,
-            workspace_url: &attempt.workspace_url,
-            idempotency: req.idempotency,
-            now_ms: attempt.job.requested_at_ms,
-        }
-        .invocation();
+        let inv = attempt.invocation(req, &payload);
         let reply: Vec<String> = self.script.run(conn, &inv).await?;
         Ok(EnqueueReply::parse(&reply)?)
     }

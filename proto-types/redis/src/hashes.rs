@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 
-use proto_types::{Command, DesiredState, JobId, JobState, SessionId, SessionState, keys, record};
+use proto_types::{Command, DesiredState, JobId, JobState, Origin, SessionId, SessionState, keys, record};
 use redis::aio::ConnectionLike;
 
 use crate::error::{CorruptRecord, Error};
@@ -41,6 +41,39 @@ pub struct SessionRecord {
     pub workspace_url: String,
     /// Backup file written by the delete, empty until then.
     pub backup_file: String,
+    /// The session's own idle timeout, in seconds (`None`: the worker's default).
+    pub idle_timeout_secs: Option<u64>,
+    /// The last status change, if one was recorded.
+    pub last_transition: Option<Transition>,
+    /// The sweeper's next automatic action (`sleep`, `delete`) and its time, ms.
+    pub next_action: Option<(String, u64)>,
+}
+
+/// A recorded status change of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transition {
+    /// Status before.
+    pub from: SessionState,
+    /// Status after.
+    pub to: SessionState,
+    /// Who caused it (the job's origin).
+    pub origin: Origin,
+    /// When, ms.
+    pub at_ms: u64,
+}
+
+impl Transition {
+    /// Parses `"{from} {to} {origin} {at_ms}"`; `None` if it is not that.
+    pub fn parse(value: &str) -> Option<Self> {
+        let mut parts = value.split(' ');
+        let t = Self {
+            from: SessionState::parse(parts.next()?).ok()?,
+            to: SessionState::parse(parts.next()?).ok()?,
+            origin: Origin::parse(parts.next()?).ok()?,
+            at_ms: parts.next()?.parse().ok()?,
+        };
+        parts.next().is_none().then_some(t)
+    }
 }
 
 /// A job hash, parsed.
@@ -68,6 +101,8 @@ pub struct JobRecord {
     pub error: String,
     /// Stream entry id.
     pub stream_id: String,
+    /// Who asked for it (`api` for jobs recorded before origins were).
+    pub origin: Origin,
 }
 
 fn num(map: &HashMap<String, String>, field: &str) -> Option<u64> {
@@ -104,6 +139,12 @@ impl SessionRecord {
             last_job_id: text(map, record::session::LAST_JOB),
             workspace_url: text(map, record::session::WORKSPACE_URL),
             backup_file: text(map, record::session::BACKUP_FILE),
+            idle_timeout_secs: num(map, record::session::IDLE_TIMEOUT),
+            last_transition: map.get(record::session::LAST_TRANSITION).and_then(|v| Transition::parse(v)),
+            next_action: map
+                .get(record::session::NEXT_ACTION)
+                .and_then(|v| proto_types::scripts::sweep::parse_next_action(v))
+                .map(|(a, t)| (a.to_owned(), t)),
         }))
     }
 
@@ -134,6 +175,10 @@ impl JobRecord {
             attempts: num(map, record::job::ATTEMPTS).unwrap_or(0),
             error: text(map, record::job::ERROR),
             stream_id: text(map, record::job::STREAM_ID),
+            origin: match map.get(record::job::ORIGIN) {
+                Some(o) => Origin::parse(o).map_err(|e| corrupt(record::job::ORIGIN, e))?,
+                None => Origin::Api,
+            },
         }))
     }
 
@@ -166,6 +211,16 @@ mod tests {
         assert_eq!(rec.status, SessionState::Sleeping);
         assert_eq!(rec.generation, 4);
         assert_eq!(SessionRecord::parse(&id, &HashMap::new()).expect("ok"), None);
+        assert_eq!(
+            Transition::parse("running sleeping idle 5"),
+            Some(Transition {
+                from: SessionState::Running,
+                to: SessionState::Sleeping,
+                origin: Origin::Idle,
+                at_ms: 5
+            })
+        );
+        assert_eq!(Transition::parse("running sleeping idle"), None);
         let bad: HashMap<String, String> = [("status".to_owned(), "melted".to_owned())].into_iter().collect();
         assert!(SessionRecord::parse(&id, &bad).is_err());
     }

@@ -25,5 +25,5 @@ pub use enqueue::{
     Accepted, Attempt, ENQUEUE_ATTEMPTS, EnqueueClient, EnqueueError, EnqueueOutcome, EnqueueRequest, Prefetched,
 };
 pub use error::{CorruptRecord, Error, FieldError};
-pub use hashes::{JobRecord, SessionRecord};
+pub use hashes::{JobRecord, SessionRecord, Transition};
 pub use script::Script;

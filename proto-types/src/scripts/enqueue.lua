@@ -1,11 +1,12 @@
 -- Enqueue one job atomically (see proto_types::scripts::enqueue).
 -- KEYS: 1 session hash, 2 job hash, 3 jobs stream, 4 sessions index,
---       5 user sessions set, 6 idempotency key
+--       5 user sessions set, 6 idempotency key, 7 lifecycle-due set
 -- ARGV: 1 job_id, 2 session_id, 3 command, 4 payload, 5 now_ms,
 --       6 expected generation, 7 desired, 8 status, 9 user_id,
 --       10 max sessions per user (0 = no limit), 11 use idempotency ("1"/"0"),
 --       12 request fingerprint, 13 idempotency ttl secs, 14 workspace url,
---       15 idempotency key (as sent by the client)
+--       15 idempotency key (as sent by the client), 16 origin,
+--       17 session idle timeout secs ("" = keep / worker default)
 -- Replies: {"ok", stream_id} | {"idem", job_id, "same"|"different"}
 --          | {"conflict", current_generation} | {"limit", live_count}
 
@@ -51,12 +52,23 @@ if is_create then
   redis.call("SADD", KEYS[5], ARGV[2])
 end
 
+local status_before = redis.call("HGET", KEYS[1], "status")
+if status_before and status_before ~= ARGV[8] then
+  redis.call("HSET", KEYS[1], "last_transition",
+    status_before .. " " .. ARGV[8] .. " " .. ARGV[16] .. " " .. ARGV[5])
+end
 redis.call("HSET", KEYS[1],
   "status", ARGV[8],
   "desired", ARGV[7],
   "generation", generation,
   "last_activity_ms", ARGV[5],
   "last_job_id", ARGV[1])
+if ARGV[17] ~= "" then
+  redis.call("HSET", KEYS[1], "idle_timeout_secs", ARGV[17])
+end
+-- The command is use: the sweeper looks at the session again now (it
+-- computes the real next deadline), never later than it would have.
+redis.call("ZADD", KEYS[7], "LT", ARGV[5], ARGV[2])
 
 local stream_id = redis.call("XADD", KEYS[3], "*", "job", ARGV[4])
 
@@ -69,7 +81,8 @@ redis.call("HSET", KEYS[2],
   "attempts", "0",
   "error", "",
   "stream_id", stream_id,
-  "idempotency_key", ARGV[15])
+  "idempotency_key", ARGV[15],
+  "origin", ARGV[16])
 
 if ARGV[11] == "1" then
   redis.call("SET", KEYS[6], ARGV[1] .. " " .. ARGV[12], "EX", ARGV[13])

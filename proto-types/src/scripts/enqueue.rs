@@ -42,6 +42,9 @@ pub struct Enqueue<'a> {
     pub idempotency: Option<(&'a str, &'a str, &'a str)>,
     /// Now, in ms since the epoch.
     pub now_ms: u64,
+    /// The session's own idle timeout to record, in seconds (`None` keeps
+    /// the stored one).
+    pub idle_timeout_secs: Option<u64>,
 }
 
 impl Enqueue<'_> {
@@ -59,6 +62,7 @@ impl Enqueue<'_> {
             keys::SESSIONS_INDEX.to_owned(),
             keys::user_sessions(self.user_id),
             idem_key,
+            keys::LIFECYCLE_DUE.to_owned(),
         ];
         let args: Vec<Vec<u8>> = vec![
             self.job.job_id.as_str().into(),
@@ -76,6 +80,8 @@ impl Enqueue<'_> {
             keys::IDEMPOTENCY_TTL_SECS.to_string().into(),
             self.workspace_url.into(),
             idem_raw.into(),
+            self.job.origin.as_str().into(),
+            self.idle_timeout_secs.map_or_else(String::new, |s| s.to_string()).into(),
         ];
         Invocation { keys, args }
     }
@@ -145,10 +151,14 @@ mod tests {
             workspace_url: "https://vs-code-abc.example.com",
             idempotency: Some(("scope", "k", "fp")),
             now_ms: 9,
+            idle_timeout_secs: Some(600),
         }
         .invocation();
-        assert_eq!(inv.keys.len(), 6);
-        assert_eq!(inv.args.len(), 15);
+        assert_eq!(inv.keys.len(), 7);
+        assert_eq!(inv.args.len(), 17);
+        assert_eq!(inv.keys[6], keys::LIFECYCLE_DUE);
+        assert_eq!(inv.args[15], b"api");
+        assert_eq!(inv.args[16], b"600");
         assert_eq!(inv.keys[0], "{sm}:session:abc");
         assert_eq!(inv.keys[5], "{sm}:idem:scope:k");
         assert_eq!(inv.args[3], payload);

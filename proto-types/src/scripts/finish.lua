@@ -37,6 +37,11 @@ redis.call("HSET", KEYS[1],
 redis.call("EXPIRE", KEYS[1], ARGV[13])
 
 if apply then
+  local before = redis.call("HGET", KEYS[2], "status")
+  if before and before ~= ARGV[8] then
+    local origin = redis.call("HGET", KEYS[1], "origin") or "api"
+    redis.call("HSET", KEYS[2], "last_transition", before .. " " .. ARGV[8] .. " " .. origin .. " " .. ARGV[5])
+  end
   redis.call("HSET", KEYS[2],
     "status", ARGV[8],
     "replicas", ARGV[9],

@@ -26,6 +26,9 @@
 //! - [`trim`]: `XTRIM MINID` below every pending and unread entry.
 //! - [`entitled`]: right before a Kubernetes create: lease still current,
 //!   generation still the job's, desired not `deleted`.
+//! - [`sweep`]: the sweeper's guarded enqueue (re-checks status and last
+//!   use, then runs the enqueue script's body), its deadline reschedule and
+//!   its once-per-idle-period warning.
 //! - [`touch`]: heartbeat: reset a pending entry's idle time while this
 //!   consumer still owns it.
 
@@ -35,6 +38,7 @@ pub mod entitled;
 pub mod finish;
 pub mod lease;
 pub mod start;
+pub mod sweep;
 pub mod touch;
 pub mod trim;
 

@@ -1,7 +1,7 @@
 //! The worker's Prometheus metrics (`/metrics` on `WORKER_METRICS_ADDR`),
 //! kept in a `prometheus-client` registry: what the runner did to jobs
 //! (started, finished by state, duration, retries, reclaims, lease
-//! contention), the queue backlog (sampled from `XINFO GROUPS` and
+//! contention), what the sweeper did ([`sweep`]), the queue backlog (sampled from `XINFO GROUPS` and
 //! `XPENDING` by [`backlog`] on scrape) and the latency of every
 //! Kubernetes API call (recorded by [`crate::k8s::telemetry`]).
 //!
@@ -10,6 +10,7 @@
 //! job id. This module only records and renders; it does no I/O.
 
 pub mod backlog;
+pub mod sweep;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -100,6 +101,7 @@ pub struct Metrics {
     abandoned: Family<OutcomeLabels, Counter>,
     kube: KubeRequestMetrics,
     backlog: BacklogGauges,
+    sweep: sweep::SweepMetrics,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -197,6 +199,7 @@ impl Metrics {
             "Failed reads of the queue backlog (the backlog gauges keep their last value)",
             backlog.scrape_errors.clone(),
         );
+        let sweep = sweep::SweepMetrics::register(&mut registry);
         // Counters start at 0 for every command and end state, so `rate()`
         // and `increase()` see the first job rather than a new series.
         for command in Command::ALL {
@@ -219,6 +222,7 @@ impl Metrics {
             abandoned,
             kube,
             backlog,
+            sweep,
         }
     }
 
@@ -275,6 +279,11 @@ impl Metrics {
     /// The backlog gauges, for [`backlog::Backlog`].
     pub fn backlog_gauges(&self) -> BacklogGauges {
         self.backlog.clone()
+    }
+
+    /// The sweeper's counters.
+    pub fn sweep(&self) -> sweep::SweepMetrics {
+        self.sweep.clone()
     }
 
     /// The text exposition (OpenMetrics text, which Prometheus reads).

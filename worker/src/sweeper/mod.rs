@@ -1,0 +1,31 @@
+//! The lifecycle sweeper: idle sessions go to sleep (origin `idle`), unused
+//! or too old ones are deleted (origin `ttl`), and a warning notice comes
+//! `IDLE_WARNING_BEFORE` ahead of each sleep.
+//!
+//! Every worker runs it; there is no leader. Deadlines live in the
+//! `{sm}:lifecycle-due` sorted set (the api's enqueue lowers a session's
+//! score to "now" on every accepted command; the sweeper moves it to the
+//! next deadline), so a sweep reads only due sessions with
+//! `ZRANGEBYSCORE ... LIMIT` and costs in proportion to them.
+//!
+//! | file | what it holds |
+//! |---|---|
+//! | `decide.rs` | [`decide()`]: facts, policy, now → [`Action`] (pure) |
+//! | `store.rs` | [`Store`]: lock, due read, facts pipeline, the sweep scripts |
+//! | `sweep.rs` | [`Sweeper`]: one sweep, and the loop with jitter |
+//! | `drift.rs` | [`drift::compare`]: live sessions vs listed objects → converge jobs, orphans (pure) |
+//! | `resync.rs` | [`Resync`]: drift repair at start and every `RESYNC_INTERVAL` |
+//!
+//! Not here: carrying out a sleep, delete or converge (the job runner
+//! does, like any job).
+
+mod decide;
+pub mod drift;
+mod resync;
+mod store;
+mod sweep;
+
+pub use decide::{Action, Facts, Planned, Policy, decide};
+pub use resync::{Resync, ResyncError, ResyncReport};
+pub use store::{DueSession, Store, StoreError};
+pub use sweep::{SweepConfig, SweepOutcome, SweepReport, Sweeper};
