@@ -115,6 +115,7 @@ fn a_person_opens_the_workspace_it_sleeps_and_wakes_on_access_and_strangers_get_
     let last_job = session["last_job_id"].as_str().unwrap();
     let job = stack.api("GET", &format!("/jobs/{last_job}"), None).unwrap().json();
     assert_eq!(job["command"], "wake", "{job}");
+    assert_eq!(job["origin"], "gateway", "the gateway woke it, not a client: {job}");
 
     // 3. No cookie: the 401 page.
     let s3 = &steps[2];
