@@ -16,7 +16,7 @@ import statistics
 import threading
 import time
 
-from . import durability, procs, tools
+from . import durability, gateway, procs, tools
 from .httpc import Api
 from .procs import HarnessError, RssSampler, hwm_mb, rss_mb, wait_until
 from .stack import API_KEY, Stack
@@ -629,6 +629,7 @@ GROUPS = {
     "workers": worker_group,
     "micro": micro_group,
     "durability": durability.durability_group,
+    "gateway": gateway.gateway_group,
 }
 
 
