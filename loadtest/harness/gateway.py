@@ -491,7 +491,19 @@ def wake(ctx, stack, out):
     d_ms, n = cfg["gw_wake_delay_ms"], cfg["gw_wakes"]
     stack.start_standin(ready_delay_ms=d_ms)
     stack.start_workers(1, concurrency=cfg["worker_concurrency"])
-    up = start_upstream(stack, big_mb=1, name="upstream-wake")
+    # The worker re-applies each Service with port 8080 (keeping a cluster IP it did not set), so the
+    # upstream listens on 8080 of a loopback address of its own, and that address is the Service's IP.
+    up = None
+    for attempt in range(8):
+        ip = f"127.{77 + attempt}.{os.getpid() % 250 + 1}.{attempt + 1}"
+        if not port_open(8080, ip):
+            try:
+                up = start_upstream(stack, host=ip, port=8080, big_mb=1, name=f"upstream-wake-{attempt}")
+                break
+            except HarnessError:
+                continue
+    if up is None:
+        raise HarnessError("no loopback address with port 8080 free for the wake upstream")
     gw = stack.start_gateway({"WORKSPACE_AUTH": "none"}, name="gateway-wake")
     api = stack.start_api(extra_env={"WORKSPACE_URL_PATTERN": gw.pattern})
     client = Api(api.port)
@@ -501,7 +513,7 @@ def wake(ctx, stack, out):
     uuids = [u for u, _ in created]
     wait_drained(stack, [j for _, j in created], cfg["setup_timeout"])
     for u in uuids:
-        patch_service(stack, u, "127.0.0.1", up.port)
+        patch_service(stack, u, up.addr.rsplit(":", 1)[0], 8080)
     jobs = client.commands([(u, "sleep") for u in uuids], threads=4)
     wait_drained(stack, jobs, cfg["setup_timeout"])
     not_asleep = [u for u in uuids if session_hash(stack, u).get("status") != "sleeping"]

@@ -141,7 +141,7 @@ def gateway_section(gw, w):
         w(f"Wake on access: api, {wk['workers']} worker (K8S_POLL_INTERVAL_MS={wk['k8s_poll_ms']}), the stand-in's simulated kubelet with "
           f"STANDIN_POD_READY_DELAY_MS={wk['pod_ready_delay_ms']} (D), the gateway (`WORKSPACE_AUTH=none`). The simulated kubelet "
           "allocates no cluster IP, so the harness patches each session's Service to the echo upstream's address (`clusterIP` "
-          f"127.0.0.1 and its port; the worker records it as `upstream`, here `{gw.get('wake_upstream_recorded')}`). Each of "
+          f"a loopback address of its own where the upstream listens on 8080, the Service port; the worker records it as `upstream`, here `{gw.get('wake_upstream_recorded')}`). Each of "
           f"{wk['wakes']} sleeping sessions, one after another: a navigation (`GET /`, `Accept: text/html`; answered "
           f"{wk['navigation_status']}, the waking page) and right after it a plain `GET /small`, which the gateway holds "
           "until the session runs with its upstream and `/healthz` answers, then forwards. Measured: from sending the "
