@@ -113,6 +113,46 @@ def gateway_targets(res):
     return rows
 
 
+def gateway_analysis(res):
+    """The gateway's misses with their per-round margins (noise shows as a sign that flips)."""
+    o = get(res, "gateway", "overhead")
+    if not o:
+        return []
+    rounds = res["gateway"].get("rounds") or {}
+    lines = []
+
+    def per_round(kind, field, scale=1.0):
+        g, n = rounds.get(kind, {}).get("gateway", []), rounds.get(kind, {}).get("nginx", [])
+        return [(a[field] - b[field]) * scale for a, b in zip(g, n) if a.get(field) is not None and b.get(field) is not None]
+
+    ws = per_round("ws", "p50_ms", 1000)
+    if ws and get(o, "ws", "gateway", "p50_ms") > get(o, "ws", "nginx", "p50_ms"):
+        lines.append(
+            "**Gateway WebSocket round trip vs nginx.** Gateway minus nginx p50 per round: "
+            + ", ".join(f"{x:+.0f} us" for x in ws)
+            + ". The tunnel copies through hyper's `Upgraded` (a boxed IO, split behind a lock) on both sides and scans each "
+            "client read for frame boundaries (the activity rule); nginx relays raw bytes. A candidate, not measured here: "
+            "downcast the workspace side's `Upgraded` to the `TcpStream` it wraps and split that without a lock.")
+    p99 = per_round("wrk", "lat_p99_ms")
+    if p99 and (get(o, "wrk_added_p99_ms", "gateway") or 0) > (get(o, "wrk_added_p99_ms", "nginx") or 0):
+        lines.append(
+            "**Gateway p99 at 64 connections vs nginx.** Gateway minus nginx p99 per round: "
+            + ", ".join(f"{x:+.1f} ms" for x in p99)
+            + f" (both proxies open a fresh upstream connection per request to a single-threaded Python upstream, on 2 shared "
+            f"cores with wrk; CPU per request: gateway {f(get(o, 'wrk', 'gateway', 'cpu_us_per_req', 'gateway'), 1)} us, nginx "
+            f"{f(get(o, 'wrk', 'nginx', 'cpu_us_per_req', 'nginx'), 1)} us).")
+    r = get(res, "gateway", "rss")
+    if r and r.get("websockets"):
+        per_ws = (r["with_websockets_mb"] - r["after_sessions_mb"]) * 1024 / r["websockets"]
+        per_s = (r["after_sessions_mb"] - r["idle_mb"]) * 1024 / max(1, r["sessions"])
+        lines.append(
+            f"**Gateway memory.** {f(per_s, 2)} KiB per cached session and {f(per_ws, 1)} KiB per open WebSocket "
+            "(each tunnel holds a 16 KiB read buffer for the client side and `tokio::io::copy`'s 8 KiB buffer for the "
+            "workspace side, plus both connections' hyper buffers): the WebSockets are what approach the 60 MB bound; smaller "
+            "tunnel buffers are the lever if it is missed.")
+    return lines
+
+
 def gateway_section(gw, w):
     w("## Gateway (issue 14)\n")
     o = gw.get("overhead")
@@ -520,6 +560,7 @@ def analysis(res, w):
     if t and "variants" in t and not t.get("otlp_export_requests"):
         lines.append("**Tracing cost.** Not measurable in this build: the api exported nothing to the OTLP sink, so both runs "
                      "executed the same code. The harness measures it automatically once the api honours OTEL_EXPORTER_OTLP_ENDPOINT.")
+    lines.extend(gateway_analysis(res))
     if lines:
         w("## Analysis\n")
         for line in lines:
