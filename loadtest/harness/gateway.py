@@ -36,7 +36,6 @@ import time
 from . import tools
 from .httpc import Api
 from .procs import HarnessError, Proc, free_port, hwm_mb, port_open, rss_mb, wait_until
-from .resp import Redis
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PATHS = ("direct", "nginx", "gateway")
@@ -190,7 +189,7 @@ class WsClient:
         self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         key = base64.b64encode(os.urandom(16)).decode()
-        lines = [f"GET /ws HTTP/1.1", f"Host: {host_header}", "Upgrade: websocket", "Connection: Upgrade",
+        lines = ["GET /ws HTTP/1.1", f"Host: {host_header}", "Upgrade: websocket", "Connection: Upgrade",
                  f"Sec-WebSocket-Key: {key}", "Sec-WebSocket-Version: 13"]  # fmt: skip
         if origin:
             lines.append(f"Origin: {origin}")

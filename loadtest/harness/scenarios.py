@@ -5,7 +5,8 @@ others.
 
 Groups: bounds + api (raw rates, latency, RSS, tracing cost, profile),
 reject (auth and rate limiting under load), lifecycle, drain + e2e +
-live-sessions (workers), micro (criterion).
+live-sessions (workers), gateway (issue 14, in gateway.py), micro
+(criterion).
 """
 
 import http.server
