@@ -26,7 +26,7 @@ ROOT = os.path.dirname(HERE)
 
 # name: (env var, default, parser)
 CONFIG = {
-    "groups": ("BENCH_SCENARIOS", "api,reject,durability,lifecycle,workers,micro", lambda s: [x.strip() for x in s.split(",") if x.strip()]),
+    "groups": ("BENCH_SCENARIOS", "api,reject,durability,lifecycle,workers,gateway,micro", lambda s: [x.strip() for x in s.split(",") if x.strip()]),
     "runs": ("BENCH_RUNS", "3", int),
     "seconds": ("BENCH_SECONDS", "8", int),
     "xadd_requests": ("BENCH_XADD_REQUESTS", "200000", int),
@@ -51,6 +51,15 @@ CONFIG = {
     "live_round": ("BENCH_LIVE_ROUND", "500", int),
     "live_workers": ("BENCH_LIVE_WORKERS", "2", int),
     "live_timeout": ("BENCH_LIVE_TIMEOUT_S", "240", int),
+    "gw_rate": ("BENCH_GW_RATE", "500", int),
+    "gw_k6_seconds": ("BENCH_GW_K6_SECONDS", "10", int),
+    "gw_ws_messages": ("BENCH_GW_WS_MESSAGES", "2000", int),
+    "gw_download_mb": ("BENCH_GW_DOWNLOAD_MB", "256", int),
+    "gw_wakes": ("BENCH_GW_WAKES", "30", int),
+    "gw_wake_delay_ms": ("BENCH_GW_WAKE_DELAY_MS", "500", int),
+    "gw_wake_timeout_s": ("BENCH_GW_WAKE_TIMEOUT_S", "60", int),
+    "gw_rss_sessions": ("BENCH_GW_RSS_SESSIONS", "10000", int),
+    "gw_rss_websockets": ("BENCH_GW_RSS_WEBSOCKETS", "1000", int),
     "setup_timeout": ("BENCH_SETUP_TIMEOUT_S", "300", int),
     "skip_build": ("BENCH_SKIP_BUILD", "0", lambda s: s == "1"),
     "profile": ("BENCH_PROFILE", "1", lambda s: s == "1"),

@@ -5,7 +5,8 @@ others.
 
 Groups: bounds + api (raw rates, latency, RSS, tracing cost, profile),
 reject (auth and rate limiting under load), lifecycle, drain + e2e +
-live-sessions (workers), micro (criterion).
+live-sessions (workers), gateway (issue 14, in gateway.py), micro
+(criterion).
 """
 
 import http.server
@@ -16,7 +17,7 @@ import statistics
 import threading
 import time
 
-from . import durability, procs, tools
+from . import durability, gateway, procs, tools
 from .httpc import Api
 from .procs import HarnessError, RssSampler, hwm_mb, rss_mb, wait_until
 from .stack import API_KEY, Stack
@@ -629,6 +630,7 @@ GROUPS = {
     "workers": worker_group,
     "micro": micro_group,
     "durability": durability.durability_group,
+    "gateway": gateway.gateway_group,
 }
 
 

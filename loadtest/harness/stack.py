@@ -32,6 +32,8 @@ class Stack:
         self.kubeconfig = os.path.join(self.dir, "kubeconfig")
         self.workers = []
         self.apis = []
+        self.gateways = []
+        self.others = []  # other processes a scenario started (upstreams, nginx): stopped with the stack
         self._worker_seq = 0
         self.k8s_poll_ms = 10
 
@@ -166,8 +168,31 @@ class Stack:
         p.stop(grace=10)
         self.apis.remove(p)
 
+    # --- gateway --------------------------------------------------------
+    def start_gateway(self, extra_env=None, name="gateway"):
+        """The gateway on a free port, routing `http://{uuid}.ws.localhost:PORT`
+        (`p.pattern`), reading sessions from this stack's Redis."""
+        port = free_port()
+        env = {
+            "GATEWAY_ADDR": f"127.0.0.1:{port}",
+            "REDIS_URL": self.redis_url,
+            "WORKSPACE_URL_PATTERN": f"http://{{uuid}}.ws.localhost:{port}",
+            "ACCESS_KEYS": "loadtest:" + "0123456789abcdef" * 2,
+            "RUST_LOG": "warn",
+        }
+        env.update(extra_env or {})
+        p = Proc(name, [self.binary("gateway")], env, self.log(name))
+        p.port = port
+        p.pattern = env["WORKSPACE_URL_PATTERN"]
+        wait_until(lambda: procs.http_status(port, "/readyz") == 200, 30, f"{name} /readyz", p)
+        self.gateways.append(p)
+        return p
+
     # --- whole stack ----------------------------------------------------
     def stop(self):
+        for p in self.gateways + self.others:
+            p.stop(grace=10)
+        self.gateways, self.others = [], []
         self.stop_workers()
         for p in list(self.apis):
             self.stop_api(p)

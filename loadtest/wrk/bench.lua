@@ -9,6 +9,9 @@
 --              limit is low (expect mostly 429), from X-Forwarded-For
 --              198.51.100.7 (that api trusts 127.0.0.1 as a proxy, so its
 --              per-IP bucket is not the benchmark api's 127.0.0.1 bucket)
+--   get        GET WRK_PATH (default /) with Host WRK_HOST when set (the
+--              gateway group: the same small GET direct, via nginx, via
+--              the gateway)
 -- WRK_KEY is the API key. done() prints one JSON line prefixed "WRKJSON ".
 
 local mode = os.getenv("WRK_MODE") or "livez"
@@ -26,12 +29,12 @@ end
 
 function init(args)
   local path = os.getenv("WRK_SESSIONS")
-  if path and mode ~= "livez" then
+  if path and mode ~= "livez" and mode ~= "get" then
     for line in io.lines(path) do
       if #line > 0 then sessions[#sessions + 1] = line end
     end
   end
-  if mode ~= "livez" and #sessions == 0 then
+  if mode ~= "livez" and mode ~= "get" and #sessions == 0 then
     sessions[1] = "0fa6debc"
   end
   math.randomseed(os.time() * 100 + (tid or 0))
@@ -39,7 +42,16 @@ end
 
 local actions = { "sleep", "wake" }
 
+local get_path = os.getenv("WRK_PATH") or "/"
+local get_host = os.getenv("WRK_HOST")
+
 function request()
+  if mode == "get" then
+    if get_host and #get_host > 0 then
+      return wrk.format("GET", get_path, { ["Host"] = get_host })
+    end
+    return wrk.format("GET", get_path)
+  end
   if mode == "livez" then
     return wrk.format("GET", "/livez")
   end
