@@ -25,18 +25,7 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(180);
 const SEEDED: &str = "hello-from-the-volume.txt";
 
 fn stack(dir: &Path) -> Stack {
-    let code_server = testkit::code_server();
-    let env = |k: &str, v: &Path| (k.to_owned(), v.display().to_string());
-    let standin_env = vec![
-        ("STANDIN_KUBELET".to_owned(), "process".to_owned()),
-        env("STANDIN_CODE_SERVER", &code_server),
-        env("STANDIN_VOLUMES_DIR", &dir.join("volumes")),
-        env("STANDIN_POD_LOGS_DIR", &dir.join("logs")),
-        env("STANDIN_PODS_DIR", &dir.join("pods")),
-        env("STANDIN_STATE_FILE", &dir.join("state.json")),
-    ];
-    let worker_env = vec![("WORKSPACE_IMAGE".to_owned(), "codercom/code-server:4.139.1".to_owned())];
-    Stack::start(StackConfig { workers: 1, standin_env, worker_env, gateway: true, ..Default::default() }).unwrap()
+    Stack::start(StackConfig { gateway: true, ..StackConfig::real_workspaces(dir) }).unwrap()
 }
 
 fn run_job(stack: &Stack, method: &str, path: &str, body: Option<&Value>) -> Value {

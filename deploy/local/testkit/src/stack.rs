@@ -44,6 +44,28 @@ pub struct StackConfig {
     pub gateway_env: Vec<(String, String)>,
 }
 
+impl StackConfig {
+    /// One worker and a stand-in whose process kubelet runs each pod as a
+    /// real local code-server (and each backup Job's real script), with the
+    /// volumes, pod logs, pod folders and cluster state under `dir`. Needs
+    /// the code-server `make test` installs ([`crate::code_server`] panics
+    /// with the instruction otherwise).
+    pub fn real_workspaces(dir: &Path) -> Self {
+        let code_server = crate::code_server();
+        let env = |k: &str, v: &Path| (k.to_owned(), v.display().to_string());
+        let standin_env = vec![
+            ("STANDIN_KUBELET".to_owned(), "process".to_owned()),
+            env("STANDIN_CODE_SERVER", &code_server),
+            env("STANDIN_VOLUMES_DIR", &dir.join("volumes")),
+            env("STANDIN_POD_LOGS_DIR", &dir.join("logs")),
+            env("STANDIN_PODS_DIR", &dir.join("pods")),
+            env("STANDIN_STATE_FILE", &dir.join("state.json")),
+        ];
+        let worker_env = vec![("WORKSPACE_IMAGE".to_owned(), "codercom/code-server:4.139.1".to_owned())];
+        StackConfig { workers: 1, standin_env, worker_env, ..Default::default() }
+    }
+}
+
 /// A running system.
 #[derive(Debug)]
 pub struct Stack {
