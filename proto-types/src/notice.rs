@@ -3,7 +3,8 @@
 //! ([`crate::keys::NOTICE_FIELD`]), so readers of job [`crate::Event`]s
 //! skip it. Today: the idle warning, published `IDLE_WARNING_BEFORE`
 //! ahead of an automatic sleep so a front end can say "your workspace
-//! sleeps in 2 minutes".
+//! sleeps in 2 minutes"; and the drift repair's orphan report (objects
+//! labelled as ours whose session is unknown or deleted, with their names).
 
 use serde::{Deserialize, Serialize};
 
@@ -17,6 +18,10 @@ use crate::state::Origin;
 pub enum NoticeKind {
     /// The session will be put to sleep at `action_at_ms` unless it is used.
     IdleWarning,
+    /// Objects labelled with this session id exist, but the session is
+    /// unknown or deleted (names in `objects`); reported, not deleted unless
+    /// the worker runs with `RESYNC_DELETE_ORPHANS=true`.
+    Orphaned,
 }
 
 /// One announcement about a session.
@@ -33,6 +38,9 @@ pub struct Notice {
     /// Who will act.
     #[serde(default)]
     pub origin: Origin,
+    /// `kind/name` of the objects concerned (orphan reports; empty otherwise).
+    #[serde(default)]
+    pub objects: Vec<String>,
 }
 
 impl Notice {
@@ -59,7 +67,15 @@ mod tests {
             at_ms: 1,
             action_at_ms: 120_001,
             origin: Origin::Idle,
+            objects: Vec::new(),
         };
         assert_eq!(Notice::decode(&n.encode().expect("encode")).expect("decode"), n);
+        let o = Notice {
+            kind: NoticeKind::Orphaned,
+            origin: Origin::Drift,
+            objects: vec!["Deployment/ws-abc".into()],
+            ..n
+        };
+        assert_eq!(Notice::decode(&o.encode().expect("encode")).expect("decode"), o);
     }
 }

@@ -158,6 +158,12 @@ pub struct Args {
     /// Time between drift repairs (compare every live session with the cluster), in seconds (0 = never).
     #[arg(long, env = "RESYNC_INTERVAL", default_value_t = 300)]
     pub resync_interval: u64,
+    /// Time a running session's workspace pod may stay not ready before the drift repair converges it, in seconds (0 = never).
+    #[arg(long, env = "READY_TIMEOUT", default_value_t = 300)]
+    pub ready_timeout: u64,
+    /// Delete orphaned objects (labelled as ours, session unknown or deleted) instead of only reporting them; a claim only after its backup.
+    #[arg(long, env = "RESYNC_DELETE_ORPHANS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub resync_delete_orphans: bool,
 }
 
 /// A setting that cannot work.
@@ -220,6 +226,11 @@ impl Args {
     /// The drift repair interval (zero: off).
     pub fn resync(&self) -> Duration {
         Duration::from_secs(self.resync_interval)
+    }
+
+    /// How long a running session's pod may stay not ready before it counts as drift (zero: never).
+    pub fn drift_ready_timeout(&self) -> Duration {
+        Duration::from_secs(self.ready_timeout)
     }
 
     /// The Kubernetes settings.

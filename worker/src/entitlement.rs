@@ -110,7 +110,9 @@ impl LeaseGuard {
     }
 
     /// A guard that is always entitled, with fencing `token` (executors
-    /// driven without a runner, e.g. the in-process Kubernetes tests).
+    /// driven without a runner, e.g. the in-process Kubernetes tests; and
+    /// the drift repair's orphan deletes, which have no session lease: see
+    /// `sweeper/reap.rs` for what fences them instead).
     pub fn unbounded(token: u64) -> Self {
         Self(Arc::new(Inner { token, state: None, clock: Arc::new(crate::clock::SystemClock), create_check: None }))
     }

@@ -75,7 +75,9 @@ async fn run(
     );
     let owner = runner_cfg.queue.consumer.clone();
     let resync =
-        Resync::new(redis.clone(), kube.clone(), k8s_cfg.namespace.clone(), cli.args.resync(), clock(), owner)?;
+        Resync::new(redis.clone(), kube.clone(), k8s_cfg.namespace.clone(), cli.args.resync(), clock(), owner)?
+            .with_ready_timeout(cli.args.drift_ready_timeout());
+    let resync = if cli.args.resync_delete_orphans { resync.deleting_orphans(k8s_cfg.clone()) } else { resync };
     let resync = Arc::new(resync.with_metrics(metrics.sweep()));
     let runner =
         Runner::new(redis, Arc::new(K8sExecutor::new(kube, k8s_cfg)), runner_cfg)?.with_metrics(Arc::clone(&metrics));

@@ -14,6 +14,8 @@
 //! | `store.rs` | [`Store`]: lock, due read, facts pipeline, the sweep scripts |
 //! | `sweep.rs` | [`Sweeper`]: one sweep, and the loop with jitter |
 //! | `drift.rs` | [`drift::compare`]: live sessions vs listed objects → converge jobs, orphans (pure) |
+//! | `orphans.rs` | [`orphans::plan`]: which orphaned objects go now, when a claim's backup is due (pure) |
+//! | `reap.rs` | [`reap::Reaper`]: deletes orphans through the write gate (`RESYNC_DELETE_ORPHANS=true`) |
 //! | `resync.rs` | [`Resync`]: drift repair at start and every `RESYNC_INTERVAL` |
 //!
 //! Not here: carrying out a sleep, delete or converge (the job runner
@@ -21,6 +23,8 @@
 
 mod decide;
 pub mod drift;
+pub mod orphans;
+pub mod reap;
 mod resync;
 mod store;
 mod sweep;

@@ -2,26 +2,32 @@
 //! (with jitter, under a lock so one worker resyncs per interval). It reads
 //! every live session from Redis, lists the session objects with one call
 //! per kind by label, and enqueues a converge job (origin `drift`) for each
-//! session that differs ([`super::drift::compare`] decides). Objects of
-//! unknown sessions are reported (log line with names, metric), never
-//! deleted.
+//! session that differs ([`super::drift::compare`] decides: objects
+//! missing, replicas wrong, or a workspace pod not ready for longer than
+//! `READY_TIMEOUT`, from one list of pods by label). Objects of unknown or
+//! deleted sessions are reported (log line with names, metric, and an
+//! `orphaned` notice per session on the events stream), and deleted only
+//! with `RESYNC_DELETE_ORPHANS=true` ([`super::reap`], a claim only after
+//! its backup).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Service};
+use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, Service};
 use kube::api::{Api, ListParams};
 use proto_types::scripts::enqueue::EnqueueReply;
 use proto_types::scripts::sweep::SweepReply;
-use proto_types::{Origin, SessionState, keys};
+use proto_types::{Notice, NoticeKind, Origin, SessionId, SessionState, keys};
 use tokio::sync::watch;
 
-use super::drift::{Cluster, Live, compare};
+use super::drift::{Cluster, Kind, Listed, Live, compare, is_ready, unready_since};
+use super::reap::Reaper;
 use super::store::{DueSession, Store, StoreError};
 use crate::clock::SharedClock;
-use crate::k8s::names;
+use crate::k8s::gate::fence_of;
+use crate::k8s::{K8sConfig, names};
 use crate::metrics::sweep::SweepMetrics;
 
 /// Sessions read from Redis per pipeline.
@@ -51,8 +57,14 @@ pub struct ResyncReport {
     pub live: usize,
     /// Converge jobs enqueued.
     pub converged: usize,
-    /// `kind/name` of orphaned objects (reported, not deleted).
+    /// `kind/name` of orphaned objects (reported; deleted only with the switch).
     pub orphans: Vec<String>,
+    /// `kind/name` of orphaned objects deleted (`RESYNC_DELETE_ORPHANS=true`).
+    pub deleted: Vec<String>,
+    /// Orphaned sessions whose claim's backup Job was started this resync.
+    pub backups_started: usize,
+    /// `kind/name` of orphaned claims kept because their backup failed, with the reason.
+    pub backups_failed: Vec<(String, String)>,
 }
 
 /// The drift repairer of one worker process.
@@ -65,6 +77,8 @@ pub struct Resync {
     clock: SharedClock,
     owner: String,
     metrics: Option<SweepMetrics>,
+    ready_timeout: Duration,
+    reaper: Option<Reaper>,
 }
 
 impl std::fmt::Debug for Resync {
@@ -83,7 +97,35 @@ impl Resync {
         clock: SharedClock,
         owner: String,
     ) -> Result<Self, StoreError> {
-        Ok(Self { store: Store::new(redis)?, kube, namespace, interval, clock, owner, metrics: None })
+        let store = Store::new(redis)?;
+        Ok(Self {
+            store,
+            kube,
+            namespace,
+            interval,
+            clock,
+            owner,
+            metrics: None,
+            ready_timeout: Duration::ZERO,
+            reaper: None,
+        })
+    }
+
+    /// Counts a running session whose pods have not been ready for longer
+    /// than `timeout` as drift (zero, the default here: never).
+    pub fn with_ready_timeout(mut self, timeout: Duration) -> Self {
+        self.ready_timeout = timeout;
+        self
+    }
+
+    /// Deletes orphaned objects (`RESYNC_DELETE_ORPHANS=true`), backing up
+    /// claims first with `config`'s backup settings (its namespace is this
+    /// resync's). Logs a warning: this is the switch that can delete data.
+    pub fn deleting_orphans(mut self, mut config: K8sConfig) -> Self {
+        tracing::warn!("RESYNC_DELETE_ORPHANS=true: orphaned objects are deleted (a PVC after its backup)");
+        config.namespace = self.namespace.clone();
+        self.reaper = Some(Reaper::new(self.store.clone(), self.kube.clone(), config));
+        self
     }
 
     /// Records into `metrics`.
@@ -107,17 +149,21 @@ impl Resync {
         let mut live: Vec<DueSession> = Vec::new();
         for chunk in members.chunks(READ_CHUNK) {
             let (read, _) = self.store.read(chunk).await?;
-            live.extend(read.into_iter().filter(|s| {
-                s.record.as_ref().is_some_and(|r| !matches!(r.status, SessionState::Deleted | SessionState::Deleting))
-            }));
+            // A session being deleted is known: its delete job handles its objects.
+            live.extend(
+                read.into_iter().filter(|s| s.record.as_ref().is_some_and(|r| r.status != SessionState::Deleted)),
+            );
         }
         let views: Vec<Live> = live
             .iter()
             .filter_map(|s| s.record.as_ref().map(|r| Live { id: s.id.clone(), status: r.status, desired: r.desired }))
             .collect();
-        let plan = compare(&views, &self.cluster().await?);
+        let cluster = self.cluster().await?;
         let now = self.clock.now_ms();
-        let mut report = ResyncReport { live: views.len(), orphans: plan.orphans, ..ResyncReport::default() };
+        let timeout_ms = u64::try_from(self.ready_timeout.as_millis()).unwrap_or(u64::MAX);
+        let plan = compare(&views, &cluster, now, timeout_ms);
+        let live_count = views.iter().filter(|v| v.status != SessionState::Deleting).count();
+        let mut report = ResyncReport { live: live_count, orphans: plan.orphans, ..ResyncReport::default() };
         for (id, command) in &plan.converge {
             let Some(session) = live.iter().find(|s| &s.id == id) else { continue };
             let reply = self.store.enqueue(session, *command, Origin::Drift, None, now).await?;
@@ -130,12 +176,68 @@ impl Resync {
             }
         }
         if !report.orphans.is_empty() {
-            tracing::warn!(orphans = ?report.orphans, "drift: objects of unknown or deleted sessions (not deleted)");
+            let deleting = self.reaper.is_some();
+            tracing::warn!(orphans = ?report.orphans, deleting, "drift: objects of unknown or deleted sessions");
         }
         if let Some(m) = &self.metrics {
             m.orphans(report.orphans.len() as i64);
         }
+        for session in &plan.orphan_sessions {
+            let objects = cluster.names.get(session).map(Vec::as_slice).unwrap_or_default();
+            self.orphaned(session, objects, now, &mut report).await?;
+        }
         Ok(report)
+    }
+
+    /// Reports one orphaned session's objects as a notice and, with the
+    /// switch, reaps them (a failure is logged and left to the next resync).
+    async fn orphaned(
+        &self,
+        session: &str,
+        objects: &[Listed],
+        now: u64,
+        report: &mut ResyncReport,
+    ) -> Result<(), ResyncError> {
+        let Ok(id) = SessionId::parse(session) else {
+            tracing::warn!(label = session, "drift: orphans with an invalid session label (left alone)");
+            return Ok(());
+        };
+        let notice = Notice {
+            session_id: id.clone(),
+            kind: NoticeKind::Orphaned,
+            at_ms: now,
+            action_at_ms: now,
+            origin: Origin::Drift,
+            objects: objects.iter().map(Listed::to_string).collect(),
+        };
+        self.store.notify(&notice).await?;
+        let Some(reaper) = &self.reaper else { return Ok(()) };
+        match reaper.reap(&id, objects, now).await {
+            Ok(r) if r.skipped => tracing::info!(session.id = session, "drift: session known again; orphans kept"),
+            Ok(r) => {
+                if !r.deleted.is_empty() {
+                    tracing::warn!(session.id = session, deleted = ?r.deleted, "drift: orphaned objects deleted");
+                }
+                if r.backup_started {
+                    tracing::info!(session.id = session, "drift: orphaned claim's backup started; deleted once done");
+                    report.backups_started += 1;
+                }
+                if let Some((claim, why)) = r.backup_failed {
+                    tracing::error!(
+                        session.id = session,
+                        claim,
+                        reason = why,
+                        "drift: orphaned claim's backup failed; kept"
+                    );
+                    report.backups_failed.push((claim, why));
+                }
+                report.deleted.extend(r.deleted);
+            }
+            Err(e) => {
+                tracing::warn!(session.id = session, error = %e, "drift: reaping orphans failed; next resync retries")
+            }
+        }
+        Ok(())
     }
 
     /// The session objects, one list call per kind.
@@ -145,9 +247,16 @@ impl Resync {
         let session_of = |labels: Option<&std::collections::BTreeMap<String, String>>| {
             labels.and_then(|l| l.get(names::SESSION_LABEL)).cloned()
         };
-        let note = |names: &mut HashMap<String, Vec<String>>, session: &str, kind: &str, name: Option<&String>| {
-            names.entry(session.to_owned()).or_default().push(format!("{kind}/{}", name.map_or("", String::as_str)));
-        };
+        let note =
+            |names: &mut HashMap<String, Vec<Listed>>, session: &str, kind: Kind, meta: &kube::api::ObjectMeta| {
+                let listed = Listed {
+                    kind,
+                    name: meta.name.clone().unwrap_or_default(),
+                    uid: meta.uid.clone(),
+                    fence: fence_of(meta),
+                };
+                names.entry(session.to_owned()).or_default().push(listed);
+            };
         let list_err = |kind| move |source| ResyncError::List { kind, source };
         let deployments = Api::<Deployment>::namespaced(self.kube.clone(), &self.namespace)
             .list(&lp)
@@ -155,7 +264,7 @@ impl Resync {
             .map_err(list_err("deployments"))?;
         for d in deployments {
             let Some(s) = session_of(d.metadata.labels.as_ref()) else { continue };
-            note(&mut c.names, &s, "Deployment", d.metadata.name.as_ref());
+            note(&mut c.names, &s, Kind::Deployment, &d.metadata);
             c.deployments.insert(s, d.spec.and_then(|spec| spec.replicas).unwrap_or(1));
         }
         let pvcs = Api::<PersistentVolumeClaim>::namespaced(self.kube.clone(), &self.namespace)
@@ -164,7 +273,7 @@ impl Resync {
             .map_err(list_err("persistentvolumeclaims"))?;
         for p in pvcs {
             let Some(s) = session_of(p.metadata.labels.as_ref()) else { continue };
-            note(&mut c.names, &s, "PersistentVolumeClaim", p.metadata.name.as_ref());
+            note(&mut c.names, &s, Kind::PersistentVolumeClaim, &p.metadata);
             c.pvcs.insert(s);
         }
         let services = Api::<Service>::namespaced(self.kube.clone(), &self.namespace)
@@ -173,10 +282,37 @@ impl Resync {
             .map_err(list_err("services"))?;
         for svc in services {
             let Some(s) = session_of(svc.metadata.labels.as_ref()) else { continue };
-            note(&mut c.names, &s, "Service", svc.metadata.name.as_ref());
+            note(&mut c.names, &s, Kind::Service, &svc.metadata);
             c.services.insert(s);
         }
+        if !self.ready_timeout.is_zero() {
+            self.pods(&mut c).await?;
+        }
         Ok(c)
+    }
+
+    /// Notes, per session, since when all its workspace pods have not been
+    /// ready (one list call, by label).
+    async fn pods(&self, c: &mut Cluster) -> Result<(), ResyncError> {
+        let selector = format!("{}={},{}=workspace", names::MANAGED_BY, names::SYSTEM, names::COMPONENT);
+        let pods = Api::<Pod>::namespaced(self.kube.clone(), &self.namespace)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|source| ResyncError::List { kind: "pods", source })?;
+        let mut ready: std::collections::HashSet<String> = std::collections::HashSet::new();
+        for p in pods {
+            let Some(s) = p.metadata.labels.as_ref().and_then(|l| l.get(names::SESSION_LABEL)).cloned() else {
+                continue;
+            };
+            if is_ready(&p) {
+                ready.insert(s);
+            } else if let Some(since) = unready_since(&p) {
+                let e = c.unready_since.entry(s).or_insert(since);
+                *e = (*e).min(since);
+            }
+        }
+        c.unready_since.retain(|s, _| !ready.contains(s));
+        Ok(())
     }
 
     /// Resyncs at start and then every interval (plus up to a fifth of it,

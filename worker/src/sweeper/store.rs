@@ -10,7 +10,7 @@ use proto_types::scripts::Invocation;
 use proto_types::scripts::sweep::{
     self, Guard, RESCHEDULE_SOURCE, Reschedule, RescheduleReply, SweepReply, WARN_SOURCE, Warn, WarnReply,
 };
-use proto_types::{Command, JobId, Notice, NoticeKind, Origin, SessionId, keys};
+use proto_types::{Command, JobId, Notice, NoticeKind, Origin, SessionId, SessionState, keys};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use sm_redis::{Attempt, EnqueueRequest, Script, SessionRecord};
 
@@ -249,6 +249,7 @@ impl Store {
             at_ms: now_ms,
             action_at_ms: sleep_at_ms,
             origin: Origin::Idle,
+            objects: Vec::new(),
         }
         .encode()?;
         // Kept well past the sleep, so a late sweep does not warn twice.
@@ -257,6 +258,37 @@ impl Store {
             Warn { session_id: session.as_str(), last_use_ms, now_ms, notice: &notice, marker_ttl_ms }.invocation();
         let reply = self.run(&self.warn, "warn", &inv).await?;
         Ok(WarnReply::parse(&reply)?)
+    }
+
+    /// Whether session `id` is unknown or deleted (its hash has no status,
+    /// or status `deleted`): the re-check right before orphans are deleted.
+    pub async fn session_gone(&self, id: &SessionId) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let status: Option<String> = redis::cmd("HGET")
+            .arg(keys::session(id.as_str()))
+            .arg(proto_types::record::session::STATUS)
+            .query_async(&mut conn)
+            .await
+            .map_err(redis_err("hget"))?;
+        Ok(status.is_none_or(|s| s == SessionState::Deleted.as_str()))
+    }
+
+    /// Publishes `notice` on the events stream (no condition: for reports,
+    /// such as the drift repair's orphans, that may repeat each resync).
+    pub async fn notify(&self, notice: &Notice) -> Result<(), StoreError> {
+        let bytes = notice.encode()?;
+        let mut conn = self.conn.clone();
+        redis::cmd("XADD")
+            .arg(keys::EVENTS_STREAM)
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(keys::EVENTS_MAXLEN)
+            .arg("*")
+            .arg(keys::NOTICE_FIELD)
+            .arg(bytes)
+            .query_async::<()>(&mut conn)
+            .await
+            .map_err(redis_err("notify"))
     }
 
     /// Removes a malformed member from the due set.
