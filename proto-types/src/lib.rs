@@ -13,7 +13,7 @@
 //! | [`machine`] | the session state machine: which command is accepted in which state ([`machine::decide`]) |
 //! | [`job`] | the [`Job`] envelope and its MessagePack codec |
 //! | [`event`] | the status [`Event`] published on the `events` stream |
-//! | [`notice`] | the [`Notice`] (idle warning) published on the `events` stream |
+//! | [`notice`] | the [`Notice`] (idle warning, orphan report) published on the `events` stream |
 //! | [`keys`] | every Redis key, stream and group name |
 //! | [`record`] | field names of the job and session hashes |
 //! | [`scripts`] | the Lua scripts that make each queue step atomic, with their keys and argument encoding |
