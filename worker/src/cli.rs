@@ -295,6 +295,15 @@ mod tests {
     }
 
     #[test]
+    fn drift_flags_default_to_report_only_with_a_five_minute_ready_timeout() {
+        let cli = parse(&[]);
+        assert_eq!((cli.args.drift_ready_timeout(), cli.args.resync_delete_orphans), (Duration::from_secs(300), false));
+        let cli = parse(&["--ready-timeout", "0", "--resync-delete-orphans", "true"]);
+        assert_eq!((cli.args.drift_ready_timeout(), cli.args.resync_delete_orphans), (Duration::ZERO, true));
+        assert!(Cli::try_parse_from(["worker", "--resync-delete-orphans", "maybe"]).is_err());
+    }
+
+    #[test]
     fn flags_reach_the_typed_configs() {
         let cli = parse(&["--namespace", "ws", "--concurrency", "3", "--lease-ms", "1000", "--pvc-size", "10Gi"]);
         assert_eq!(cli.args.runner("x").unwrap().concurrency, 3);

@@ -26,7 +26,9 @@ use tokio::sync::watch;
 use worker::clock::ManualClock;
 use worker::k8s::backup::{JobOutcome, outcome};
 use worker::runner::Runner;
-use worker::sweeper::Resync;
+use worker::sweeper::drift::{Kind, Listed};
+use worker::sweeper::reap::Reaper;
+use worker::sweeper::{Resync, Store};
 
 const T0: u64 = 1_700_000_000_000;
 
@@ -258,4 +260,35 @@ async fn a_pod_not_ready_past_ready_timeout_gets_a_drift_job_and_before_it_none(
         (queued[0].session_id.as_str(), queued[0].command, queued[0].origin),
         ("slow", Command::Wake, Origin::Drift)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_orphan_written_by_a_newer_lease_after_the_list_is_not_deleted() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let cluster = Cluster::start().await;
+    cluster.converge_retrying(&target(&sid("lost"), DesiredState::Running, 1)).await.0.unwrap();
+    let d = cluster.api::<Deployment>().get("ws-lost").await.unwrap();
+    let listed = Listed {
+        kind: Kind::Deployment,
+        name: "ws-lost".into(),
+        uid: d.metadata.uid.clone(),
+        fence: worker::k8s::gate::fence_of(&d.metadata),
+    };
+    // After the resync listed it, a lease holder with a newer token writes it.
+    let newer = serde_json::json!({"metadata": {"annotations": {
+        "session-manager.io/fence": (listed.fence + 1).to_string()
+    }}});
+    cluster.api::<Deployment>().patch("ws-lost", &PatchParams::default(), &Patch::Merge(&newer)).await.unwrap();
+    let reaper = Reaper::new(Store::new(server.client()).unwrap(), cluster.raw.clone(), k8s_support::config());
+    let refused = reaper.reap(&sid("lost"), std::slice::from_ref(&listed), T0).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(exists::<Deployment>(&cluster, "ws-lost").await, "the gate refused the delete");
+
+    // A session Redis knows again (re-checked right before the deletes) is not touched at all.
+    seed(&mut conn, "lost", "running").await;
+    let listed = Listed { fence: listed.fence + 1, ..listed };
+    let reaped = reaper.reap(&sid("lost"), &[listed], T0).await.unwrap();
+    assert!(reaped.skipped && reaped.deleted.is_empty(), "{reaped:?}");
+    assert!(exists::<Deployment>(&cluster, "ws-lost").await);
 }
