@@ -131,14 +131,19 @@ def sweep_section(sw, w):
         w(f"Drift resync: {d['sessions']:,} `sleeping` sessions in Redis and their PVC, Deployment (0 replicas) and Service in "
           f"the stand-in (loaded from a `STANDIN_STATE_FILE` in {f(d['standin_load_s'], 1)} s), the Deployments of "
           f"{d['missing_deployments']} of them missing. A worker starts (resync at start); time from its metrics port answering "
-          f"to the stream entry of the last drift job; Kubernetes calls from `STANDIN_RECORD_CALLS` up to then. "
-          f"{len(d['rounds'])} rounds (a fresh worker each; the missing Deployments deleted again before each).\n")
-        w("| round | resync (ms) | drift jobs | Kubernetes list calls (the resync's) | all recorded calls by then | calls incl. the drift jobs | Deployments back after the jobs |")
-        w("|---|---|---|---|---|---|---|")
+          f"to the stream entry of the last drift job; Kubernetes calls recorded by the stand-in (`STANDIN_RECORD_CALLS`). "
+          f"{len(d['rounds'])} measured rounds, each a fresh Redis (seeded alike, `XREADGROUP` renamed away so no drift job runs and "
+          f"the calls are the resync's alone) and a fresh worker, the stand-in kept; then a repair round on an ordinary Redis.\n")
+        w("| round | resync (ms) | drift jobs (origin `drift`) | Kubernetes calls | by call |")
+        w("|---|---|---|---|---|")
         for i, x in enumerate(d["rounds"], 1):
-            w(f"| {i} | {x['resync_ms']} | {x['drift_jobs']} | {x['k8s_list_calls']} (`{'`, `'.join(x['list_calls'])}`) | "
-              f"{x['k8s_calls_by_then']} | {x['k8s_calls_total_with_jobs']} | {x['deployments_recreated']}/{d['missing_deployments']} |")
-        w(f"\nMedian resync {f(d['resync_ms_median'], 0)} ms with {d['sessions']:,} sessions, {f(d['k8s_list_calls_median'], 0)} list calls.\n")
+            w(f"| {i} | {x['resync_ms']} | {x['drift_jobs']} | {x['k8s_calls']} | "
+              + ", ".join(f"`{c}` {v}" for c, v in x["by_call"].items()) + " |")
+        rp = d.get("repair") or {}
+        w(f"\nMedian resync {f(d['resync_ms_median'], 0)} ms with {d['sessions']:,} sessions, {f(d['k8s_calls_median'], 0)} "
+          f"Kubernetes calls. Repair round (jobs running): {rp.get('drift_jobs')} drift jobs, resync {rp.get('resync_ms')} ms, "
+          f"{rp.get('deployments_recreated')}/{d['missing_deployments']} Deployments back once the jobs finished, "
+          f"{rp.get('k8s_calls_with_jobs')} Kubernetes calls in all with the jobs'.\n")
 
 
 def gateway_targets(res):

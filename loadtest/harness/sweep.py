@@ -21,11 +21,14 @@ Drift resync: 10,000 sleeping sessions in Redis and their PVC, Deployment
 the Deployments of `BENCH_DRIFT_MISSING` sessions missing. A worker starts
 (its resync runs at start); the time is from its metrics port answering to
 the last drift job's stream entry, the Kubernetes calls are the stand-in's
-recorded calls up to then.
+recorded calls. Measured rounds keep the jobs from running (as above; a
+fresh Redis each, the stand-in kept); a last round with an ordinary Redis
+lets the drift jobs run and checks that the Deployments are back.
 """
 
 import json
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -72,12 +75,12 @@ def session_fields(sid, status, created, last, url):
     ]  # fmt: skip
 
 
-def seed_sessions(r, n, status, due_ms):
-    """`n` sessions as a create and its finished job leave them, plus the
-    gateway's activity score; each due at `due_ms`. Returns their ids."""
+def seed_sessions(r, n, status, due_ms, ids=None):
+    """`n` sessions (or `ids`) as a create and its finished job leave them,
+    plus the gateway's activity score; each due at `due_ms`. Returns their ids."""
     t = now_ms()
     created, last = t - 7_200_000, t - 3_600_000
-    ids = [str(uuid.uuid4()) for _ in range(n)]
+    ids = ids or [str(uuid.uuid4()) for _ in range(n)]
     cmds = []
     for sid in ids:
         fields = session_fields(sid, status, created, last, f"http://{sid}.ws.localhost")
@@ -101,8 +104,6 @@ def check(replies):
 
 def start_redis(stack, extra):
     """A private redis-server like Stack.start_redis, with `extra` arguments."""
-    import shutil
-
     stack.redis_port = free_port()
     data = os.path.join(stack.dir, "redis")
     os.makedirs(data, exist_ok=True)
@@ -188,11 +189,10 @@ def sweep_case(ctx, total, due):
             calls = r.command_calls()
             c1, n1 = cpu_seconds(w.pid), cpu_ns(w.pid)
             n = r.call("XLEN", "{sm}:jobs")
-            tail = r.call("XREVRANGE", "{sm}:jobs", "+", "-", "COUNT", n - jobs_seen)
-            jobs = [json.loads(dict(zip(e[1][::2], e[1][1::2]))["job"]) for e in tail]
-            idle_sleeps = sum(1 for j in jobs if j.get("origin") == "idle" and j.get("command") == "sleep")
-            jobs_seen = n
-            sweep_calls = {c: v for c, v in calls.items() if c not in OWN}
+            jobs = jobs_of(r, batch)
+            idle_sleeps = sum(1 for j in jobs if j == ["sleep", "idle"])
+            added, jobs_seen = n - jobs_seen, n
+            sweep_calls = {c: v for c, v in calls.items() if c.split("|")[0] not in OWN}
             sweep_calls["zadd"] = sweep_calls.get("zadd", 0) - 1  # the harness's seeding ZADD
             sweep_calls = {c: v for c, v in sweep_calls.items() if v > 0}
             # Move the acted-on sessions out of the due set (their jobs never run, see the module doc).
@@ -200,7 +200,7 @@ def sweep_case(ctx, total, due):
             if k == 0:
                 continue
             rounds.append({
-                "commands": sum(sweep_calls.values()), "by_command": sweep_calls, "jobs": len(jobs),
+                "commands": sum(sweep_calls.values()), "by_command": sweep_calls, "jobs": added,
                 "idle_sleep_jobs": idle_sleeps, "cpu_ms": (n1 - n0) / 1e6 if n0 is not None and n1 is not None else None,
                 "cpu_ticks_ms": (c1 - c0) * 1000 if c0 is not None and c1 is not None else None,
             })  # fmt: skip
@@ -237,18 +237,15 @@ def drift_case(ctx):
     n, missing = cfg["drift_sessions"], cfg["drift_missing"]
     stack = ctx.new_stack("sweep-drift")
     try:
-        stack.start_redis()
-        r = stack.redis()
-        ids = seed_sessions(r, n, "sleeping", now_ms() + 86_400_000)
+        ids = [str(uuid.uuid4()) for _ in range(n)]
+        gone = set(ids[:missing])
         template_id = "00000000-0000-4000-8000-000000000000"
         template = objects_of(stack, template_id)
         objects = []
-        gone = set(ids[:missing])
         for sid in ids:
             for o in json.loads(template.replace(template_id, sid)):
-                if o["kind"] == "Deployment" and sid in gone:
-                    continue
-                objects.append(o)
+                if not (o["kind"] == "Deployment" and sid in gone):
+                    objects.append(o)
         state = os.path.join(stack.dir, "standin-state.json")
         with open(state, "w") as f:
             json.dump({"objects": objects, "namespaces": ["workspaces"]}, f)
@@ -257,52 +254,60 @@ def drift_case(ctx):
         stack.start_standin(extra_env={"STANDIN_STATE_FILE": state, "STANDIN_RECORD_CALLS": calls_file})
         load_s = time.monotonic() - t0
         rounds = []
-        for k in range(cfg["runs"]):
-            if k > 0:  # the previous round's jobs put the Deployments back: take them away again
-                for sid in gone:
-                    delete_deployment(stack, sid)
-                r.call("DEL", "{sm}:jobs", "{sm}:resync-lock")
+        # Measured rounds: no job runs (XREADGROUP renamed away), so the calls are the resync's
+        # alone and the Deployments stay missing for the next round (a fresh Redis each).
+        for k in range(cfg["runs"] + 1):
+            measured = k < cfg["runs"]
+            start_redis(stack, ["--rename-command", "XREADGROUP", ""] if measured else [])
+            r = stack.redis()
+            seed_sessions(r, n, "sleeping", now_ms() + 86_400_000, ids=ids)
             lines0 = count_lines(calls_file)
-            t_ready_ms = None
-            name = f"worker-{k + 1}"
-            w = start_worker(stack, name, {"RESYNC_INTERVAL": 3600, "SWEEP_INTERVAL_MS": 3_600_000, "WORKER_CONCURRENCY": 16})
+            w = start_worker(stack, f"worker-{k + 1}", {"RESYNC_INTERVAL": 3600, "SWEEP_INTERVAL_MS": 3_600_000, "WORKER_CONCURRENCY": 16})
             t_ready_ms = now_ms()
-            wait_until(lambda: (r.call("XLEN", "{sm}:jobs") or 0) >= missing, 120, f"{missing} drift jobs", w, interval=0.01)
-            calls = read_lines(calls_file)[lines0:]
+            wait_until(lambda: (r.call("XLEN", "{sm}:jobs") or 0) >= missing, 120, f"{missing} drift jobs", w, interval=0.005)
             entries = r.call("XRANGE", "{sm}:jobs", "-", "+")
-            jobs = [json.loads(dict(zip(e[1][::2], e[1][1::2]))["job"]) for e in entries]
             last_ms = max(int(e[0].split("-")[0]) for e in entries)
-            drift_jobs = sum(1 for j in jobs if j.get("origin") == "drift")
-            # The converge jobs may have started: the resync's own calls are its three lists.
-            lists = [c for c in calls if c.startswith("list ")]
-            wait_until(lambda: all_done(r, entries), 120, "drift jobs to finish", w, interval=0.1)
-            back = sum(1 for sid in gone if deployment_exists(stack, sid))
+            drift_jobs = sum(1 for j in jobs_of(r, sorted(gone)) if j[1] == "drift")
+            time.sleep(0.3)
+            calls = read_lines(calls_file)[lines0:]
+            row = {"resync_ms": last_ms - t_ready_ms, "drift_jobs": drift_jobs, "jobs_in_stream": len(entries),
+                   "k8s_calls": len(calls), "by_call": {c: calls.count(c) for c in sorted(set(calls))}}  # fmt: skip
+            if not measured:
+                wait_until(lambda: all_done(r, sorted(gone)), 120, "drift jobs to finish", w, interval=0.1)
+                row["deployments_recreated"] = sum(1 for sid in gone if deployment_exists(stack, sid))
+                row["k8s_calls_with_jobs"] = count_lines(calls_file) - lines0
             w.stop(grace=20)
             stack.workers.remove(w)
-            rounds.append({
-                "resync_ms": last_ms - t_ready_ms, "drift_jobs": drift_jobs, "k8s_calls_by_then": len(calls),
-                "k8s_list_calls": len(lists), "list_calls": sorted(set(lists)), "deployments_recreated": back,
-                "k8s_calls_total_with_jobs": len(read_lines(calls_file)) - lines0,
-            })  # fmt: skip
-            tools.log(f"  drift round {k + 1}: resync {rounds[-1]['resync_ms']} ms, {drift_jobs} drift jobs, {len(lists)} list calls")
-        r.close()
+            r.close()
+            stack.redis_proc.stop()
+            stack.redis_proc = None
+            shutil.rmtree(os.path.join(stack.dir, "redis"), ignore_errors=True)
+            if measured:
+                rounds.append(row)
+                tools.log(f"  drift round {k + 1}: resync {row['resync_ms']} ms, {drift_jobs} drift jobs, {len(calls)} Kubernetes calls")
+            else:
+                repair = row
+                tools.log(f"  drift repair: {row['deployments_recreated']}/{missing} Deployments back, {row['k8s_calls_with_jobs']} calls with the jobs")
         return {
-            "sessions": n, "missing_deployments": missing, "standin_load_s": round(load_s, 1), "rounds": rounds,
+            "sessions": n, "missing_deployments": missing, "standin_load_s": round(load_s, 1), "rounds": rounds, "repair": repair,
             "resync_ms_median": median([x["resync_ms"] for x in rounds]),
-            "k8s_list_calls_median": median([x["k8s_list_calls"] for x in rounds]),
+            "k8s_calls_median": median([x["k8s_calls"] for x in rounds]),
             "drift_jobs": [x["drift_jobs"] for x in rounds],
         }  # fmt: skip
     finally:
         stack.stop()
 
 
-def all_done(r, entries):
-    for e in entries:
-        job = json.loads(dict(zip(e[1][::2], e[1][1::2]))["job"])
-        state = r.call("HGET", f"{{sm}}:job:{job['job_id']}", "state")
-        if state not in ("succeeded", "failed", "superseded", "dead"):
-            return False
-    return True
+def jobs_of(r, sids):
+    """[command, origin] of the last job of each session (its `last_job_id`)."""
+    ids = r.pipeline([["HGET", f"{{sm}}:session:{sid}", "last_job_id"] for sid in sids])
+    return r.pipeline([["HMGET", f"{{sm}}:job:{j}", "command", "origin"] for j in ids])
+
+
+def all_done(r, sids):
+    ids = r.pipeline([["HGET", f"{{sm}}:session:{sid}", "last_job_id"] for sid in sids])
+    states = r.pipeline([["HGET", f"{{sm}}:job:{j}", "state"] for j in ids])
+    return all(s in ("succeeded", "failed", "superseded", "dead") for s in states)
 
 
 def standin_request(stack, method, path):
