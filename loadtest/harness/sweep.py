@@ -253,6 +253,15 @@ def drift_case(ctx):
         t0 = time.monotonic()
         stack.start_standin(extra_env={"STANDIN_STATE_FILE": state, "STANDIN_RECORD_CALLS": calls_file})
         load_s = time.monotonic() - t0
+        # The same three lists from a plain HTTP client: the stand-in's share of the resync.
+        sel = "?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dsession-manager"
+        plain = {}
+        for path in ("/apis/apps/v1/namespaces/workspaces/deployments", "/api/v1/namespaces/workspaces/persistentvolumeclaims",
+                     "/api/v1/namespaces/workspaces/services"):  # fmt: skip
+            t1 = time.monotonic()
+            status, size = standin_get(stack, path + sel)
+            plain[path.rsplit("/", 1)[1]] = {"ms": round((time.monotonic() - t1) * 1000, 1), "status": status, "bytes": size}
+        tools.log(f"  plain lists from the stand-in: {plain}")
         rounds = []
         # Measured rounds: no job runs (XREADGROUP renamed away), so the calls are the resync's
         # alone and the Deployments stay missing for the next round (a fresh Redis each).
@@ -262,6 +271,7 @@ def drift_case(ctx):
             r = stack.redis()
             seed_sessions(r, n, "sleeping", now_ms() + 86_400_000, ids=ids)
             lines0 = count_lines(calls_file)
+            r.call("CONFIG", "RESETSTAT")
             w = start_worker(stack, f"worker-{k + 1}", {"RESYNC_INTERVAL": 3600, "SWEEP_INTERVAL_MS": 3_600_000, "WORKER_CONCURRENCY": 16})
             t_ready_ms = now_ms()
             wait_until(lambda: (r.call("XLEN", "{sm}:jobs") or 0) >= missing, 120, f"{missing} drift jobs", w, interval=0.005)
@@ -270,7 +280,10 @@ def drift_case(ctx):
             drift_jobs = sum(1 for j in jobs_of(r, sorted(gone)) if j[1] == "drift")
             time.sleep(0.3)
             calls = read_lines(calls_file)[lines0:]
+            redis_calls = {c: v for c, v in r.command_calls().items() if c.split("|")[0] not in OWN}
             row = {"resync_ms": last_ms - t_ready_ms, "drift_jobs": drift_jobs, "jobs_in_stream": len(entries),
+                   "k8s_list_ms": kube_list_ms(w.metrics_port), "redis_commands": sum(redis_calls.values()),
+                   "redis_by_command": redis_calls,
                    "k8s_calls": len(calls), "by_call": {c: calls.count(c) for c in sorted(set(calls))}}  # fmt: skip
             if not measured:
                 wait_until(lambda: all_done(r, sorted(gone)), 120, "drift jobs to finish", w, interval=0.1)
@@ -290,12 +303,32 @@ def drift_case(ctx):
                 tools.log(f"  drift repair: {row['deployments_recreated']}/{missing} Deployments back, {row['k8s_calls_with_jobs']} calls with the jobs")
         return {
             "sessions": n, "missing_deployments": missing, "standin_load_s": round(load_s, 1), "rounds": rounds, "repair": repair,
+            "plain_lists": plain,
             "resync_ms_median": median([x["resync_ms"] for x in rounds]),
             "k8s_calls_median": median([x["k8s_calls"] for x in rounds]),
             "drift_jobs": [x["drift_jobs"] for x in rounds],
         }  # fmt: skip
     finally:
         stack.stop()
+
+
+def kube_list_ms(port):
+    """Sum of the worker's `list` call latencies (its kube request histogram), in ms."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/metrics")
+        text = conn.getresponse().read().decode()
+    except OSError:
+        return None
+    finally:
+        conn.close()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("worker_kube_request_duration_seconds_sum{") and 'verb="list"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return round(total * 1000, 1)
 
 
 def jobs_of(r, sids):
@@ -323,8 +356,17 @@ def standin_request(stack, method, path):
         conn.close()
 
 
-def delete_deployment(stack, sid):
-    standin_request(stack, "DELETE", f"/apis/apps/v1/namespaces/workspaces/deployments/ws-{sid}")
+def standin_get(stack, path):
+    """(status, body bytes) of an observer GET (not recorded)."""
+    import http.client
+
+    conn = http.client.HTTPConnection("127.0.0.1", stack.standin_port, timeout=60)
+    try:
+        conn.request("GET", path, headers={"X-Standin-Observer": "bench"})
+        resp = conn.getresponse()
+        return resp.status, len(resp.read())
+    finally:
+        conn.close()
 
 
 def deployment_exists(stack, sid):
