@@ -132,7 +132,7 @@ def sweep_analysis(res):
             "and warning marker it does not need are 2 of the 3 commands per session). Most of the time is the list calls "
             f"({f(r0.get('k8s_list_ms'), 0)} ms of the worker's kube histogram in the median round): the stand-in (kube-fake-client) "
             f"serves the 10,000 Deployments ({f((pl.get('deployments') or {}).get('bytes', 0) / 1e6, 1)} MB of JSON) slowly, "
-            f"{f((pl.get('deployments') or {}).get('ms'), 0)} ms to a plain HTTP client on its first request. A real API server "
+            f"{f((pl.get('deployments') or {}).get('ms'), 0)} ms to `curl` on its first request. A real API server "
             "would page such a list (`limit`/`continue`); the worker lists in one call.")
     return out
 
@@ -178,7 +178,7 @@ def sweep_section(sw, w):
           f"{rp.get('k8s_calls_with_jobs')} Kubernetes calls in all with the jobs'.\n")
         pl = d.get("plain_lists") or {}
         if pl:
-            w("The same three lists fetched by a plain HTTP client (the stand-in's own share): "
+            w("The same three lists fetched by `curl` before the rounds (the stand-in's own share; the first request of each kind): "
               + ", ".join(f"{k} {f(v['ms'], 0)} ms ({v['bytes'] / 1e6:.1f} MB, HTTP {v['status']})" for k, v in pl.items()) + ".\n")
 
 

@@ -253,14 +253,13 @@ def drift_case(ctx):
         t0 = time.monotonic()
         stack.start_standin(extra_env={"STANDIN_STATE_FILE": state, "STANDIN_RECORD_CALLS": calls_file})
         load_s = time.monotonic() - t0
-        # The same three lists from a plain HTTP client: the stand-in's share of the resync.
+        # The same three lists fetched by curl: the stand-in's share of the resync.
         sel = "?labelSelector=app.kubernetes.io%2Fmanaged-by%3Dsession-manager"
         plain = {}
         for path in ("/apis/apps/v1/namespaces/workspaces/deployments", "/api/v1/namespaces/workspaces/persistentvolumeclaims",
                      "/api/v1/namespaces/workspaces/services"):  # fmt: skip
-            t1 = time.monotonic()
-            status, size = standin_get(stack, path + sel)
-            plain[path.rsplit("/", 1)[1]] = {"ms": round((time.monotonic() - t1) * 1000, 1), "status": status, "bytes": size}
+            status, size, secs = standin_get(stack, path + sel)
+            plain[path.rsplit("/", 1)[1]] = {"ms": round(secs * 1000, 1), "status": status, "bytes": size}
         tools.log(f"  plain lists from the stand-in: {plain}")
         rounds = []
         # Measured rounds: no job runs (XREADGROUP renamed away), so the calls are the resync's
@@ -357,16 +356,14 @@ def standin_request(stack, method, path):
 
 
 def standin_get(stack, path):
-    """(status, body bytes) of an observer GET (not recorded)."""
-    import http.client
-
-    conn = http.client.HTTPConnection("127.0.0.1", stack.standin_port, timeout=60)
-    try:
-        conn.request("GET", path, headers={"X-Standin-Observer": "bench"})
-        resp = conn.getresponse()
-        return resp.status, len(resp.read())
-    finally:
-        conn.close()
+    """(status, body bytes, seconds) of an observer GET (not recorded), timed by curl."""
+    out = subprocess.run(
+        ["curl", "-s", "-o", "/dev/null", "-H", "X-Standin-Observer: bench", "-w", "%{http_code} %{size_download} %{time_total}",
+         f"http://127.0.0.1:{stack.standin_port}{path}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    code, size, secs = out.stdout.split()
+    return int(code), int(size), float(secs)
 
 
 def deployment_exists(stack, sid):
