@@ -26,7 +26,7 @@ ROOT = os.path.dirname(HERE)
 
 # name: (env var, default, parser)
 CONFIG = {
-    "groups": ("BENCH_SCENARIOS", "api,reject,durability,lifecycle,workers,gateway,micro", lambda s: [x.strip() for x in s.split(",") if x.strip()]),
+    "groups": ("BENCH_SCENARIOS", "api,reject,durability,lifecycle,workers,gateway,sweep,micro", lambda s: [x.strip() for x in s.split(",") if x.strip()]),
     "runs": ("BENCH_RUNS", "3", int),
     "seconds": ("BENCH_SECONDS", "8", int),
     "xadd_requests": ("BENCH_XADD_REQUESTS", "200000", int),
@@ -60,6 +60,12 @@ CONFIG = {
     "gw_wake_timeout_s": ("BENCH_GW_WAKE_TIMEOUT_S", "60", int),
     "gw_rss_sessions": ("BENCH_GW_RSS_SESSIONS", "10000", int),
     "gw_rss_websockets": ("BENCH_GW_RSS_WEBSOCKETS", "1000", int),
+    "sweep_sessions": ("BENCH_SWEEP_SESSIONS", "1000,100000", lambda s: [int(x) for x in s.split(",")]),
+    "sweep_fixed_due": ("BENCH_SWEEP_FIXED_DUE", "10", lambda s: [int(x) for x in s.split(",") if x.strip()]),
+    "sweep_rounds": ("BENCH_SWEEP_ROUNDS", "7", int),
+    "sweep_interval_ms": ("BENCH_SWEEP_INTERVAL_MS", "1000", int),
+    "drift_sessions": ("BENCH_DRIFT_SESSIONS", "10000", int),
+    "drift_missing": ("BENCH_DRIFT_MISSING", "20", int),
     "setup_timeout": ("BENCH_SETUP_TIMEOUT_S", "300", int),
     "skip_build": ("BENCH_SKIP_BUILD", "0", lambda s: s == "1"),
     "profile": ("BENCH_PROFILE", "1", lambda s: s == "1"),
@@ -80,6 +86,7 @@ GROUP_KEYS = {
     "workers": ["e2e", "drain", "worker_rss"],
     "micro": ["micro_ns"],
     "gateway": ["gateway"],
+    "sweep": ["sweep"],
 }
 
 

@@ -70,9 +70,116 @@ def targets(res):
     else:
         add("worker RSS <= 60 MB with 10,000 live sessions", None, False, "")
     rows.extend(gateway_targets(res))
+    rows.extend(sweep_targets(res))
     leaked = get(res, "reject", "stream_entries_from_rejected")
     add("rejected requests (401/429) never reach the jobs stream", leaked, leaked == 0, f"{f(leaked)} stream entries from rejected requests")
     return rows
+
+
+def sweep_targets(res):
+    """Issue 15: a sweep of 100,000 sessions costs at most 2x one of 1,000 (1% due in both), per due session."""
+    sw = res.get("sweep")
+    if not sw:
+        return []
+    cases = sw.get("cases") or {}
+    ratio = sw.get("ratio_per_due") or {}
+    keys = sorted(cases, key=lambda k: int(k.split("/")[0]))
+    if len(keys) < 2 or not ratio:
+        return [("sweep: 100,000 sessions cost <= 2x 1,000 sessions per sweep (1% due)", "not measured", None)]
+    a = next((cases[k] for k in keys if cases[k]["due"] == max(1, cases[k]["sessions"] // 100)), None)
+    b = next((cases[k] for k in reversed(keys) if cases[k]["due"] == max(1, cases[k]["sessions"] // 100)), None)
+    rows = []
+    for key, what, unit in (("commands", "Redis commands", ""), ("cpu_ms", "worker CPU", " ms")):
+        x = ratio.get(key)
+        rows.append((f"sweep: {what} per due session, {b['sessions']:,} sessions <= 2x {a['sessions']:,} (1% due in both)",
+                     f"x{f(x, 2)}: {f(b[key + '_per_due'], 3)}{unit} vs {f(a[key + '_per_due'], 3)}{unit} per due session "
+                     f"({f(b[key + '_median'], 2)}{unit} per sweep of {b['due']} vs {f(a[key + '_median'], 2)}{unit} per sweep of {a['due']})",
+                     None if x is None else x <= 2.0))
+    fixed = [cases[k] for k in keys if cases[k]["due"] == a["due"] and cases[k]["sessions"] != a["sessions"]]
+    for c in fixed:
+        for key, what, unit in (("commands", "Redis commands", ""), ("cpu_ms", "worker CPU", " ms")):
+            x, y = c.get(key + "_median"), a.get(key + "_median")
+            r = x / y if x is not None and y else None
+            rows.append((f"sweep: {what} per sweep, {c['sessions']:,} sessions <= 2x {a['sessions']:,} ({a['due']} due in both)",
+                         f"x{f(r, 2)}: {f(x, 2)}{unit} vs {f(y, 2)}{unit}", None if r is None else r <= 2.0))
+    return rows
+
+
+def sweep_analysis(res):
+    """What the sweep figures say (issue 15)."""
+    sw = res.get("sweep") or {}
+    cases = sw.get("cases") or {}
+    out = []
+    if cases:
+        per_due = [c["commands_per_due"] for c in cases.values() if c.get("commands_per_due")]
+        fixed = {k: v for c in cases.values() for k, v in c["by_command"].items() if v == 1}
+        out.append(
+            f"**Sweep cost follows the due sessions, not the total.** Every sweep costs {', '.join(f'`{k}`' for k in sorted(fixed))} "
+            f"once plus about 13 commands per due session ({f(min(per_due), 2)} to {f(max(per_due), 2)} over the cases: `HGETALL`, "
+            "`ZSCORE` of the activity set and `GET` of the warning marker in one pipeline, then the guard script and the enqueue script "
+            "with their `HGET`/`HSET`/`ZADD`/`XADD`); 10 due sessions cost the same commands with 1,000 and with 100,000 sessions "
+            "stored."
+            + (" Worker CPU per due session is lower at 1,000 due than at 10 (the sweep's fixed part, task wake-ups and "
+               "connection work, is spread over more sessions)." if (sw.get("ratio_per_due") or {}).get("cpu_ms", 9) < 1 else ""))
+    d = sw.get("drift") or {}
+    if d.get("rounds"):
+        r0 = d["rounds"][len(d["rounds"]) // 2]
+        pl = d.get("plain_lists") or {}
+        out.append(
+            f"**Drift resync with {d['sessions']:,} sessions: {f(d['resync_ms_median'], 0)} ms, {f(d.get('k8s_calls_median'), 0)} Kubernetes calls** (one list per "
+            f"kind, whatever the number of sessions), {r0.get('redis_commands')} Redis commands (`ZRANGE` of the sessions index, then "
+            "`HGETALL` + `ZSCORE` + `GET` per session, pipelined in chunks: the resync reuses the sweeper's read, so the activity score "
+            "and warning marker it does not need are 2 of the 3 commands per session). Most of the time is the list calls "
+            f"({f(r0.get('k8s_list_ms'), 0)} ms of the worker's kube histogram in the median round): the stand-in (kube-fake-client) "
+            f"serves the 10,000 Deployments ({f((pl.get('deployments') or {}).get('bytes', 0) / 1e6, 1)} MB of JSON) slowly, "
+            f"{f((pl.get('deployments') or {}).get('ms'), 0)} ms to `curl` on its first request. A real API server "
+            "would page such a list (`limit`/`continue`); the worker lists in one call.")
+    return out
+
+
+def sweep_section(sw, w):
+    w("## Lifecycle sweep and drift resync (issue 15)\n")
+    w(f"Session hashes, sessions index, user sets, activity and due sets written straight into a private redis-server "
+      f"(the fields a create and its finished job leave, `running`, last use 1 h ago); one release worker with "
+      f"`SWEEP_INTERVAL_MS={sw['interval_ms']}`, `IDLE_SLEEP_AFTER=60`, `IDLE_WARNING_BEFORE=0`, `SESSION_TTL=0`. Before each "
+      f"sweep a fresh batch is made due; per sweep: `INFO commandstats` delta (after `CONFIG RESETSTAT`; the harness's own "
+      f"`XLEN`/`INFO`/`CONFIG` and its seeding `ZADD` left out) and worker CPU (sum of every thread's "
+      f"`/proc/<pid>/task/*/schedstat`; the `/proc/<pid>/stat` utime+stime delta, 10 ms ticks, beside it). "
+      f"`XREADGROUP` is renamed away in this Redis so the runner never takes the jobs (its failing reads are no commands); "
+      f"medians of {sw['sweeps']} sweeps after one warm-up.\n")
+    w("| sessions | due per sweep | Redis commands per sweep | per due session | worker CPU per sweep (ms) | per due session (ms) | utime+stime (ms) | jobs per sweep (`sleep`, origin `idle`) |")
+    w("|---|---|---|---|---|---|---|---|")
+    for k in sorted(sw.get("cases") or {}, key=lambda k: tuple(int(x) for x in k.split("/"))):
+        c = sw["cases"][k]
+        w(f"| {c['sessions']:,} | {c['due']:,} | {f(c['commands_median'], 0)} | {f(c['commands_per_due'], 2)} | "
+          f"{f(c['cpu_ms_median'], 2)} | {f(c['cpu_ms_per_due'], 3)} | {f(c['cpu_ticks_ms_median'], 0)} | "
+          f"{', '.join(str(x) for x in c['idle_sleep_jobs_per_sweep'])} |")
+    w("")
+    for k, c in sorted((sw.get("cases") or {}).items()):
+        w(f"- {k.replace('/', ' sessions, ')} due: commands of the median sweep " + ", ".join(f"`{n}` {v}" for n, v in sorted(c["by_command"].items(), key=lambda kv: -kv[1])))
+    w("")
+    d = sw.get("drift")
+    if d:
+        w(f"Drift resync: {d['sessions']:,} `sleeping` sessions in Redis and their PVC, Deployment (0 replicas) and Service in "
+          f"the stand-in (loaded from a `STANDIN_STATE_FILE` in {f(d['standin_load_s'], 1)} s), the Deployments of "
+          f"{d['missing_deployments']} of them missing. A worker starts (resync at start); time from its metrics port answering "
+          f"to the stream entry of the last drift job; Kubernetes calls recorded by the stand-in (`STANDIN_RECORD_CALLS`). "
+          f"{len(d['rounds'])} measured rounds, each a fresh Redis (seeded alike, `XREADGROUP` renamed away so no drift job runs and "
+          f"the calls are the resync's alone) and a fresh worker, the stand-in kept; then a repair round on an ordinary Redis.\n")
+        w("| round | resync (ms) | of which the list calls (ms, worker's kube histogram) | Redis commands | drift jobs (origin `drift`) | Kubernetes calls | by call |")
+        w("|---|---|---|---|---|---|---|")
+        for i, x in enumerate(d["rounds"], 1):
+            w(f"| {i} | {x['resync_ms']} | {f(x.get('k8s_list_ms'), 0)} | {f(x.get('redis_commands'), 0)} | {x['drift_jobs']} | {x['k8s_calls']} | "
+              + ", ".join(f"`{c}` {v}" for c, v in x["by_call"].items()) + " |")
+        rp = d.get("repair") or {}
+        w(f"\nMedian resync {f(d['resync_ms_median'], 0)} ms with {d['sessions']:,} sessions, {f(d['k8s_calls_median'], 0)} "
+          f"Kubernetes calls. Repair round (jobs running): {rp.get('drift_jobs')} drift jobs, resync {rp.get('resync_ms')} ms, "
+          f"{rp.get('deployments_recreated')}/{d['missing_deployments']} Deployments back once the jobs finished, "
+          f"{rp.get('k8s_calls_with_jobs')} Kubernetes calls in all with the jobs'.\n")
+        pl = d.get("plain_lists") or {}
+        if pl:
+            w("The same three lists fetched by `curl` before the rounds (the stand-in's own share; the first request of each kind): "
+              + ", ".join(f"{k} {f(v['ms'], 0)} ms ({v['bytes'] / 1e6:.1f} MB, HTTP {v['status']})" for k, v in pl.items()) + ".\n")
 
 
 def gateway_targets(res):
@@ -374,6 +481,9 @@ def markdown(res):
     gw = res.get("gateway")
     if gw:
         gateway_section(gw, w)
+    sw = res.get("sweep")
+    if sw:
+        sweep_section(sw, w)
     du = res.get("durability")
     if du:
         durability_section(du, res.get("config", {}), w)
@@ -561,6 +671,7 @@ def analysis(res, w):
         lines.append("**Tracing cost.** Not measurable in this build: the api exported nothing to the OTLP sink, so both runs "
                      "executed the same code. The harness measures it automatically once the api honours OTEL_EXPORTER_OTLP_ENDPOINT.")
     lines.extend(gateway_analysis(res))
+    lines.extend(sweep_analysis(res))
     if lines:
         w("## Analysis\n")
         for line in lines:

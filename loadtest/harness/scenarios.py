@@ -17,7 +17,7 @@ import statistics
 import threading
 import time
 
-from . import durability, gateway, procs, tools
+from . import durability, gateway, procs, sweep, tools
 from .httpc import Api
 from .procs import HarnessError, RssSampler, hwm_mb, rss_mb, wait_until
 from .stack import API_KEY, Stack
@@ -631,6 +631,7 @@ GROUPS = {
     "micro": micro_group,
     "durability": durability.durability_group,
     "gateway": gateway.gateway_group,
+    "sweep": sweep.sweep_group,
 }
 
 

@@ -79,7 +79,7 @@ class Stack:
         return Redis(port=self.redis_port)
 
     # --- stand-in cluster -------------------------------------------------
-    def start_standin(self, ready_delay_ms=0):
+    def start_standin(self, ready_delay_ms=0, extra_env=None):
         self.standin_port = free_port()
         env = {
             "STANDIN_ADDR": f"127.0.0.1:{self.standin_port}",
@@ -89,6 +89,7 @@ class Stack:
             "STANDIN_JOB_COMPLETE_DELAY_MS": ready_delay_ms,
             "RUST_LOG": "warn",
         }
+        env.update(extra_env or {})
         self.standin = Proc("kube-standin", [self.binary("kube-standin")], env, self.log("standin"))
         wait_until(
             lambda: os.path.exists(self.kubeconfig) and procs.port_open(self.standin_port),
