@@ -18,6 +18,9 @@
 //! | `{sm}:lease:{id}` | string: fencing token + owner, with TTL | worker | worker |
 //! | `{sm}:fence` | counter for fencing tokens | worker | worker |
 //! | `{sm}:demand:{id}` | list, length 1 while the session should run | worker | KEDA redis trigger |
+//! | `{sm}:backup:{backup_id}` | hash ([`crate::record::backup`]) | worker (finish) | api |
+//! | `{sm}:backups:user:{user_id}` | sorted set, backup id by `created_at` ms | worker (finish) | api (list) |
+//! | `{sm}:backups:session:{id}` | sorted set, backup id by `created_at` ms | worker (finish) | api (list) |
 //! | `sm:rl:{scope}:{id}` | string, GCRA theoretical arrival time | api | api |
 
 /// Hash tag shared by every key a script touches together.
@@ -84,6 +87,21 @@ pub fn access_nonce(nonce: &str) -> String {
     format!("{HASH_TAG}:nonce:{nonce}")
 }
 
+/// The record of one backup.
+pub fn backup(backup_id: &str) -> String {
+    format!("{HASH_TAG}:backup:{backup_id}")
+}
+
+/// A user's backups, scored by creation time in ms.
+pub fn user_backups(user_id: &str) -> String {
+    format!("{HASH_TAG}:backups:user:{user_id}")
+}
+
+/// A session's backups, scored by creation time in ms.
+pub fn session_backups(session_id: &str) -> String {
+    format!("{HASH_TAG}:backups:session:{session_id}")
+}
+
 /// A rate-limit bucket (`scope` is e.g. `ip` or `key`).
 pub fn rate_limit(scope: &str, id: &str) -> String {
     format!("sm:rl:{scope}:{id}")
@@ -131,6 +149,9 @@ mod tests {
             lease("abc"),
             demand("abc"),
             access_nonce("00ff"),
+            backup("abc-3"),
+            user_backups("user{odd}"),
+            session_backups("abc"),
         ];
         for k in &keys {
             assert_eq!(hash_slot_part(k), "sm", "{k}");

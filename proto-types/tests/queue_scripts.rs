@@ -6,7 +6,7 @@ mod common;
 
 use common::{connect, enqueue, hget, run};
 use proto_types::scripts::dead_letter::{self, DeadJob, DeadLetter};
-use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
+use proto_types::scripts::finish::{BackupWrite, Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
@@ -102,7 +102,7 @@ async fn finish(
 }
 
 fn update(fence: u64, status: SessionState, replicas: u32) -> Option<SessionUpdate<'static>> {
-    Some(SessionUpdate { fence, status, replicas, backup_file: None, upstream: None })
+    Some(SessionUpdate { fence, status, replicas, backup_file: None, upstream: None, backup: None })
 }
 
 #[tokio::test]
@@ -207,6 +207,7 @@ async fn finish_records_the_upstream_while_running_and_removes_it_otherwise() {
         replicas: 1,
         backup_file: None,
         upstream: Some("10.0.0.7:8080"),
+        backup: None,
     };
     let steps = [
         (Command::Create, running(1), Some("10.0.0.7:8080")),
@@ -262,6 +263,7 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
         replicas: 0,
         backup_file: Some("b.zip"),
         upstream: Some("10.0.0.7:8080"),
+        backup: Some(BackupWrite { id: "abc-1", location: "b.zip", size_bytes: 5_242_880, sha256: "ab12" }),
     });
     assert_eq!(finish(&mut conn, &del, &entries[1], JobState::Succeeded, up, None).await, FinishReply::Finished);
     let sk = keys::session("abc");
@@ -278,6 +280,24 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
     assert!(!live);
     let demand: bool = redis::cmd("EXISTS").arg(keys::demand("abc")).query_async(&mut conn).await.unwrap();
     assert!(!demand);
+    // The verified backup is recorded in the same step, and indexed for its user and session.
+    let bk = keys::backup("abc-1");
+    for (field, want) in [
+        (record::backup::SESSION, "abc"),
+        (record::backup::USER, "user@example.com"),
+        (record::backup::KIND, "archive"),
+        (record::backup::LOCATION, "b.zip"),
+        (record::backup::SIZE_BYTES, "5242880"),
+        (record::backup::SHA256, "ab12"),
+        (record::backup::STATE, record::backup::STATE_SUCCEEDED),
+        (record::backup::CREATED_AT, "200"),
+    ] {
+        assert_eq!(hget(&mut conn, &bk, field).await.as_deref(), Some(want), "{field}");
+    }
+    for index in [keys::user_backups("user@example.com"), keys::session_backups("abc")] {
+        let ids: Vec<String> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        assert_eq!(ids, ["abc-1"], "{index}");
+    }
 }
 
 #[tokio::test]

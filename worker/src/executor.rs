@@ -52,6 +52,20 @@ pub struct Outcome {
     /// `ip:port` the gateway proxies to (the Service's clusterIP and
     /// port), when running and known.
     pub upstream: Option<String>,
+    /// The verified archive a delete's backup Job reported (recorded as a
+    /// backup of the session together with its `deleted` status).
+    pub archive: Option<Archive>,
+}
+
+/// A verified backup archive, as its Job reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// The backup's id, `{uuid}-g{generation}` of the delete request.
+    pub id: String,
+    /// Size of the archive file in bytes.
+    pub size_bytes: u64,
+    /// Lower-case hex SHA-256 of the archive file.
+    pub sha256: String,
 }
 
 /// The failure underneath an [`ExecError`] (e.g. the `kube::Error`), kept

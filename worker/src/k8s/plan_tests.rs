@@ -30,11 +30,18 @@ fn sleeping() -> Observed {
 }
 
 fn backup(outcome: JobOutcome) -> Option<BackupView> {
-    Some(BackupView { file: Some("app-x-20250101-000000.zip".into()), outcome })
+    let report = (outcome == JobOutcome::Succeeded).then(|| Ok(report()));
+    Some(BackupView { id: "x-g2".into(), file: Some("app-x-20250101-000000.zip".into()), outcome, report })
 }
 
+fn report() -> ArchiveReport {
+    ArchiveReport { size_bytes: 42, sha256: "ab".repeat(32) }
+}
+
+/// Done; a delete that wrote `file` also reports its verified archive.
 fn done(status: SessionState, replicas: u32, file: Option<&str>) -> Step {
-    Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned), upstream: None })
+    let archive = file.map(|_| Archive { id: "x-g2".into(), size_bytes: 42, sha256: "ab".repeat(32) });
+    Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned), upstream: None, archive })
 }
 
 /// Running and ready, with the Service's address as the upstream.
@@ -43,7 +50,7 @@ fn done_running() -> Step {
 }
 
 fn outcome(status: SessionState, replicas: u32) -> Outcome {
-    Outcome { status, replicas, backup_file: None, upstream: None }
+    Outcome { status, replicas, backup_file: None, upstream: None, archive: None }
 }
 
 const UPSTREAM: &str = "10.96.0.7:8080";
@@ -216,6 +223,21 @@ fn failed_backup_keeps_the_volume() {
         other => panic!("{other:?}"),
     }
     assert!(!steps.iter().any(|s| matches!(s, Step::DeletePvc { .. })));
+}
+
+#[test]
+fn a_succeeded_backup_without_a_verified_report_keeps_the_volume() {
+    for (report, want) in [
+        (None, "no report was read"),
+        (Some(Err("its pod left no termination message".to_owned())), "no termination message"),
+    ] {
+        let view = BackupView { report, ..backup(JobOutcome::Succeeded).expect("view") };
+        let steps = plan(DesiredState::Deleted, &Observed { backup: Some(view), ..sleeping() }, Routing::Ingress);
+        match steps.as_slice() {
+            [Step::Fail { reason }] => assert!(reason.contains("volume kept") && reason.contains(want), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }
 
 #[test]

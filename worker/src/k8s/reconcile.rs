@@ -108,6 +108,10 @@ impl K8sExecutor {
             ingress: behind(ing.as_ref().map(Resource::meta)),
             scaled_object: behind(so.as_ref().map(Resource::meta)),
         };
+        let backup = match job {
+            None => None,
+            Some(j) => Some(self.backup_view(&j, names::backup_id(id, target.generation), &job_name).await?),
+        };
         Ok(Observed {
             pvc_uid: pvc.map(|p| p.metadata.uid.unwrap_or_default()),
             deployment: deploy.as_ref().map(deployment_view),
@@ -117,9 +121,23 @@ impl K8sExecutor {
             scaled_object_paused: so.as_ref().map(keda::is_paused),
             // A terminating pod still holds the volume, so it counts.
             pods: pods.items.len(),
-            backup: job.map(|j| BackupView { file: backup::file_of(&j), outcome: backup::outcome(&j) }),
+            backup,
             stale,
         })
+    }
+
+    /// The backup Job as the planner sees it; once it succeeded, with what
+    /// its pod reported (one pod list by the Job's `job-name` label).
+    async fn backup_view(&self, job: &Job, id: String, job_name: &str) -> Result<BackupView, ExecError> {
+        let outcome = backup::outcome(job);
+        let report = if outcome == backup::JobOutcome::Succeeded {
+            let lp = ListParams::default().labels(&format!("{}={job_name}", names::JOB_NAME_LABEL));
+            let pods = traced("list", "Pod", job_name, async { self.api::<Pod>().list(&lp).await }).await?;
+            Some(backup::report_of(&pods.items))
+        } else {
+            None
+        };
+        Ok(BackupView { id, file: backup::file_of(job), outcome, report })
     }
 
     /// Performs one action step, through the write gate (`gate.rs`).

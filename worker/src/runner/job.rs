@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use proto_types::scripts::dead_letter::{DeadJob, DeadLetter};
 use proto_types::scripts::entitled::EntitledReply;
-use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
+use proto_types::scripts::finish::{BackupWrite, Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::Lease;
 use proto_types::scripts::start::{SessionSnapshot, StartReply};
 use proto_types::{DesiredState, Event, Job, JobState, SessionState};
@@ -319,6 +319,12 @@ impl<'a, E: Executor> Delivery<'a, E> {
                 replicas: w.replicas,
                 backup_file: w.backup_file.as_deref(),
                 upstream: w.upstream.as_deref(),
+                backup: w.archive.as_ref().zip(w.backup_file.as_deref()).map(|(a, location)| BackupWrite {
+                    id: &a.id,
+                    location,
+                    size_bytes: a.size_bytes,
+                    sha256: &a.sha256,
+                }),
             }),
             event: &event,
             now_ms: self.ctx.clock.now_ms(),
