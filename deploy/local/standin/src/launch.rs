@@ -7,7 +7,7 @@
 //!   with the container's arguments, except that `--bind-addr` becomes the pod's own loopback
 //!   address with the same port;
 //! - any other container runs its own `command` + `args` with the host's tools (the backup
-//!   Job's `sh -c` script with `python3`);
+//!   Job's `python3 -c` program);
 //! - each `persistentVolumeClaim` volume mount is the claim's directory (see `volumes.rs`)
 //!   bind-mounted at the mount path, read-only when the mount or the volume says so;
 //! - a non-code-server container gets a file of its own at its `terminationMessagePath`
