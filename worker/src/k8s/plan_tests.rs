@@ -245,8 +245,14 @@ fn every_plan_ends_in_wait_done_or_fail() {
     let bools = [false, true];
     let deps = [None, dep(0, 0), dep(1, 0), dep(1, 1)];
     let sos = [None, Some(false), Some(true)];
-    let backups =
-        [None, backup(JobOutcome::Running), backup(JobOutcome::Succeeded), backup(JobOutcome::Failed("x".into()))];
+    let unverified = backup(JobOutcome::Succeeded).map(|b| BackupView { report: Some(Err("bad".into())), ..b });
+    let backups = [
+        None,
+        backup(JobOutcome::Running),
+        backup(JobOutcome::Succeeded),
+        unverified,
+        backup(JobOutcome::Failed("x".into())),
+    ];
     for desired in DesiredState::ALL {
         for pvc in bools {
             for d in &deps {
@@ -272,8 +278,9 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                     assert!(steps[..steps.len() - 1].iter().all(Step::is_action), "{steps:?}");
                                     if *desired == DesiredState::Deleted && pvc {
                                         let deletes_pvc = steps.iter().any(|s| matches!(s, Step::DeletePvc { .. }));
-                                        let backed_up =
-                                            matches!(b.as_ref().map(|b| &b.outcome), Some(JobOutcome::Succeeded));
+                                        let backed_up = b.as_ref().is_some_and(|b| {
+                                            b.outcome == JobOutcome::Succeeded && matches!(b.report, Some(Ok(_)))
+                                        });
                                         assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
                                     }
                                     if *desired == DesiredState::Deleted {

@@ -490,7 +490,9 @@ impl ProcessKubelet {
             }
         }
         for key in gone {
-            self.pods.remove(&key);
+            if let Some(file) = self.pods.remove(&key).and_then(|p| p.termination_log) {
+                let _ = std::fs::remove_file(file);
+            }
             match self.api::<Pod>(Some(&key.0)).delete(&key.1, &DeleteParams::default()).await {
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => err_log(&format!("delete pod {}/{}", key.0, key.1))(e),
