@@ -249,6 +249,36 @@ async fn finish_with_stale_fence_writes_nothing() {
     assert_eq!(pending_count(&mut conn).await, 0);
 }
 
+/// A stale lease holder's delete records no backup either: the archive it
+/// names may be one a newer holder already recorded differently.
+#[tokio::test]
+async fn a_fenced_finish_records_no_backup() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
+    let entry = deliver(&mut conn, "c1", 10).await.remove(1);
+    let _: () =
+        redis::cmd("HSET").arg(keys::session("abc")).arg("fence").arg("9").query_async(&mut conn).await.unwrap();
+    let up = Some(SessionUpdate {
+        fence: 4,
+        status: SessionState::Deleted,
+        replicas: 0,
+        backup_file: Some("b.zip"),
+        upstream: None,
+        backup: Some(BackupWrite { id: "abc-0", location: "b.zip", size_bytes: 1, sha256: "ab" }),
+    });
+    assert_eq!(
+        finish(&mut conn, &del, &entry, JobState::Succeeded, up, None).await,
+        FinishReply::Fenced { session_fence: 9 }
+    );
+    for key in [keys::backup("abc-0"), keys::user_backups("user@example.com"), keys::session_backups("abc")] {
+        let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(!exists, "{key}");
+    }
+}
+
 #[tokio::test]
 async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
     let server = testkit::RedisServer::start().unwrap();
