@@ -123,3 +123,38 @@ async fn deleting_a_backup_marks_it_deleted_once_and_for_all() {
     assert!(!exists, "deleting an unknown backup creates nothing");
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_backup_is_listed_with_its_reason() {
+    let (redis, api) = setup().await;
+    let why = "backup failed, volume kept; delete again to retry: BackoffLimitExceeded";
+    let _: () = redis::cmd("HSET")
+        .arg(keys::backup("aaa-g2"))
+        .arg(field::ID)
+        .arg("aaa-g2")
+        .arg(field::SESSION)
+        .arg("aaa")
+        .arg(field::USER)
+        .arg("u@example.com")
+        .arg(field::CREATED_AT)
+        .arg(1_763_643_920_001u64)
+        .arg(field::KIND)
+        .arg(field::KIND_ARCHIVE)
+        .arg(field::LOCATION)
+        .arg("app-aaa-20251120-130829.zip")
+        .arg(field::SIZE_BYTES)
+        .arg(0)
+        .arg(field::SHA256)
+        .arg("")
+        .arg(field::STATE)
+        .arg(field::STATE_FAILED)
+        .arg(field::ERROR)
+        .arg(why)
+        .query(&mut redis_conn(&redis))
+        .unwrap();
+    let b = api.get("/backups/aaa-g2").await.json();
+    assert_eq!((b["state"].as_str(), b["error"].as_str(), b["sha256"].as_str()), (Some("failed"), Some(why), Some("")));
+    seed_backup(&redis, "bbb-g2", "bbb", "u@example.com", 1_763_643_920_002, 7);
+    assert_eq!(api.get("/backups/bbb-g2").await.json()["error"], serde_json::Value::Null);
+    api.stop().await;
+}

@@ -83,6 +83,8 @@ pub mod backup {
     pub const SHA256: &str = "sha256";
     /// One of [`STATE_PENDING`], [`STATE_SUCCEEDED`], [`STATE_FAILED`], [`STATE_DELETED`].
     pub const STATE: &str = "state";
+    /// Why it failed (empty otherwise).
+    pub const ERROR: &str = "error";
 
     /// Kind of a zip archive written by the backup Job.
     pub const KIND_ARCHIVE: &str = "archive";

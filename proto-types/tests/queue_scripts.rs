@@ -249,6 +249,40 @@ async fn finish_with_stale_fence_writes_nothing() {
     assert_eq!(pending_count(&mut conn).await, 0);
 }
 
+/// A delete whose backup failed records it as failed, with the reason, and
+/// the session stays (failed, not deleted).
+#[tokio::test]
+async fn a_failed_backup_is_recorded_with_its_reason() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
+    let entry = deliver(&mut conn, "c1", 10).await.remove(1);
+    let up = Some(SessionUpdate {
+        fence: 1,
+        status: SessionState::Failed,
+        replicas: 0,
+        backup_file: None,
+        upstream: None,
+        backup: Some(BackupWrite { id: "abc-1", location: "b.zip", size_bytes: 0, sha256: "", state: "failed" }),
+    });
+    let why = "backup failed, volume kept; delete again to retry: BackoffLimitExceeded";
+    assert_eq!(finish(&mut conn, &del, &entry, JobState::Failed, up, Some(why)).await, FinishReply::Finished);
+    let bk = keys::backup("abc-1");
+    assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some(record::backup::STATE_FAILED));
+    assert_eq!(hget(&mut conn, &bk, record::backup::ERROR).await.as_deref(), Some(why));
+    assert_eq!(hget(&mut conn, &keys::session("abc"), "status").await.as_deref(), Some("failed"));
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys::user_backups("user@example.com"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ids, ["abc-1"]);
+}
+
 /// A stale lease holder's delete records no backup either: the archive it
 /// names may be one a newer holder already recorded differently.
 #[tokio::test]
@@ -267,7 +301,7 @@ async fn a_fenced_finish_records_no_backup() {
         replicas: 0,
         backup_file: Some("b.zip"),
         upstream: None,
-        backup: Some(BackupWrite { id: "abc-0", location: "b.zip", size_bytes: 1, sha256: "ab" }),
+        backup: Some(BackupWrite { id: "abc-0", location: "b.zip", size_bytes: 1, sha256: "ab", state: "succeeded" }),
     });
     assert_eq!(
         finish(&mut conn, &del, &entry, JobState::Succeeded, up, None).await,
@@ -293,7 +327,13 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
         replicas: 0,
         backup_file: Some("b.zip"),
         upstream: Some("10.0.0.7:8080"),
-        backup: Some(BackupWrite { id: "abc-1", location: "b.zip", size_bytes: 5_242_880, sha256: "ab12" }),
+        backup: Some(BackupWrite {
+            id: "abc-1",
+            location: "b.zip",
+            size_bytes: 5_242_880,
+            sha256: "ab12",
+            state: "succeeded",
+        }),
     });
     assert_eq!(finish(&mut conn, &del, &entries[1], JobState::Succeeded, up, None).await, FinishReply::Finished);
     let sk = keys::session("abc");
@@ -321,6 +361,7 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
         (record::backup::SHA256, "ab12"),
         (record::backup::STATE, record::backup::STATE_SUCCEEDED),
         (record::backup::CREATED_AT, "200"),
+        (record::backup::ERROR, ""),
     ] {
         assert_eq!(hget(&mut conn, &bk, field).await.as_deref(), Some(want), "{field}");
     }

@@ -32,6 +32,8 @@ pub struct BackupRecord {
     pub sha256: String,
     /// `pending`, `succeeded`, `failed` or `deleted`.
     pub state: String,
+    /// Why it failed; empty otherwise.
+    pub error: String,
 }
 
 impl BackupRecord {
@@ -50,6 +52,7 @@ impl BackupRecord {
             size_bytes: num(field::SIZE_BYTES),
             sha256: text(field::SHA256),
             state: text(field::STATE),
+            error: text(field::ERROR),
         })
     }
 }

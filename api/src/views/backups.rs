@@ -24,10 +24,13 @@ pub struct Backup {
     pub location: String,
     /// Size of the archive in bytes.
     pub size_bytes: u64,
-    /// Lower-case hex SHA-256 of the archive, as the backup Job verified it.
+    /// Lower-case hex SHA-256 of the archive, as the backup Job verified it
+    /// (empty for a failed backup).
     pub sha256: String,
     /// `pending`, `succeeded`, `failed` or `deleted`.
     pub state: String,
+    /// Why it failed, or null.
+    pub error: Option<String>,
 }
 
 /// A page of backups.
@@ -53,6 +56,7 @@ pub fn backup(r: &BackupRecord) -> Backup {
         size_bytes: r.size_bytes,
         sha256: r.sha256.clone(),
         state: r.state.clone(),
+        error: (!r.error.is_empty()).then(|| r.error.clone()),
     }
 }
 

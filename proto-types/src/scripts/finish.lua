@@ -11,7 +11,8 @@
 --       17 upstream "ip:port" (recorded when the status is running; any
 --          other status, or "", removes the field)
 --       18 backup id ("" for none), 19 location, 20 size bytes, 21 sha256,
---       22 user id
+--       22 user id, 23 backup state ("succeeded" | "failed"; a failed one
+--          keeps the job's error as its reason)
 -- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
 -- A "fenced" reply means nothing was written and nothing acknowledged.
 
@@ -64,7 +65,8 @@ if apply then
     redis.call("HSET", KEYS[7],
       "id", ARGV[18], "session_id", ARGV[12], "user_id", ARGV[22],
       "created_at_ms", ARGV[5], "kind", "archive", "location", ARGV[19],
-      "size_bytes", ARGV[20], "sha256", ARGV[21], "state", "succeeded")
+      "size_bytes", ARGV[20], "sha256", ARGV[21], "state", ARGV[23],
+      "error", ARGV[4])
     redis.call("ZADD", KEYS[8], ARGV[5], ARGV[18])
     redis.call("ZADD", KEYS[9], ARGV[5], ARGV[18])
   end

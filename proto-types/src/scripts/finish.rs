@@ -42,7 +42,7 @@ pub struct SessionUpdate<'a> {
     pub backup: Option<BackupWrite<'a>>,
 }
 
-/// A succeeded backup, recorded as [`crate::record::backup`] in the same
+/// A delete's backup (verified, or failed), recorded as [`crate::record::backup`] in the same
 /// script as the session's status, indexed for its user and its session.
 #[derive(Debug, Clone)]
 pub struct BackupWrite<'a> {
@@ -52,8 +52,11 @@ pub struct BackupWrite<'a> {
     pub location: &'a str,
     /// Its size in bytes.
     pub size_bytes: u64,
-    /// Its lower-case hex SHA-256.
+    /// Its lower-case hex SHA-256 (empty for a failed one).
     pub sha256: &'a str,
+    /// [`crate::record::backup::STATE_SUCCEEDED`] or
+    /// [`crate::record::backup::STATE_FAILED`] (then the job's error is its reason).
+    pub state: &'a str,
 }
 
 /// Arguments of the finish script.
@@ -128,6 +131,7 @@ impl Finish<'_> {
             backup_write.map_or(0, |b| b.size_bytes).to_string().into(),
             backup_write.map_or("", |b| b.sha256).into(),
             self.user_id.into(),
+            backup_write.map_or("", |b| b.state).into(),
         ];
         Invocation { keys, args }
     }
@@ -184,7 +188,13 @@ mod tests {
                 replicas: 1,
                 backup_file: Some("b.zip"),
                 upstream: Some("10.0.0.7:8080"),
-                backup: Some(BackupWrite { id: "abc-3", location: "b.zip", size_bytes: 12, sha256: "ff" }),
+                backup: Some(BackupWrite {
+                    id: "abc-3",
+                    location: "b.zip",
+                    size_bytes: 12,
+                    sha256: "ff",
+                    state: "succeeded",
+                }),
             }),
             event: b"ev",
             now_ms: 9,
@@ -196,7 +206,8 @@ mod tests {
         assert_eq!(inv.keys[8], "{sm}:backups:session:abc");
         assert_eq!(inv.keys[4], "{sm}:demand:abc");
         assert_eq!(inv.keys[5], "{sm}:user:u");
-        assert_eq!(inv.args.len(), 22);
+        assert_eq!(inv.args.len(), 23);
+        assert_eq!(inv.args[22], b"succeeded");
         assert_eq!(inv.args[17], b"abc-3");
         assert_eq!(inv.args[19], b"12");
         assert_eq!(inv.args[5], b"1");

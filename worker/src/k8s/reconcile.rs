@@ -30,7 +30,7 @@ use super::keda::{self, ScaledObject};
 use super::plan::{BackupView, DeploymentView, Observed, Stale, Step, Wait, plan};
 use super::{backup, gate, names, objects};
 use crate::entitlement::CreatePurpose;
-use crate::executor::{ExecError, Executor, Outcome, Target};
+use crate::executor::{ExecError, Executor, FailedBackup, Outcome, Target};
 
 /// Converges sessions on Kubernetes. Cheap to clone.
 #[derive(Clone)]
@@ -204,18 +204,31 @@ impl K8sExecutor {
         loop {
             let observed = self.observe(target).await?;
             let steps = plan(target.desired, &observed, self.config.routing);
+            let failed_backup = observed
+                .backup
+                .as_ref()
+                .map(|b| FailedBackup { id: b.id.clone(), location: b.file.clone().unwrap_or_default() });
             tracing::debug!(?observed, ?steps, "planned");
             for step in steps {
                 match step {
                     Step::Done(outcome) => return Ok(outcome),
                     Step::Fail { reason } => {
-                        return Err(ExecError::permanent(reason, SessionState::Failed));
+                        // A delete fails only over its backup once the Job exists.
+                        let err = ExecError::permanent(reason, SessionState::Failed);
+                        return Err(match failed_backup {
+                            Some(b) => err.with_failed_backup(b),
+                            None => err,
+                        });
                     }
                     Step::Wait(wait) => {
                         let since = *waiting_since.entry(wait).or_insert_with(Instant::now);
                         let bound = self.bound(wait);
                         if since.elapsed() > bound {
-                            return Err(timed_out(wait, &target.session_id, target.generation, bound));
+                            let err = timed_out(wait, &target.session_id, target.generation, bound);
+                            return Err(match (wait, failed_backup) {
+                                (Wait::Backup, Some(b)) => err.with_failed_backup(b),
+                                _ => err,
+                            });
                         }
                         tokio::time::sleep(self.config.poll_interval).await;
                         break;

@@ -6,7 +6,7 @@ use proto_types::scripts::start::{SessionSnapshot, StartReply};
 use proto_types::{DesiredState, JobState, SessionState};
 
 use super::*;
-use crate::executor::{Archive, ExecError, Outcome};
+use crate::executor::{Archive, ExecError, FailedBackup, Outcome};
 use crate::queue::{QueueError, SessionView};
 
 const MAX: u64 = 5;
@@ -75,7 +75,15 @@ fn written(state: JobState, status: SessionState, error: Option<&str>) -> Ending
         state,
         error: error.map(str::to_owned),
         event_status: status,
-        session: Some(SessionWrite { fence: 7, status, replicas: 0, backup_file: None, upstream: None, archive: None }),
+        session: Some(SessionWrite {
+            fence: 7,
+            status,
+            replicas: 0,
+            backup_file: None,
+            upstream: None,
+            archive: None,
+            failed_backup: None,
+        }),
     }
 }
 
@@ -223,6 +231,7 @@ fn the_executor_result_decides_the_one_finish() {
                     backup_file: None,
                     upstream: Some("10.96.0.7:8080".into()),
                     archive: None,
+                    failed_backup: None,
                 }),
             }),
         ),
@@ -240,6 +249,7 @@ fn the_executor_result_decides_the_one_finish() {
                     backup_file: Some("b.zip".into()),
                     upstream: None,
                     archive: Some(Box::new(archive)),
+                    failed_backup: None,
                 }),
             }),
         ),
@@ -247,6 +257,18 @@ fn the_executor_result_decides_the_one_finish() {
             "permanent",
             Err(ExecError::permanent("forbidden", SessionState::Failed)),
             Step::Finish(written(JobState::Failed, SessionState::Failed, Some("forbidden"))),
+        ),
+        (
+            "permanent over the delete's backup: recorded as a failed backup",
+            Err(ExecError::permanent("backup failed", SessionState::Failed)
+                .with_failed_backup(FailedBackup { id: "abc-g2".into(), location: "b.zip".into() })),
+            Step::Finish(Ending {
+                session: Some(SessionWrite {
+                    failed_backup: Some(Box::new(FailedBackup { id: "abc-g2".into(), location: "b.zip".into() })),
+                    ..written(JobState::Failed, SessionState::Failed, Some("backup failed")).session.expect("write")
+                }),
+                ..written(JobState::Failed, SessionState::Failed, Some("backup failed"))
+            }),
         ),
         (
             "retries exhausted",
