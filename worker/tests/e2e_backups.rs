@@ -3,7 +3,8 @@
 //! volume directory. Files (a nested folder, a 5 MB file, symlinks) are written, the session
 //! is deleted, and `GET /backups?user_id=` must list the backup with the size and SHA-256 of
 //! the archive file on disk, which holds the files byte for byte and the symlinks as
-//! symlinks. Needs the pinned code-server that `make test` installs first.
+//! symlinks; and a failed backup is listed as failed with its reason (simulated kubelet).
+//! Needs the pinned code-server that `make test` installs first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::{Path, PathBuf};
@@ -141,4 +142,28 @@ fn a_deleted_session_lists_its_verified_backup_with_the_archives_size_and_checks
     let bid = b["id"].as_str().unwrap();
     assert_eq!(get(&stack, &format!("/backups/{bid}")), *b);
     assert_eq!(get(&stack, &format!("/session/{id}/backups"))["backups"][0], *b);
+}
+
+/// A delete whose backup Job fails keeps the session (`failed`, volume kept) and lists the
+/// backup as `failed` with the reason, so a user sees why there is no archive.
+#[test]
+fn a_failed_backup_is_listed_as_failed_with_its_reason() {
+    let standin_env = vec![("STANDIN_FAIL_BACKUPS".to_owned(), "true".to_owned())];
+    let stack = Stack::start(StackConfig { workers: 1, standin_env, ..Default::default() }).unwrap();
+    let created = run(&stack, "POST", "/session/create", Some(&json!({ "user_id": USER })));
+    let id = created["uuid"].as_str().unwrap().to_owned();
+    let r = stack.api("DELETE", &format!("/session/{id}"), None).unwrap();
+    assert_eq!(r.status, 202, "{}", r.text());
+    let job = stack.wait_job(r.json()["job_id"].as_str().unwrap(), JOB_TIMEOUT).unwrap();
+    assert_eq!(job["state"], "failed", "{job}");
+    assert_eq!(get(&stack, &format!("/session/{id}"))["session"]["status"], "failed");
+
+    let listed = get(&stack, "/backups?user_id=backups%40example.com");
+    assert_eq!(listed["count"], 1, "{listed}");
+    let b = &listed["backups"][0];
+    assert_eq!(b["state"], "failed");
+    assert_eq!((b["size_bytes"].as_u64(), b["sha256"].as_str()), (Some(0), Some("")));
+    let why = b["error"].as_str().unwrap_or_default();
+    assert!(why.contains("backup failed") && why.contains("volume kept"), "{b}");
+    assert_eq!(b["uuid"], id.as_str());
 }
