@@ -23,6 +23,9 @@
 //! | `{sm}:idle-warning:{id}` | string: last use warned for + when, with TTL | worker (sweeper) | worker (sweeper) |
 //! | `{sm}:resync-lock` | string: the worker repairing drift, with TTL of one resync interval | worker (resync) | worker (resync) |
 //! | `{sm}:sweep-lock` | string: the sweeping worker, with TTL of one sweep interval | worker (sweeper) | worker (sweeper) |
+//! | `{sm}:backup:{backup_id}` | hash ([`crate::record::backup`]) | worker (finish) | api |
+//! | `{sm}:backups:user:{user_id}` | sorted set, backup id by `created_at` ms | worker (finish) | api (list) |
+//! | `{sm}:backups:session:{id}` | sorted set, backup id by `created_at` ms | worker (finish) | api (list) |
 //! | `sm:rl:{scope}:{id}` | string, GCRA theoretical arrival time | api | api |
 
 /// Hash tag shared by every key a script touches together.
@@ -91,6 +94,21 @@ pub fn access_nonce(nonce: &str) -> String {
     format!("{HASH_TAG}:nonce:{nonce}")
 }
 
+/// The record of one backup.
+pub fn backup(backup_id: &str) -> String {
+    format!("{HASH_TAG}:backup:{backup_id}")
+}
+
+/// A user's backups, scored by creation time in ms.
+pub fn user_backups(user_id: &str) -> String {
+    format!("{HASH_TAG}:backups:user:{user_id}")
+}
+
+/// A session's backups, scored by creation time in ms.
+pub fn session_backups(session_id: &str) -> String {
+    format!("{HASH_TAG}:backups:session:{session_id}")
+}
+
 /// A rate-limit bucket (`scope` is e.g. `ip` or `key`).
 pub fn rate_limit(scope: &str, id: &str) -> String {
     format!("sm:rl:{scope}:{id}")
@@ -154,6 +172,9 @@ mod tests {
             SWEEP_LOCK.to_owned(),
             RESYNC_LOCK.to_owned(),
             idle_warning("abc"),
+            backup("abc-3"),
+            user_backups("user{odd}"),
+            session_backups("abc"),
         ];
         for k in &keys {
             assert_eq!(hash_slot_part(k), "sm", "{k}");

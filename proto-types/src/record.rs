@@ -74,3 +74,38 @@ pub mod session {
     /// the enqueue and finish scripts when they change the status.
     pub const LAST_TRANSITION: &str = "last_transition";
 }
+
+/// Fields of `{sm}:backup:{backup_id}`, one backup of a session.
+pub mod backup {
+    /// The backup's id (also in the key).
+    pub const ID: &str = "id";
+    /// Session it was taken of.
+    pub const SESSION: &str = "session_id";
+    /// Owner of that session.
+    pub const USER: &str = "user_id";
+    /// When it was recorded.
+    pub const CREATED_AT: &str = "created_at_ms";
+    /// What it is: [`KIND_ARCHIVE`].
+    pub const KIND: &str = "kind";
+    /// Where it is: the archive's file name on the backup volume.
+    pub const LOCATION: &str = "location";
+    /// Size of the archive in bytes.
+    pub const SIZE_BYTES: &str = "size_bytes";
+    /// Lower-case hex SHA-256 of the archive.
+    pub const SHA256: &str = "sha256";
+    /// One of [`STATE_PENDING`], [`STATE_SUCCEEDED`], [`STATE_FAILED`], [`STATE_DELETED`].
+    pub const STATE: &str = "state";
+    /// Why it failed (empty otherwise).
+    pub const ERROR: &str = "error";
+
+    /// Kind of a zip archive written by the backup Job.
+    pub const KIND_ARCHIVE: &str = "archive";
+    /// Being taken.
+    pub const STATE_PENDING: &str = "pending";
+    /// Written and verified.
+    pub const STATE_SUCCEEDED: &str = "succeeded";
+    /// Could not be taken.
+    pub const STATE_FAILED: &str = "failed";
+    /// Marked deleted by a user.
+    pub const STATE_DELETED: &str = "deleted";
+}

@@ -6,7 +6,7 @@ mod common;
 
 use common::{connect, enqueue, hget, run};
 use proto_types::scripts::dead_letter::{self, DeadJob, DeadLetter};
-use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
+use proto_types::scripts::finish::{BackupWrite, Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
@@ -102,7 +102,7 @@ async fn finish(
 }
 
 fn update(fence: u64, status: SessionState, replicas: u32) -> Option<SessionUpdate<'static>> {
-    Some(SessionUpdate { fence, status, replicas, backup_file: None, upstream: None })
+    Some(SessionUpdate { fence, status, replicas, backup_file: None, upstream: None, backup: None })
 }
 
 #[tokio::test]
@@ -207,6 +207,7 @@ async fn finish_records_the_upstream_while_running_and_removes_it_otherwise() {
         replicas: 1,
         backup_file: None,
         upstream: Some("10.0.0.7:8080"),
+        backup: None,
     };
     let steps = [
         (Command::Create, running(1), Some("10.0.0.7:8080")),
@@ -248,6 +249,70 @@ async fn finish_with_stale_fence_writes_nothing() {
     assert_eq!(pending_count(&mut conn).await, 0);
 }
 
+/// A delete whose backup failed records it as failed, with the reason, and
+/// the session stays (failed, not deleted).
+#[tokio::test]
+async fn a_failed_backup_is_recorded_with_its_reason() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
+    let entry = deliver(&mut conn, "c1", 10).await.remove(1);
+    let up = Some(SessionUpdate {
+        fence: 1,
+        status: SessionState::Failed,
+        replicas: 0,
+        backup_file: None,
+        upstream: None,
+        backup: Some(BackupWrite { id: "abc-1", location: "b.zip", size_bytes: 0, sha256: "", state: "failed" }),
+    });
+    let why = "backup failed, volume kept; delete again to retry: BackoffLimitExceeded";
+    assert_eq!(finish(&mut conn, &del, &entry, JobState::Failed, up, Some(why)).await, FinishReply::Finished);
+    let bk = keys::backup("abc-1");
+    assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some(record::backup::STATE_FAILED));
+    assert_eq!(hget(&mut conn, &bk, record::backup::ERROR).await.as_deref(), Some(why));
+    assert_eq!(hget(&mut conn, &keys::session("abc"), "status").await.as_deref(), Some("failed"));
+    let ids: Vec<String> = redis::cmd("ZRANGE")
+        .arg(keys::user_backups("user@example.com"))
+        .arg(0)
+        .arg(-1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(ids, ["abc-1"]);
+}
+
+/// A stale lease holder's delete records no backup either: the archive it
+/// names may be one a newer holder already recorded differently.
+#[tokio::test]
+async fn a_fenced_finish_records_no_backup() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
+    let entry = deliver(&mut conn, "c1", 10).await.remove(1);
+    let _: () =
+        redis::cmd("HSET").arg(keys::session("abc")).arg("fence").arg("9").query_async(&mut conn).await.unwrap();
+    let up = Some(SessionUpdate {
+        fence: 4,
+        status: SessionState::Deleted,
+        replicas: 0,
+        backup_file: Some("b.zip"),
+        upstream: None,
+        backup: Some(BackupWrite { id: "abc-0", location: "b.zip", size_bytes: 1, sha256: "ab", state: "succeeded" }),
+    });
+    assert_eq!(
+        finish(&mut conn, &del, &entry, JobState::Succeeded, up, None).await,
+        FinishReply::Fenced { session_fence: 9 }
+    );
+    for key in [keys::backup("abc-0"), keys::user_backups("user@example.com"), keys::session_backups("abc")] {
+        let exists: bool = redis::cmd("EXISTS").arg(&key).query_async(&mut conn).await.unwrap();
+        assert!(!exists, "{key}");
+    }
+}
+
 #[tokio::test]
 async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
     let server = testkit::RedisServer::start().unwrap();
@@ -262,6 +327,13 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
         replicas: 0,
         backup_file: Some("b.zip"),
         upstream: Some("10.0.0.7:8080"),
+        backup: Some(BackupWrite {
+            id: "abc-1",
+            location: "b.zip",
+            size_bytes: 5_242_880,
+            sha256: "ab12",
+            state: "succeeded",
+        }),
     });
     assert_eq!(finish(&mut conn, &del, &entries[1], JobState::Succeeded, up, None).await, FinishReply::Finished);
     let sk = keys::session("abc");
@@ -278,6 +350,25 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
     assert!(!live);
     let demand: bool = redis::cmd("EXISTS").arg(keys::demand("abc")).query_async(&mut conn).await.unwrap();
     assert!(!demand);
+    // The verified backup is recorded in the same step, and indexed for its user and session.
+    let bk = keys::backup("abc-1");
+    for (field, want) in [
+        (record::backup::SESSION, "abc"),
+        (record::backup::USER, "user@example.com"),
+        (record::backup::KIND, "archive"),
+        (record::backup::LOCATION, "b.zip"),
+        (record::backup::SIZE_BYTES, "5242880"),
+        (record::backup::SHA256, "ab12"),
+        (record::backup::STATE, record::backup::STATE_SUCCEEDED),
+        (record::backup::CREATED_AT, "200"),
+        (record::backup::ERROR, ""),
+    ] {
+        assert_eq!(hget(&mut conn, &bk, field).await.as_deref(), Some(want), "{field}");
+    }
+    for index in [keys::user_backups("user@example.com"), keys::session_backups("abc")] {
+        let ids: Vec<String> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        assert_eq!(ids, ["abc-1"], "{index}");
+    }
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use proto_types::{DesiredState, SessionId};
-use worker::k8s::backup::JobOutcome;
+use worker::k8s::backup::{ArchiveReport, JobOutcome};
 use worker::k8s::k8s_config::{K8sConfig, Routing};
 use worker::k8s::plan::{BackupView, DeploymentView, Observed, plan};
 use worker::k8s::{keda, objects};
@@ -40,8 +40,10 @@ fn planning(c: &mut Criterion) {
         scaled_object_paused: Some(true),
         pods: 0,
         backup: Some(BackupView {
+            id: "0fa6debc-g2".into(),
             file: Some("app-0fa6debc-20251120-130829.zip".into()),
             outcome: JobOutcome::Succeeded,
+            report: Some(Ok(ArchiveReport { size_bytes: 42, sha256: "ab".repeat(32) })),
         }),
         ..running()
     };

@@ -122,7 +122,7 @@ pub struct Args {
     /// Shared backup volume mounted at /backup by backup Jobs.
     #[arg(long, env = "BACKUP_PVC", default_value = "backup-pvc")]
     pub backup_pvc: String,
-    /// Image of the backup Job (needs `sh` and `python3`).
+    /// Image of the backup Job (needs `python3`).
     #[arg(long, env = "BACKUP_IMAGE", default_value = "python:3.13-alpine")]
     pub backup_image: String,
     /// Bound on waiting for a workspace to become ready, in seconds.

@@ -52,6 +52,29 @@ pub struct Outcome {
     /// `ip:port` the gateway proxies to (the Service's clusterIP and
     /// port), when running and known.
     pub upstream: Option<String>,
+    /// The verified archive a delete's backup Job reported (recorded as a
+    /// backup of the session together with its `deleted` status).
+    pub archive: Option<Archive>,
+}
+
+/// A delete's backup that did not produce a verified archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedBackup {
+    /// The backup's id, `{uuid}-g{generation}` of the delete request.
+    pub id: String,
+    /// The archive file name it was to write.
+    pub location: String,
+}
+
+/// A verified backup archive, as its Job reported it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archive {
+    /// The backup's id, `{uuid}-g{generation}` of the delete request.
+    pub id: String,
+    /// Size of the archive file in bytes.
+    pub size_bytes: u64,
+    /// Lower-case hex SHA-256 of the archive file.
+    pub sha256: String,
 }
 
 /// The failure underneath an [`ExecError`] (e.g. the `kube::Error`), kept
@@ -85,6 +108,9 @@ pub enum ExecError {
         /// The underlying failure, if there is one.
         #[source]
         source: Option<ErrorSource>,
+        /// The delete's backup that failed, when that is why (recorded as
+        /// a `failed` backup). Boxed: rare, and it keeps the error small.
+        backup: Option<Box<FailedBackup>>,
     },
     /// A newer lease holder may own the session: stop writing at once and
     /// abandon the job (no retry, no finish; the entry stays pending).
@@ -100,7 +126,18 @@ impl ExecError {
 
     /// A permanent failure that records `status` on the session.
     pub fn permanent(message: impl Into<String>, status: SessionState) -> Self {
-        Self::Permanent { message: message.into(), status, source: None }
+        Self::Permanent { message: message.into(), status, source: None, backup: None }
+    }
+
+    /// The same failure, naming the delete's backup that failed.
+    #[must_use]
+    pub fn with_failed_backup(self, failed: FailedBackup) -> Self {
+        match self {
+            Self::Permanent { message, status, source, .. } => {
+                Self::Permanent { message, status, source, backup: Some(Box::new(failed)) }
+            }
+            other => other,
+        }
     }
 
     /// The same failure, caused by `source`.
@@ -109,7 +146,9 @@ impl ExecError {
         let cause: Option<ErrorSource> = Some(Arc::new(cause));
         match self {
             Self::Retryable { message, .. } => Self::Retryable { message, source: cause },
-            Self::Permanent { message, status, .. } => Self::Permanent { message, status, source: cause },
+            Self::Permanent { message, status, backup, .. } => {
+                Self::Permanent { message, status, source: cause, backup }
+            }
             fenced @ Self::Fenced(_) => fenced,
         }
     }

@@ -80,8 +80,11 @@ fn deployment(stack: &Stack, id: &str) -> Option<Value> {
     (r.status == 200).then(|| r.json())
 }
 
+/// Workspace pods of the session (a finished backup Job's pod stays, as in a cluster, until
+/// the Job's TTL removes it).
 fn pods(stack: &Stack, id: &str) -> usize {
-    let v = stack.kube_get(&format!("/api/v1{NS}/pods?labelSelector=session-uuid%3D{id}")).unwrap().json();
+    let selector = format!("session-uuid%3D{id}%2Capp.kubernetes.io%2Fcomponent%3Dworkspace");
+    let v = stack.kube_get(&format!("/api/v1{NS}/pods?labelSelector={selector}")).unwrap().json();
     v["items"].as_array().map_or(0, Vec::len)
 }
 

@@ -88,9 +88,13 @@ async fn failed_backup_keeps_the_volume_and_delete_again_retries() {
 
     let err = c.converge(&target(&id, DesiredState::Deleted, 2)).await.unwrap_err();
     match &err {
-        ExecError::Permanent { message, status, .. } => {
+        ExecError::Permanent { message, status, backup, .. } => {
             assert_eq!(*status, SessionState::Failed);
             assert!(message.contains("backup failed") && message.contains("volume kept"), "{message}");
+            let failed = backup.as_deref().expect("the failed backup is named, to be recorded as failed");
+            assert_eq!(failed.id, names::backup_id(&id, 2));
+            let job2 = c.api::<Job>().get(&names::backup_job(&id, 2)).await.unwrap();
+            assert_eq!(Some(&failed.location), worker::k8s::backup::file_of(&job2).as_ref());
         }
         other => panic!("{other:?}"),
     }
@@ -104,6 +108,9 @@ async fn failed_backup_keeps_the_volume_and_delete_again_retries() {
     c.kubelet.set_fail_backups(false);
     let out = c.converge(&target(&id, DesiredState::Deleted, 3)).await.unwrap();
     assert_eq!(out.status, SessionState::Deleted);
+    let archive = out.archive.as_ref().expect("a verified archive is reported");
+    assert_eq!(archive.id, names::backup_id(&id, 3));
+    assert_eq!(archive.sha256.len(), 64, "{archive:?}");
     assert_all_gone(&c, &id).await;
     assert!(c.api::<Job>().get_opt(&names::backup_job(&id, 2)).await.unwrap().is_some());
     let job3 = c.api::<Job>().get(&names::backup_job(&id, 3)).await.unwrap();

@@ -181,8 +181,11 @@ fn backup_job_mounts_the_volume_read_only_and_is_restricted() {
     assert_eq!(data["persistentVolumeClaim"]["claimName"], "ws-0fa6debc-data");
     assert_eq!(data["persistentVolumeClaim"]["readOnly"], true);
     assert!(vols.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == "backup-pvc"));
-    let script = s(&c["command"][2]);
-    assert!(script.contains("make_archive") && script.contains("/backup/${BACKUP_FILE}"));
+    let program = s(&c["command"][2]);
+    assert_eq!(c["command"][0], "python3");
+    assert!(program.contains(r#"os.environ["BACKUP_FILE"]"#) && program.contains("testzip"), "verifies what it wrote");
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    assert_eq!(c["terminationMessagePolicy"], "File", "the report is read from the file, not the log tail");
 }
 
 fn schemas_dir() -> PathBuf {

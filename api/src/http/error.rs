@@ -71,6 +71,9 @@ pub enum ApiError {
     /// No such job.
     #[error("job {0} not found")]
     JobNotFound(String),
+    /// No such backup.
+    #[error("backup {0} not found")]
+    BackupNotFound(String),
     /// The session's state refuses the command.
     #[error("cannot {command} a session that is {current}")]
     InvalidState {
@@ -108,9 +111,10 @@ impl ApiError {
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         match self {
-            ApiError::NotFound { .. } | ApiError::SessionNotFound(_) | ApiError::JobNotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
+            ApiError::NotFound { .. }
+            | ApiError::SessionNotFound(_)
+            | ApiError::JobNotFound(_)
+            | ApiError::BackupNotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::MissingKey | ApiError::WrongKey => StatusCode::UNAUTHORIZED,
             ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
@@ -139,6 +143,7 @@ impl ApiError {
             ApiError::BadRequest { code, .. } => code,
             ApiError::SessionNotFound(_) => "session_not_found",
             ApiError::JobNotFound(_) => "job_not_found",
+            ApiError::BackupNotFound(_) => "backup_not_found",
             ApiError::InvalidState { .. } => "invalid_state",
             ApiError::SessionLimit { .. } => "session_limit_reached",
             ApiError::IdempotencyMismatch { .. } => "idempotency_key_reused",

@@ -11,13 +11,13 @@ use proto_types::{Command, JobId, JobState, Refusal, SessionId, SessionState, ke
 use sm_telemetry::attrs;
 use tracing::{Instrument as _, field};
 
-use crate::http::access_link;
 use crate::http::auth::KeyId;
 use crate::http::error::ApiError;
 use crate::http::response::{HttpResponse, json_response, text_response};
 use crate::http::routes::{Matched, OPENAPI_DOCUMENT, RouteId};
 use crate::http::state::AppState;
 use crate::http::validate;
+use crate::http::{access_link, backups};
 use crate::store::{EnqueueError, EnqueueOutcome, EnqueueRequest, Prefetched, StoreError};
 use crate::views::{self, iso_ms, now_ms};
 
@@ -61,6 +61,10 @@ pub async fn handle(state: &Arc<AppState>, input: Input<'_>) -> Result<HttpRespo
         RouteId::GetJob => get_job(state, &input).await,
         RouteId::Access => access(state, &input).await,
         RouteId::Activity => activity(state, &input).await,
+        RouteId::ListBackups => backups::list_for_user(state, input.query).await,
+        RouteId::GetBackup => backups::get(state, input.matched.param).await,
+        RouteId::DeleteBackup => backups::delete(state, input.matched.param).await,
+        RouteId::SessionBackups => backups::list_for_session(state, input.matched.param, input.query).await,
         RouteId::Create => command(state, &input, Command::Create).await,
         RouteId::Command(c) => command(state, &input, c).await,
     }

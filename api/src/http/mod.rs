@@ -8,6 +8,7 @@
 //! | [`state`] | [`AppState`]: config, store, metrics, shared by every request |
 //! | [`routes`] | the route table (also what the OpenAPI test walks) and the OpenAPI document |
 //! | [`handlers`] | one function per endpoint |
+//! | [`backups`] | the backup endpoints (list, get, mark deleted) |
 //! | [`access_link`] | access links: nonce, expiry, URL (the token itself is [`crate::access`]) |
 //! | [`validate`] | body cap, content type, strict JSON, `user_id`, query |
 //! | [`auth`] | API key digests, constant-time check |
@@ -18,6 +19,7 @@
 
 pub mod access_link;
 pub mod auth;
+pub mod backups;
 pub mod error;
 pub mod handlers;
 pub mod net;

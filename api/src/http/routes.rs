@@ -41,6 +41,14 @@ pub enum RouteId {
     Access,
     /// `POST /session/{uuid}/activity`: keepalive, optionally a new idle timeout.
     Activity,
+    /// `GET /backups?user_id=`.
+    ListBackups,
+    /// `GET /backups/{backup_id}`.
+    GetBackup,
+    /// `DELETE /backups/{backup_id}`.
+    DeleteBackup,
+    /// `GET /session/{uuid}/backups`.
+    SessionBackups,
 }
 
 /// One row of the route table.
@@ -101,6 +109,10 @@ pub const ROUTES: &[RouteSpec] = &[
     route(RouteId::Activity, "POST", "/session/{uuid}/activity", true, ACTIVITY),
     route(RouteId::ListSessions, "GET", "/sessions", true, LIST),
     route(RouteId::GetJob, "GET", "/jobs/{job_id}", true, READ),
+    route(RouteId::SessionBackups, "GET", "/session/{uuid}/backups", true, READ),
+    route(RouteId::ListBackups, "GET", "/backups", true, LIST),
+    route(RouteId::GetBackup, "GET", "/backups/{backup_id}", true, READ),
+    route(RouteId::DeleteBackup, "DELETE", "/backups/{backup_id}", true, READ),
 ];
 
 /// A request matched to a route, with its one path parameter (if any).

@@ -7,9 +7,11 @@
 //! | module | job |
 //! |---|---|
 //! | this file | [`Store`]: connection, reads, enqueue |
+//! | [`backups`] | backup records: read, page through an index, mark deleted |
 //! | [`gcra`] | the rate-limit script: buckets in, verdicts out |
 //! | [`error`] | [`StoreError`] |
 
+pub mod backups;
 pub mod error;
 pub mod gcra;
 

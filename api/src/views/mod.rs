@@ -20,6 +20,7 @@ use serde::Serialize;
 
 use crate::store::{JobRecord, SessionRecord};
 
+pub mod backups;
 pub mod time;
 
 pub use self::time::{iso_ms, now_ms};

@@ -1,6 +1,7 @@
 -- Finish one job atomically (see proto_types::scripts::finish).
 -- KEYS: 1 job hash, 2 session hash, 3 jobs stream, 4 events stream,
---       5 demand list, 6 user sessions set
+--       5 demand list, 6 user sessions set, 7 backup hash,
+--       8 user backups zset, 9 session backups zset
 -- ARGV: 1 stream entry id, 2 group, 3 job state, 4 error ("" for none),
 --       5 now_ms, 6 apply to session ("1"/"0"), 7 fencing token,
 --       8 session status, 9 replicas, 10 backup file ("" keeps the old one),
@@ -9,6 +10,9 @@
 --       16 terminal job states (space-separated, from JobState::is_terminal),
 --       17 upstream "ip:port" (recorded when the status is running; any
 --          other status, or "", removes the field)
+--       18 backup id ("" for none), 19 location, 20 size bytes, 21 sha256,
+--       22 user id, 23 backup state ("succeeded" | "failed"; a failed one
+--          keeps the job's error as its reason)
 -- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
 -- A "fenced" reply means nothing was written and nothing acknowledged.
 
@@ -61,6 +65,15 @@ if apply then
   redis.call("DEL", KEYS[5])
   if desired == "running" and (status == "running" or status == "creating" or status == "waking") then
     redis.call("RPUSH", KEYS[5], "1")
+  end
+  if ARGV[18] ~= "" then
+    redis.call("HSET", KEYS[7],
+      "id", ARGV[18], "session_id", ARGV[12], "user_id", ARGV[22],
+      "created_at_ms", ARGV[5], "kind", "archive", "location", ARGV[19],
+      "size_bytes", ARGV[20], "sha256", ARGV[21], "state", ARGV[23],
+      "error", ARGV[4])
+    redis.call("ZADD", KEYS[8], ARGV[5], ARGV[18])
+    redis.call("ZADD", KEYS[9], ARGV[5], ARGV[18])
   end
   if status == "deleted" then
     redis.call("SREM", KEYS[6], ARGV[12])

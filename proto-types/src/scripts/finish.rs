@@ -5,7 +5,8 @@
 //! session hash, when the outcome applies to it, gets status, replicas,
 //! last error, backup file, the upstream address the gateway proxies to
 //! (set only while running, removed otherwise) and the writer's fencing
-//! token (refused if a newer token already wrote it); the KEDA demand list is kept in step; a
+//! token (refused if a newer token already wrote it); a verified backup
+//! gets its record and its place in its user's and session's indexes; the KEDA demand list is kept in step; a
 //! deleted session leaves its user's live set and becomes a tombstone with
 //! a TTL; the [`crate::Event`] (encoded by the caller) is appended to the
 //! events stream; and the entry is acknowledged.
@@ -37,6 +38,25 @@ pub struct SessionUpdate<'a> {
     /// [`crate::record::session::UPSTREAM`] when `status` is running;
     /// removed for any other status or when `None`.
     pub upstream: Option<&'a str>,
+    /// A verified backup to record with the session's status, if any.
+    pub backup: Option<BackupWrite<'a>>,
+}
+
+/// A delete's backup (verified, or failed), recorded as [`crate::record::backup`] in the same
+/// script as the session's status, indexed for its user and its session.
+#[derive(Debug, Clone)]
+pub struct BackupWrite<'a> {
+    /// The backup's id.
+    pub id: &'a str,
+    /// The archive's file name.
+    pub location: &'a str,
+    /// Its size in bytes.
+    pub size_bytes: u64,
+    /// Its lower-case hex SHA-256 (empty for a failed one).
+    pub sha256: &'a str,
+    /// [`crate::record::backup::STATE_SUCCEEDED`] or
+    /// [`crate::record::backup::STATE_FAILED`] (then the job's error is its reason).
+    pub state: &'a str,
 }
 
 /// Arguments of the finish script.
@@ -67,7 +87,7 @@ pub struct Finish<'a> {
 impl Finish<'_> {
     /// Keys and arguments, in the order `finish.lua` documents.
     pub fn invocation(&self) -> Invocation {
-        let keys = vec![
+        let mut keys = vec![
             keys::job(self.job_id),
             keys::session(self.session_id),
             keys::JOBS_STREAM.to_owned(),
@@ -75,6 +95,13 @@ impl Finish<'_> {
             keys::demand(self.session_id),
             keys::user_sessions(self.user_id),
         ];
+        let backup_write = self.session.as_ref().and_then(|u| u.backup.as_ref());
+        let backup_id = backup_write.map_or("", |b| b.id);
+        keys.extend([
+            keys::backup(backup_id),
+            keys::user_backups(self.user_id),
+            keys::session_backups(self.session_id),
+        ]);
         let (apply, fence, status, replicas, backup, upstream) = match &self.session {
             Some(u) => {
                 ("1", u.fence, u.status.as_str(), u.replicas, u.backup_file.unwrap_or(""), u.upstream.unwrap_or(""))
@@ -99,6 +126,12 @@ impl Finish<'_> {
             keys::EVENTS_MAXLEN.to_string().into(),
             super::terminal_states_arg(),
             upstream.into(),
+            backup_id.into(),
+            backup_write.map_or("", |b| b.location).into(),
+            backup_write.map_or(0, |b| b.size_bytes).to_string().into(),
+            backup_write.map_or("", |b| b.sha256).into(),
+            self.user_id.into(),
+            backup_write.map_or("", |b| b.state).into(),
         ];
         Invocation { keys, args }
     }
@@ -155,15 +188,28 @@ mod tests {
                 replicas: 1,
                 backup_file: Some("b.zip"),
                 upstream: Some("10.0.0.7:8080"),
+                backup: Some(BackupWrite {
+                    id: "abc-3",
+                    location: "b.zip",
+                    size_bytes: 12,
+                    sha256: "ff",
+                    state: "succeeded",
+                }),
             }),
             event: b"ev",
             now_ms: 9,
         }
         .invocation();
-        assert_eq!(inv.keys.len(), 6);
+        assert_eq!(inv.keys.len(), 9);
+        assert_eq!(inv.keys[6], "{sm}:backup:abc-3");
+        assert_eq!(inv.keys[7], "{sm}:backups:user:u");
+        assert_eq!(inv.keys[8], "{sm}:backups:session:abc");
         assert_eq!(inv.keys[4], "{sm}:demand:abc");
         assert_eq!(inv.keys[5], "{sm}:user:u");
-        assert_eq!(inv.args.len(), 17);
+        assert_eq!(inv.args.len(), 23);
+        assert_eq!(inv.args[22], b"succeeded");
+        assert_eq!(inv.args[17], b"abc-3");
+        assert_eq!(inv.args[19], b"12");
         assert_eq!(inv.args[5], b"1");
         assert_eq!(inv.args[6], b"4");
         assert_eq!(inv.args[9], b"b.zip");

@@ -1,14 +1,20 @@
-//! The backup Job of a delete: pure builder, the backup file name, and how
-//! to read a Job's outcome.
+//! The backup Job of a delete: pure builder, the backup file name, how to
+//! read a Job's outcome, and the verified archive it reports.
 //!
 //! The Job mounts the session PVC read-only at `/app` and the shared backup
 //! PVC at `/backup`, and writes `/backup/app-{uuid}-{YYYYmmdd-HHMMSS}.zip`
-//! (to a hidden `.partial` file first, renamed when complete, so a
-//! half-written archive never carries the final name). The image needs only
-//! `sh` and `python3`: the archive (deflate-compressed, paths under `app/`)
-//! is written by Python's standard `shutil.make_archive`, so nothing is
-//! installed at run time (stock `alpine`/`busybox` have no `zip`). The
-//! timestamp is chosen once, when the Job is first created, and stored in the
+//! (to a hidden `.partial` file first, renamed when complete and verified,
+//! so a half-written or unreadable archive never carries the final name).
+//! The image needs only `python3` (stock `alpine`/`busybox` have no `zip`):
+//! the program ([`PROGRAM`]) walks `/app` itself, stores entries under
+//! `app/` (deflate), stores a symlink *as a symlink* (its target text, never
+//! followed, as `zip --symlinks` does, so a link to outside the volume or a
+//! dangling one neither leaks nor fails the backup), and skips sockets and
+//! FIFOs. It then re-opens the archive and tests every entry's CRC
+//! (`ZipFile.testzip`), hashes it, and writes `{"size_bytes":N,"sha256":"..."}`
+//! to its termination message (`/dev/termination-log`, policy `File`),
+//! which [`report_of`] reads back from the Job's pod. The timestamp is
+//! chosen once, when the Job is first created, and stored in the
 //! [`names::BACKUP_FILE_ANNOTATION`] annotation; every later attempt reads it
 //! back from the Job, so retries agree on one file name.
 
@@ -16,7 +22,7 @@ use std::collections::BTreeMap;
 
 use k8s_openapi::api::batch::v1::{Job, JobSpec};
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
+    Container, EnvVar, PersistentVolumeClaimVolumeSource, Pod, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
     VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
@@ -28,15 +34,50 @@ use super::names;
 use super::objects::APP_DIR;
 use super::security;
 
+/// Name of the backup container.
+pub const CONTAINER: &str = "backup";
+
 /// Where the backup PVC is mounted.
 pub const BACKUP_DIR: &str = "/backup";
 
-/// The shell script run by the backup container.
-const SCRIPT: &str = r#"set -eu
-tmp="/backup/.${BACKUP_FILE}.partial"
-python3 -c 'import shutil, sys; shutil.make_archive(sys.argv[1], "zip", root_dir="/", base_dir="app")' "$tmp"
-mv "$tmp.zip" "/backup/${BACKUP_FILE}"
-echo "wrote /backup/${BACKUP_FILE}""#;
+/// Where the backup container writes its report (the Kubernetes default).
+pub const TERMINATION_LOG: &str = "/dev/termination-log";
+
+/// The Python program run by the backup container (see the module docs).
+pub const PROGRAM: &str = r#"import hashlib, json, os, stat, sys, zipfile
+name = os.environ["BACKUP_FILE"]
+final = os.path.join("/backup", name)
+tmp = os.path.join("/backup", "." + name + ".partial")
+with zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    z.write("/app", "app")
+    for top, dirs, files in os.walk("/app"):
+        rel = "app" + top[len("/app"):]
+        for n in sorted(dirs) + sorted(files):
+            path, arc = os.path.join(top, n), rel + "/" + n
+            st = os.lstat(path)
+            if stat.S_ISLNK(st.st_mode):
+                info = zipfile.ZipInfo(arc)
+                info.create_system = 3
+                info.external_attr = (stat.S_IFLNK | 0o777) << 16
+                z.writestr(info, os.readlink(path))
+            elif stat.S_ISDIR(st.st_mode) or stat.S_ISREG(st.st_mode):
+                z.write(path, arc)
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(top, d))]
+with zipfile.ZipFile(tmp) as z:
+    bad = z.testzip()
+    if bad is not None:
+        sys.exit("archive entry " + bad + " failed its CRC check")
+h = hashlib.sha256()
+with open(tmp, "rb") as f:
+    for chunk in iter(lambda: f.read(1 << 20), b""):
+        h.update(chunk)
+size = os.path.getsize(tmp)
+os.replace(tmp, final)
+report = json.dumps({"size_bytes": size, "sha256": h.hexdigest()})
+with open("/dev/termination-log", "w") as f:
+    f.write(report)
+print("wrote", final, report)
+"#;
 
 /// The backup file name for a session at a UTC time.
 pub fn file_name(id: &SessionId, at: jiff::Timestamp) -> String {
@@ -74,9 +115,11 @@ pub fn job(config: &K8sConfig, id: &SessionId, generation: u64, file: &str) -> J
                     enable_service_links: Some(false),
                     security_context: Some(security::pod()),
                     containers: vec![Container {
-                        name: "backup".into(),
+                        name: CONTAINER.into(),
                         image: Some(config.backup_image.clone()),
-                        command: Some(vec!["sh".into(), "-c".into(), SCRIPT.into()]),
+                        command: Some(vec!["python3".into(), "-c".into(), PROGRAM.into()]),
+                        termination_message_path: Some(TERMINATION_LOG.into()),
+                        termination_message_policy: Some("File".into()),
                         env: Some(vec![
                             EnvVar { name: "BACKUP_FILE".into(), value: Some(file.to_owned()), value_from: None },
                             EnvVar {
@@ -168,9 +211,53 @@ pub fn file_of(job: &Job) -> Option<String> {
     job.metadata.annotations.as_ref()?.get(names::BACKUP_FILE_ANNOTATION).cloned()
 }
 
+/// What a backup Job reports about its verified archive.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ArchiveReport {
+    /// Size of the archive in bytes.
+    pub size_bytes: u64,
+    /// Lower-case hex SHA-256 of the archive.
+    pub sha256: String,
+}
+
+/// Parses a termination message into an [`ArchiveReport`]; the reason on
+/// anything else.
+pub fn parse_report(message: &str) -> Result<ArchiveReport, String> {
+    let report: ArchiveReport = serde_json::from_str(message.trim())
+        .map_err(|e| format!("its termination message is not an archive report ({e}): {:?}", clip(message)))?;
+    if report.sha256.len() != 64 || !report.sha256.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+        return Err(format!("its termination message has no hex sha256: {:?}", clip(&report.sha256)));
+    }
+    Ok(report)
+}
+
+fn clip(s: &str) -> String {
+    s.chars().take(120).collect()
+}
+
+/// The report of the attempt that succeeded, from the Job's pods
+/// (`containerStatuses[].state.terminated.message`); the reason when no
+/// pod succeeded or its message is missing or malformed.
+pub fn report_of(pods: &[Pod]) -> Result<ArchiveReport, String> {
+    let succeeded =
+        pods.iter().flat_map(|p| p.status.iter().flat_map(|s| s.container_statuses.iter().flatten())).find_map(|c| {
+            let t = c.state.as_ref()?.terminated.as_ref()?;
+            (c.name == CONTAINER && t.exit_code == 0).then_some(t)
+        });
+    let Some(terminated) = succeeded else {
+        return Err("no pod of the backup job shows a successful exit".into());
+    };
+    match terminated.message.as_deref().filter(|m| !m.trim().is_empty()) {
+        None => Err("its pod left no termination message".into()),
+        Some(m) => parse_report(m),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
+    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus};
 
     use super::*;
 
@@ -208,5 +295,67 @@ mod tests {
         assert!(matches!(outcome(&j), JobOutcome::Failed(_)));
         j.status = Some(JobStatus { failed: Some(1), active: Some(1), ..Default::default() });
         assert_eq!(outcome(&j), JobOutcome::Running);
+    }
+
+    fn pod(name: &str, exit_code: i32, message: Option<&str>) -> Pod {
+        Pod {
+            status: Some(PodStatus {
+                container_statuses: Some(vec![ContainerStatus {
+                    name: name.into(),
+                    state: Some(ContainerState {
+                        terminated: Some(ContainerStateTerminated {
+                            exit_code,
+                            message: message.map(str::to_owned),
+                            ..Default::default()
+                        }),
+                        ..Default::default()
+                    }),
+                    ..Default::default()
+                }]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
+
+    #[test]
+    fn the_succeeded_attempt_reports_size_and_checksum() {
+        let msg = format!(r#"{{"size_bytes": 5243012, "sha256": "{SHA}"}}"#);
+        let pods = [pod(CONTAINER, 1, None), pod(CONTAINER, 0, Some(&msg))];
+        assert_eq!(report_of(&pods), Ok(ArchiveReport { size_bytes: 5_243_012, sha256: SHA.into() }));
+    }
+
+    #[test]
+    fn a_missing_or_bad_message_is_a_reason_not_a_panic() {
+        let cases: [(Vec<Pod>, &str); 7] = [
+            (vec![], "no pod"),
+            (vec![pod(CONTAINER, 2, Some("{}"))], "no pod"),
+            (vec![pod("other", 0, Some("{}"))], "no pod"),
+            (vec![pod(CONTAINER, 0, None)], "no termination message"),
+            (vec![pod(CONTAINER, 0, Some("  \n"))], "no termination message"),
+            (vec![pod(CONTAINER, 0, Some("Traceback (most recent call last)"))], "not an archive report"),
+            (vec![pod(CONTAINER, 0, Some(r#"{"size_bytes":-1,"sha256":"x"}"#))], "not an archive report"),
+        ];
+        for (pods, want) in cases {
+            let why = report_of(&pods).expect_err(want);
+            assert!(why.contains(want), "{why:?} should say {want:?}");
+        }
+        let short = parse_report(r#"{"size_bytes":1,"sha256":"abc"}"#).expect_err("short sha");
+        assert!(short.contains("no hex sha256"), "{short}");
+        let upper = parse_report(&format!(r#"{{"size_bytes":1,"sha256":"{}"}}"#, SHA.to_uppercase()));
+        assert!(upper.is_err(), "upper-case hex is not what the job writes");
+        let extra = parse_report(&format!(r#"{{"size_bytes":1,"sha256":"{SHA}","x":1}}"#));
+        assert!(extra.is_err(), "unknown fields are refused");
+    }
+
+    #[test]
+    fn the_job_reports_through_a_file_termination_message() {
+        let j = job(&K8sConfig::default(), &id(), 3, "f.zip");
+        let c = &j.spec.expect("spec").template.spec.expect("pod").containers[0];
+        assert_eq!(c.termination_message_path.as_deref(), Some(TERMINATION_LOG));
+        assert_eq!(c.termination_message_policy.as_deref(), Some("File"));
+        assert_eq!(c.command.as_ref().map(|c| c[0].as_str()), Some("python3"));
     }
 }

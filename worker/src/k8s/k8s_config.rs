@@ -52,7 +52,7 @@ pub struct K8sConfig {
     pub keda_trigger_auth: String,
     /// Name of the shared backup PVC mounted at `/backup` (`BACKUP_PVC`).
     pub backup_pvc: String,
-    /// Image of the backup Job; must provide `sh` and `python3` (`BACKUP_IMAGE`).
+    /// Image of the backup Job; must provide `python3` (`BACKUP_IMAGE`).
     pub backup_image: String,
     /// Bound on waiting for the Deployment to become ready (`READY_TIMEOUT_SECS`).
     pub ready_timeout: Duration,

@@ -55,6 +55,14 @@ pub fn backup_job(id: &SessionId, generation: u64) -> String {
     format!("ws-{id}-backup-g{}", generation % 10_000_000_000)
 }
 
+/// Id of the backup a delete request (one session generation) takes.
+pub fn backup_id(id: &SessionId, generation: u64) -> String {
+    format!("{id}-g{generation}")
+}
+
+/// Label the Job controller puts on a Job's pods: the Job's name.
+pub const JOB_NAME_LABEL: &str = "job-name";
+
 /// Name of the TLS Secret cert-manager issues for the Ingress.
 pub fn tls_secret(id: &SessionId) -> String {
     format!("ws-{id}-tls")

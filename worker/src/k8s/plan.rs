@@ -11,7 +11,8 @@
 //! - sleep pauses KEDA (paused-replicas `"0"`) *before* scaling to zero, and
 //!   wake scales to one *before* un-pausing, so KEDA never fights the user;
 //! - delete backs up only once no workspace pod holds the ReadWriteOnce
-//!   volume, and deletes nothing until the backup Job has succeeded;
+//!   volume, and deletes nothing until the backup Job has succeeded *and*
+//!   its pod reported a verified archive (size and checksum);
 //! - the PVC is deleted last, with a uid precondition.
 //!
 //! Existing objects written under an older lease ([`Stale`]) are written
@@ -26,10 +27,10 @@
 //! outcome carries the Service's `clusterIP:port` as the upstream the
 //! gateway proxies to.
 
-use crate::executor::Outcome;
+use crate::executor::{Archive, Outcome};
 use proto_types::{DesiredState, SessionState};
 
-use super::backup::JobOutcome;
+use super::backup::{ArchiveReport, JobOutcome};
 use super::k8s_config::Routing;
 
 /// The session's Deployment as observed.
@@ -44,10 +45,15 @@ pub struct DeploymentView {
 /// The backup Job of the current delete request as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupView {
+    /// The backup's id (from the session and delete generation).
+    pub id: String,
     /// File named in the Job's annotation.
     pub file: Option<String>,
     /// Where the Job is.
     pub outcome: JobOutcome,
+    /// Once it succeeded: what its pod reported about the verified archive,
+    /// or why there is no usable report.
+    pub report: Option<Result<ArchiveReport, String>>,
 }
 
 /// Which existing objects carry an older lease's fencing token than this
@@ -201,6 +207,7 @@ fn plan_running(o: &Observed, routing: Routing) -> Vec<Step> {
             replicas: clamp(ready),
             backup_file: None,
             upstream: o.upstream.clone(),
+            archive: None,
         }));
     } else {
         steps.push(Step::Wait(Wait::Ready));
@@ -230,6 +237,7 @@ fn plan_sleeping(o: &Observed, routing: Routing) -> Vec<Step> {
             replicas: 0,
             backup_file: None,
             upstream: None,
+            archive: None,
         }));
     } else {
         steps.push(Step::Wait(Wait::PodsGone));
@@ -240,6 +248,12 @@ fn plan_sleeping(o: &Observed, routing: Routing) -> Vec<Step> {
 fn plan_deleted(o: &Observed) -> Vec<Step> {
     let mut steps = Vec::new();
     let backup_file = o.backup.as_ref().and_then(|b| b.file.clone());
+    // A verified archive, once the Job succeeded and its pod reported one
+    // (also after a crash that already deleted the volume).
+    let archive = o.backup.as_ref().filter(|b| b.outcome == JobOutcome::Succeeded).and_then(|b| match &b.report {
+        Some(Ok(r)) => Some(Archive { id: b.id.clone(), size_bytes: r.size_bytes, sha256: r.sha256.clone() }),
+        _ => None,
+    });
     if let Some(uid) = &o.pvc_uid {
         // Stop the workspace: the backup pod needs the ReadWriteOnce volume.
         if o.scaled_object_paused == Some(false) {
@@ -266,13 +280,30 @@ fn plan_deleted(o: &Observed) -> Vec<Step> {
             }
             Some(JobOutcome::Succeeded) => {}
         }
+        if archive.is_none() {
+            let why = match o.backup.as_ref().and_then(|b| b.report.as_ref()) {
+                Some(Err(why)) => why.as_str(),
+                _ => "no report was read",
+            };
+            return vec![Step::Fail {
+                reason: format!(
+                    "backup job succeeded but its archive is not verified, volume kept; delete again to retry: {why}"
+                ),
+            }];
+        }
         push_deletes(o, &mut steps);
         steps.push(Step::DeletePvc { uid: uid.clone() });
     } else {
         // No volume, so nothing to back up: remove whatever is left.
         push_deletes(o, &mut steps);
     }
-    steps.push(Step::Done(Outcome { status: SessionState::Deleted, replicas: 0, backup_file, upstream: None }));
+    steps.push(Step::Done(Outcome {
+        status: SessionState::Deleted,
+        replicas: 0,
+        backup_file,
+        upstream: None,
+        archive,
+    }));
     steps
 }
 

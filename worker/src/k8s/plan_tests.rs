@@ -30,11 +30,18 @@ fn sleeping() -> Observed {
 }
 
 fn backup(outcome: JobOutcome) -> Option<BackupView> {
-    Some(BackupView { file: Some("app-x-20250101-000000.zip".into()), outcome })
+    let report = (outcome == JobOutcome::Succeeded).then(|| Ok(report()));
+    Some(BackupView { id: "x-g2".into(), file: Some("app-x-20250101-000000.zip".into()), outcome, report })
 }
 
+fn report() -> ArchiveReport {
+    ArchiveReport { size_bytes: 42, sha256: "ab".repeat(32) }
+}
+
+/// Done; a delete that wrote `file` also reports its verified archive.
 fn done(status: SessionState, replicas: u32, file: Option<&str>) -> Step {
-    Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned), upstream: None })
+    let archive = file.map(|_| Archive { id: "x-g2".into(), size_bytes: 42, sha256: "ab".repeat(32) });
+    Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned), upstream: None, archive })
 }
 
 /// Running and ready, with the Service's address as the upstream.
@@ -43,7 +50,7 @@ fn done_running() -> Step {
 }
 
 fn outcome(status: SessionState, replicas: u32) -> Outcome {
-    Outcome { status, replicas, backup_file: None, upstream: None }
+    Outcome { status, replicas, backup_file: None, upstream: None, archive: None }
 }
 
 const UPSTREAM: &str = "10.96.0.7:8080";
@@ -219,12 +226,33 @@ fn failed_backup_keeps_the_volume() {
 }
 
 #[test]
+fn a_succeeded_backup_without_a_verified_report_keeps_the_volume() {
+    for (report, want) in [
+        (None, "no report was read"),
+        (Some(Err("its pod left no termination message".to_owned())), "no termination message"),
+    ] {
+        let view = BackupView { report, ..backup(JobOutcome::Succeeded).expect("view") };
+        let steps = plan(DesiredState::Deleted, &Observed { backup: Some(view), ..sleeping() }, Routing::Ingress);
+        match steps.as_slice() {
+            [Step::Fail { reason }] => assert!(reason.contains("volume kept") && reason.contains(want), "{reason}"),
+            other => panic!("{other:?}"),
+        }
+    }
+}
+
+#[test]
 fn every_plan_ends_in_wait_done_or_fail() {
     let bools = [false, true];
     let deps = [None, dep(0, 0), dep(1, 0), dep(1, 1)];
     let sos = [None, Some(false), Some(true)];
-    let backups =
-        [None, backup(JobOutcome::Running), backup(JobOutcome::Succeeded), backup(JobOutcome::Failed("x".into()))];
+    let unverified = backup(JobOutcome::Succeeded).map(|b| BackupView { report: Some(Err("bad".into())), ..b });
+    let backups = [
+        None,
+        backup(JobOutcome::Running),
+        backup(JobOutcome::Succeeded),
+        unverified,
+        backup(JobOutcome::Failed("x".into())),
+    ];
     for desired in DesiredState::ALL {
         for pvc in bools {
             for d in &deps {
@@ -250,8 +278,9 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                     assert!(steps[..steps.len() - 1].iter().all(Step::is_action), "{steps:?}");
                                     if *desired == DesiredState::Deleted && pvc {
                                         let deletes_pvc = steps.iter().any(|s| matches!(s, Step::DeletePvc { .. }));
-                                        let backed_up =
-                                            matches!(b.as_ref().map(|b| &b.outcome), Some(JobOutcome::Succeeded));
+                                        let backed_up = b.as_ref().is_some_and(|b| {
+                                            b.outcome == JobOutcome::Succeeded && matches!(b.report, Some(Ok(_)))
+                                        });
                                         assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
                                     }
                                     if *desired == DesiredState::Deleted {

@@ -30,7 +30,7 @@ use super::keda::{self, ScaledObject};
 use super::plan::{BackupView, DeploymentView, Observed, Stale, Step, Wait, plan};
 use super::{backup, gate, names, objects};
 use crate::entitlement::CreatePurpose;
-use crate::executor::{ExecError, Executor, Outcome, Target};
+use crate::executor::{ExecError, Executor, FailedBackup, Outcome, Target};
 
 /// Converges sessions on Kubernetes. Cheap to clone.
 #[derive(Clone)]
@@ -108,6 +108,10 @@ impl K8sExecutor {
             ingress: behind(ing.as_ref().map(Resource::meta)),
             scaled_object: behind(so.as_ref().map(Resource::meta)),
         };
+        let backup = match job {
+            None => None,
+            Some(j) => Some(self.backup_view(&j, names::backup_id(id, target.generation), &job_name).await?),
+        };
         Ok(Observed {
             pvc_uid: pvc.map(|p| p.metadata.uid.unwrap_or_default()),
             deployment: deploy.as_ref().map(deployment_view),
@@ -117,9 +121,23 @@ impl K8sExecutor {
             scaled_object_paused: so.as_ref().map(keda::is_paused),
             // A terminating pod still holds the volume, so it counts.
             pods: pods.items.len(),
-            backup: job.map(|j| BackupView { file: backup::file_of(&j), outcome: backup::outcome(&j) }),
+            backup,
             stale,
         })
+    }
+
+    /// The backup Job as the planner sees it; once it succeeded, with what
+    /// its pod reported (one pod list by the Job's `job-name` label).
+    async fn backup_view(&self, job: &Job, id: String, job_name: &str) -> Result<BackupView, ExecError> {
+        let outcome = backup::outcome(job);
+        let report = if outcome == backup::JobOutcome::Succeeded {
+            let lp = ListParams::default().labels(&format!("{}={job_name}", names::JOB_NAME_LABEL));
+            let pods = traced("list", "Pod", job_name, async { self.api::<Pod>().list(&lp).await }).await?;
+            Some(backup::report_of(&pods.items))
+        } else {
+            None
+        };
+        Ok(BackupView { id, file: backup::file_of(job), outcome, report })
     }
 
     /// Performs one action step, through the write gate (`gate.rs`).
@@ -186,18 +204,31 @@ impl K8sExecutor {
         loop {
             let observed = self.observe(target).await?;
             let steps = plan(target.desired, &observed, self.config.routing);
+            let failed_backup = observed
+                .backup
+                .as_ref()
+                .map(|b| FailedBackup { id: b.id.clone(), location: b.file.clone().unwrap_or_default() });
             tracing::debug!(?observed, ?steps, "planned");
             for step in steps {
                 match step {
                     Step::Done(outcome) => return Ok(outcome),
                     Step::Fail { reason } => {
-                        return Err(ExecError::permanent(reason, SessionState::Failed));
+                        // A delete fails only over its backup once the Job exists.
+                        let err = ExecError::permanent(reason, SessionState::Failed);
+                        return Err(match failed_backup {
+                            Some(b) => err.with_failed_backup(b),
+                            None => err,
+                        });
                     }
                     Step::Wait(wait) => {
                         let since = *waiting_since.entry(wait).or_insert_with(Instant::now);
                         let bound = self.bound(wait);
                         if since.elapsed() > bound {
-                            return Err(timed_out(wait, &target.session_id, target.generation, bound));
+                            let err = timed_out(wait, &target.session_id, target.generation, bound);
+                            return Err(match (wait, failed_backup) {
+                                (Wait::Backup, Some(b)) => err.with_failed_backup(b),
+                                _ => err,
+                            });
                         }
                         tokio::time::sleep(self.config.poll_interval).await;
                         break;

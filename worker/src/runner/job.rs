@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use proto_types::scripts::dead_letter::{DeadJob, DeadLetter};
 use proto_types::scripts::entitled::EntitledReply;
-use proto_types::scripts::finish::{Finish, FinishReply, SessionUpdate};
+use proto_types::scripts::finish::{BackupWrite, Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::Lease;
 use proto_types::scripts::start::{SessionSnapshot, StartReply};
 use proto_types::{DesiredState, Event, Job, JobState, SessionState};
@@ -319,6 +319,23 @@ impl<'a, E: Executor> Delivery<'a, E> {
                 replicas: w.replicas,
                 backup_file: w.backup_file.as_deref(),
                 upstream: w.upstream.as_deref(),
+                backup: match (&w.archive, &w.failed_backup) {
+                    (Some(a), _) => w.backup_file.as_deref().map(|location| BackupWrite {
+                        id: &a.id,
+                        location,
+                        size_bytes: a.size_bytes,
+                        sha256: &a.sha256,
+                        state: proto_types::record::backup::STATE_SUCCEEDED,
+                    }),
+                    (None, Some(f)) => Some(BackupWrite {
+                        id: &f.id,
+                        location: &f.location,
+                        size_bytes: 0,
+                        sha256: "",
+                        state: proto_types::record::backup::STATE_FAILED,
+                    }),
+                    (None, None) => None,
+                },
             }),
             event: &event,
             now_ms: self.ctx.clock.now_ms(),

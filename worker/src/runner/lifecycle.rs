@@ -20,7 +20,7 @@ use proto_types::scripts::finish::FinishReply;
 use proto_types::scripts::start::{SessionSnapshot, StartReply};
 use proto_types::{DesiredState, JobState, SessionState};
 
-use crate::executor::{ExecError, Outcome};
+use crate::executor::{Archive, ExecError, FailedBackup, Outcome};
 use crate::queue::{QueueError, SessionView};
 
 /// The error a superseded-by-fence job records.
@@ -158,6 +158,11 @@ pub struct SessionWrite {
     pub backup_file: Option<String>,
     /// Upstream address of a running session.
     pub upstream: Option<String>,
+    /// The verified backup archive to record, if one was written (boxed:
+    /// rare, and it keeps [`Ending`] small).
+    pub archive: Option<Box<Archive>>,
+    /// The delete's backup that failed, to record as `failed`.
+    pub failed_backup: Option<Box<FailedBackup>>,
 }
 
 /// How a job ends: the one shape every finish takes.
@@ -329,9 +334,11 @@ pub fn next(k: &Known, max_deliveries: u64) -> Step {
                 replicas: o.replicas,
                 backup_file: o.backup_file.clone(),
                 upstream: o.upstream.clone(),
+                archive: o.archive.clone().map(Box::new),
+                failed_backup: None,
             }),
         },
-        Some(Err(ExecError::Permanent { message, status, .. })) => Ending {
+        Some(Err(ExecError::Permanent { message, status, backup, .. })) => Ending {
             state: JobState::Failed,
             error: Some(message.clone()),
             event_status: *status,
@@ -341,6 +348,8 @@ pub fn next(k: &Known, max_deliveries: u64) -> Step {
                 replicas: 0,
                 backup_file: None,
                 upstream: None,
+                archive: None,
+                failed_backup: backup.clone(),
             }),
         },
         Some(Err(ExecError::Fenced(fenced))) => return Step::Done(Done::Fenced { reason: fenced.to_string() }),

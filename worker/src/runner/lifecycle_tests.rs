@@ -6,7 +6,7 @@ use proto_types::scripts::start::{SessionSnapshot, StartReply};
 use proto_types::{DesiredState, JobState, SessionState};
 
 use super::*;
-use crate::executor::{ExecError, Outcome};
+use crate::executor::{Archive, ExecError, FailedBackup, Outcome};
 use crate::queue::{QueueError, SessionView};
 
 const MAX: u64 = 5;
@@ -67,7 +67,7 @@ fn converging() -> Known {
 }
 
 fn sleeping() -> Outcome {
-    Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None, upstream: None }
+    Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None, upstream: None, archive: None }
 }
 
 fn written(state: JobState, status: SessionState, error: Option<&str>) -> Ending {
@@ -75,7 +75,15 @@ fn written(state: JobState, status: SessionState, error: Option<&str>) -> Ending
         state,
         error: error.map(str::to_owned),
         event_status: status,
-        session: Some(SessionWrite { fence: 7, status, replicas: 0, backup_file: None, upstream: None }),
+        session: Some(SessionWrite {
+            fence: 7,
+            status,
+            replicas: 0,
+            backup_file: None,
+            upstream: None,
+            archive: None,
+            failed_backup: None,
+        }),
     }
 }
 
@@ -193,8 +201,14 @@ fn lease_then_read_then_converge_to_the_latest_desire() {
 
 #[test]
 fn the_executor_result_decides_the_one_finish() {
-    let deleted =
-        Outcome { status: SessionState::Deleted, replicas: 0, backup_file: Some("b.zip".into()), upstream: None };
+    let archive = Archive { id: "abc-g2".into(), size_bytes: 7, sha256: "ff".into() };
+    let deleted = Outcome {
+        status: SessionState::Deleted,
+        replicas: 0,
+        backup_file: Some("b.zip".into()),
+        upstream: None,
+        archive: Some(archive.clone()),
+    };
     let cases: Vec<(&str, Result<Outcome, ExecError>, Step)> = vec![
         ("converged", Ok(sleeping()), Step::Finish(written(JobState::Succeeded, SessionState::Sleeping, None))),
         (
@@ -204,6 +218,7 @@ fn the_executor_result_decides_the_one_finish() {
                 replicas: 1,
                 backup_file: None,
                 upstream: Some("10.96.0.7:8080".into()),
+                archive: None,
             }),
             Step::Finish(Ending {
                 state: JobState::Succeeded,
@@ -215,6 +230,8 @@ fn the_executor_result_decides_the_one_finish() {
                     replicas: 1,
                     backup_file: None,
                     upstream: Some("10.96.0.7:8080".into()),
+                    archive: None,
+                    failed_backup: None,
                 }),
             }),
         ),
@@ -231,6 +248,8 @@ fn the_executor_result_decides_the_one_finish() {
                     replicas: 0,
                     backup_file: Some("b.zip".into()),
                     upstream: None,
+                    archive: Some(Box::new(archive)),
+                    failed_backup: None,
                 }),
             }),
         ),
@@ -238,6 +257,18 @@ fn the_executor_result_decides_the_one_finish() {
             "permanent",
             Err(ExecError::permanent("forbidden", SessionState::Failed)),
             Step::Finish(written(JobState::Failed, SessionState::Failed, Some("forbidden"))),
+        ),
+        (
+            "permanent over the delete's backup: recorded as a failed backup",
+            Err(ExecError::permanent("backup failed", SessionState::Failed)
+                .with_failed_backup(FailedBackup { id: "abc-g2".into(), location: "b.zip".into() })),
+            Step::Finish(Ending {
+                session: Some(SessionWrite {
+                    failed_backup: Some(Box::new(FailedBackup { id: "abc-g2".into(), location: "b.zip".into() })),
+                    ..written(JobState::Failed, SessionState::Failed, Some("backup failed")).session.expect("write")
+                }),
+                ..written(JobState::Failed, SessionState::Failed, Some("backup failed"))
+            }),
         ),
         (
             "retries exhausted",

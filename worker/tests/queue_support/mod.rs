@@ -114,16 +114,21 @@ impl Executor for FakeExecutor {
         }
         Ok(match target.desired {
             DesiredState::Running => {
-                Outcome { status: SessionState::Running, replicas: 1, backup_file: None, upstream: None }
+                Outcome { status: SessionState::Running, replicas: 1, backup_file: None, upstream: None, archive: None }
             }
-            DesiredState::Sleeping => {
-                Outcome { status: SessionState::Sleeping, replicas: 0, backup_file: None, upstream: None }
-            }
+            DesiredState::Sleeping => Outcome {
+                status: SessionState::Sleeping,
+                replicas: 0,
+                backup_file: None,
+                upstream: None,
+                archive: None,
+            },
             DesiredState::Deleted => Outcome {
                 status: SessionState::Deleted,
                 replicas: 0,
                 backup_file: Some(format!("app-{session}.zip")),
                 upstream: None,
+                archive: None,
             },
         })
     }

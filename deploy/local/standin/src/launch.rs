@@ -7,9 +7,13 @@
 //!   with the container's arguments, except that `--bind-addr` becomes the pod's own loopback
 //!   address with the same port;
 //! - any other container runs its own `command` + `args` with the host's tools (the backup
-//!   Job's `sh -c` script with `python3`);
+//!   Job's `python3 -c` program);
 //! - each `persistentVolumeClaim` volume mount is the claim's directory (see `volumes.rs`)
-//!   bind-mounted at the mount path, read-only when the mount or the volume says so.
+//!   bind-mounted at the mount path, read-only when the mount or the volume says so;
+//! - a non-code-server container gets a file of its own at its `terminationMessagePath`
+//!   (a mount whose host side is a file is a file bind mount; one under `/dev` gives the pod
+//!   a `/dev` of its own, a tmpfs holding binds of the host's entries, so nothing is created
+//!   in the host's `/dev`), read back into the pod status as a kubelet does.
 //!
 //! The private root: `unshare --mount` gives the process its own mount namespace, where a
 //! tmpfs root receives a recursive bind of every top-level directory of the host and the
@@ -57,6 +61,10 @@ pub struct Launch {
     pub mounts: Vec<Mount>,
     /// The readiness probe, if the container has an HTTP one.
     pub probe: Option<Probe>,
+    /// Where a non-code-server container writes its termination message
+    /// (`terminationMessagePath`, default `/dev/termination-log`); the process kubelet
+    /// bind-mounts a file of its own there and reads it when the process exits.
+    pub termination_log: Option<String>,
 }
 
 /// A pod this kubelet cannot run.
@@ -142,7 +150,9 @@ pub fn plan(
         c.readiness_probe.as_ref().and_then(|p| p.http_get.as_ref()).and_then(|h| {
             Some(Probe { path: h.path.clone().unwrap_or_else(|| "/".into()), port: port_of(c, &h.port)? })
         });
-    Ok(Launch { command, env, mounts, probe })
+    let termination_log = (!c.image.as_deref().is_some_and(is_code_server))
+        .then(|| c.termination_message_path.clone().unwrap_or_else(|| "/dev/termination-log".into()));
+    Ok(Launch { command, env, mounts, probe, termination_log })
 }
 
 /// The command prefix that gives what follows its own mount and PID namespaces, dying with
@@ -166,15 +176,28 @@ pub const PRIVATE: [&str; 12] = [
 /// `host path ro|rw` triples, `--`, and the command.
 const ENTER: &str = r#"set -eu
 root=$1; shift
+private_dev=0
+for a in "$@"; do
+  case $a in --) break;; /dev/*) private_dev=1;; esac
+done
 mount -t tmpfs -o mode=0755 standin-pod "$root"
 for e in /*; do
   n=${e#/}
   if [ -L "$e" ]; then ln -s "$(readlink "$e")" "$root/$n"
+  elif [ "$e" = /dev ] && [ $private_dev = 1 ]; then
+    mkdir "$root/dev"; mount -t tmpfs -o mode=0755 standin-dev "$root/dev"
+    for d in /dev/*; do
+      m=${d#/dev/}
+      if [ -L "$d" ]; then ln -s "$(readlink "$d")" "$root/dev/$m"
+      elif [ -d "$d" ]; then mkdir "$root/dev/$m"; mount --rbind "$d" "$root/dev/$m"
+      else touch "$root/dev/$m"; mount --bind "$d" "$root/dev/$m"
+      fi
+    done
   elif [ -d "$e" ]; then mkdir "$root/$n"; mount --rbind "$e" "$root/$n"
   fi
 done
 while [ "$1" != "--" ]; do
-  mkdir -p "$root$2"
+  if [ -d "$1" ]; then mkdir -p "$root$2"; else mkdir -p "$(dirname "$root$2")"; touch "$root$2"; fi
   mount --bind "$1" "$root$2"
   if [ "$3" = ro ]; then mount -o remount,bind,ro "$root$2"; fi
   shift 3
@@ -243,6 +266,7 @@ mod tests {
         assert_eq!(l.env, [("HOME".to_owned(), "/app/.home".to_owned())]);
         assert_eq!(l.mounts, [Mount { host: "/v/ws/ws-a-data".into(), path: "/app".into(), read_only: false }]);
         assert_eq!(l.probe, Some(Probe { path: "/healthz".into(), port: 8080 }));
+        assert_eq!(l.termination_log, None, "nobody reads a workspace's termination message");
     }
 
     #[test]
@@ -261,6 +285,7 @@ mod tests {
         assert_eq!(l.command, ["sh", "-c", "echo hi"]);
         assert_eq!(l.mounts.iter().map(|m| m.read_only).collect::<Vec<_>>(), [true, false]);
         assert_eq!(l.probe, None);
+        assert_eq!(l.termination_log.as_deref(), Some("/dev/termination-log"));
         let argv = l.argv(Path::new("/r"));
         let tail = &argv[argv.iter().position(|a| a == "/r").unwrap()..];
         assert_eq!(

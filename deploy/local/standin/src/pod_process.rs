@@ -37,7 +37,7 @@ impl PodProcess {
     /// appended to `log`.
     pub fn spawn(launch: &Launch, root: &Path, log: &Path) -> Result<Self, SpawnError> {
         let fail = |what: String| move |source| SpawnError { what, source };
-        for m in &launch.mounts {
+        for m in launch.mounts.iter().filter(|m| !m.host.is_file()) {
             std::fs::create_dir_all(&m.host).map_err(fail(format!("volume {}", m.host.display())))?;
         }
         std::fs::create_dir_all(root).map_err(fail(format!("pod root {}", root.display())))?;

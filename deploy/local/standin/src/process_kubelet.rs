@@ -11,7 +11,10 @@
 //!   `terminationGracePeriodSeconds` (default 30) is over, then the pod object goes.
 //! - A Job runs pod `<job>-<attempt>` once per attempt (restart policy `Never`): exit 0 marks
 //!   the Job `Complete`, a failure starts the next attempt until `backoffLimit` is spent, then
-//!   the Job is `Failed`. A deleted Job's pods are stopped and removed.
+//!   the Job is `Failed`. Its pods carry `job-name` labels as the Job controller's do, and
+//!   what the container wrote to its termination message file (at most 4096 bytes) becomes
+//!   `containerStatuses[].state.terminated.message`. A deleted Job's pods are stopped and
+//!   removed.
 //! - A Service gets `spec.clusterIP` = the address of the Deployment whose pods it selects,
 //!   and its ports equal the container ports in what the worker builds (8080 → `http` =
 //!   8080), so `clusterIP:port` reaches the workspace as a Service does in a cluster.
@@ -77,6 +80,20 @@ struct RunPod {
     grace: Duration,
     /// The pod status last written (to write only changes).
     written: Value,
+    /// The host file bind-mounted at the container's `terminationMessagePath`.
+    termination_log: Option<PathBuf>,
+}
+
+/// The most of a termination message a kubelet keeps (4096 bytes).
+const TERMINATION_MESSAGE_MAX: u64 = 4096;
+
+/// The termination message a container left in `file`: at most
+/// [`TERMINATION_MESSAGE_MAX`] bytes, `None` when there is none.
+fn termination_message(file: &std::path::Path) -> Option<String> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(file).ok()?.take(TERMINATION_MESSAGE_MAX).read_to_end(&mut bytes).ok()?;
+    (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned())
 }
 
 /// The process kubelet.
@@ -303,6 +320,7 @@ impl ProcessKubelet {
             kill_at: None,
             grace,
             written: Value::Null,
+            termination_log: None,
         };
         self.spawn(ns, name, &mut run);
         self.pods.insert((ns.to_owned(), name.to_owned()), run);
@@ -310,7 +328,19 @@ impl ProcessKubelet {
 
     fn spawn(&self, ns: &str, name: &str, run: &mut RunPod) {
         let root = self.pods_dir.join(format!("{ns}_{name}"));
-        match PodProcess::spawn(&run.launch, &root, &self.logs.path(ns, name)) {
+        let mut launch = run.launch.clone();
+        if let Some(path) = &run.launch.termination_log {
+            let file = self.pods_dir.join(format!("{ns}_{name}.termination-log"));
+            let made = std::fs::create_dir_all(&self.pods_dir).and_then(|()| std::fs::write(&file, b""));
+            match made {
+                Ok(()) => {
+                    launch.mounts.push(launch::Mount { host: file.clone(), path: path.clone(), read_only: false });
+                    run.termination_log = Some(file);
+                }
+                Err(e) => tracing::warn!(error = %e, pod = name, "process kubelet: termination log"),
+            }
+        }
+        match PodProcess::spawn(&launch, &root, &self.logs.path(ns, name)) {
             Ok(p) => {
                 tracing::info!(pod = name, ip = %run.ip, "process started");
                 run.process = Some(p);
@@ -377,7 +407,16 @@ impl ProcessKubelet {
         wanted.insert(key.clone());
         let Some(run) = self.pods.get_mut(&key) else {
             let Some(spec) = j.spec.as_ref().and_then(|s| s.template.spec.as_ref()) else { return };
-            let labels = j.spec.as_ref().and_then(|s| s.template.metadata.as_ref()).and_then(|m| m.labels.clone());
+            let mut labels = j
+                .spec
+                .as_ref()
+                .and_then(|s| s.template.metadata.as_ref())
+                .and_then(|m| m.labels.clone())
+                .unwrap_or_default();
+            // As the Job controller labels its pods.
+            labels.insert("job-name".into(), name.clone());
+            labels.insert("batch.kubernetes.io/job-name".into(), name.clone());
+            let labels = Some(labels);
             let meta =
                 ObjectMeta { name: Some(attempt.clone()), namespace: Some(ns.clone()), labels, ..Default::default() };
             let spec = spec.clone();
@@ -407,8 +446,12 @@ impl ProcessKubelet {
             json!({"status": {"failed": failed + 1, "active": 0}})
         };
         let phase = if exit.success() { "Succeeded" } else { "Failed" };
+        let mut terminated = json!({"exitCode": exit.code().unwrap_or(-1), "finishedAt": t});
+        if let Some(message) = run.termination_log.as_deref().and_then(termination_message) {
+            terminated["message"] = Value::String(message);
+        }
         let pod_status = json!({"status": {"phase": phase, "containerStatuses": [{"name": run.container, "image": run.image,
-            "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": {"exitCode": exit.code().unwrap_or(-1), "finishedAt": t}}}]}});
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"terminated": terminated}}]}});
         run.process = None;
         run.kill_at = None;
         let _ = self
@@ -447,7 +490,9 @@ impl ProcessKubelet {
             }
         }
         for key in gone {
-            self.pods.remove(&key);
+            if let Some(file) = self.pods.remove(&key).and_then(|p| p.termination_log) {
+                let _ = std::fs::remove_file(file);
+            }
             match self.api::<Pod>(Some(&key.0)).delete(&key.1, &DeleteParams::default()).await {
                 Ok(_) | Err(kube::Error::Api(_)) => {}
                 Err(e) => err_log(&format!("delete pod {}/{}", key.0, key.1))(e),

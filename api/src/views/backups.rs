@@ -1,0 +1,67 @@
+//! Backup bodies: `GET /backups/{backup_id}`, the lists of
+//! `GET /backups?user_id=` and `GET /session/{uuid}/backups`, and
+//! `DELETE /backups/{backup_id}`. Pure: store records in, serde out.
+
+use serde::Serialize;
+
+use super::time::iso_ms;
+use crate::store::backups::BackupRecord;
+
+/// One backup.
+#[derive(Debug, Serialize)]
+pub struct Backup {
+    /// Its id.
+    pub id: String,
+    /// The session it was taken of.
+    pub uuid: String,
+    /// That session's owner.
+    pub user_id: String,
+    /// When it was recorded (the old timestamp format).
+    pub created_at: String,
+    /// `archive`.
+    pub kind: String,
+    /// The archive's file name on the backup volume.
+    pub location: String,
+    /// Size of the archive in bytes.
+    pub size_bytes: u64,
+    /// Lower-case hex SHA-256 of the archive, as the backup Job verified it
+    /// (empty for a failed backup).
+    pub sha256: String,
+    /// `pending`, `succeeded`, `failed` or `deleted`.
+    pub state: String,
+    /// Why it failed, or null.
+    pub error: Option<String>,
+}
+
+/// A page of backups.
+#[derive(Debug, Serialize)]
+pub struct BackupList {
+    /// The backups, oldest first.
+    pub backups: Vec<Backup>,
+    /// How many are on this page.
+    pub count: usize,
+    /// Cursor for the next page; `None` on the last.
+    pub next_cursor: Option<String>,
+}
+
+/// The body of one backup.
+pub fn backup(r: &BackupRecord) -> Backup {
+    Backup {
+        id: r.id.clone(),
+        uuid: r.session_id.clone(),
+        user_id: r.user_id.clone(),
+        created_at: iso_ms(r.created_at_ms),
+        kind: r.kind.clone(),
+        location: r.location.clone(),
+        size_bytes: r.size_bytes,
+        sha256: r.sha256.clone(),
+        state: r.state.clone(),
+        error: (!r.error.is_empty()).then(|| r.error.clone()),
+    }
+}
+
+/// The body of a page.
+pub fn list(records: &[BackupRecord], next_cursor: Option<String>) -> BackupList {
+    let backups: Vec<Backup> = records.iter().map(backup).collect();
+    BackupList { count: backups.len(), backups, next_cursor }
+}
