@@ -183,7 +183,10 @@ fn backup_job_mounts_the_volume_read_only_and_is_restricted() {
     assert!(vols.iter().any(|v| v["persistentVolumeClaim"]["claimName"] == "backup-pvc"));
     let program = s(&c["command"][2]);
     assert_eq!(c["command"][0], "python3");
-    assert!(program.contains(r#"os.environ["BACKUP_FILE"]"#) && program.contains("testzip"), "verifies what it wrote");
+    assert!(
+        program.contains(&format!("os.environ[{:?}]", "BACKUP_FILE")) && program.contains("testzip"),
+        "verifies what it wrote"
+    );
     assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
     assert_eq!(c["terminationMessagePolicy"], "File", "the report is read from the file, not the log tail");
 }
