@@ -2,7 +2,7 @@
 //! stand-in cluster, api, two workers) and a short `IDLE_SLEEP_AFTER`:
 //! an untouched session goes to sleep by itself with a job of origin
 //! `idle`, while one kept alive with `POST /session/{uuid}/activity` stays
-//! running.
+//! running; and an unused one is deleted past `SESSION_TTL`, backup first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::Duration;
@@ -58,4 +58,30 @@ fn an_untouched_session_sleeps_by_itself_and_a_kept_alive_one_does_not() {
     assert_eq!(k["next_action"]["action"], "sleep", "{k}");
     let create_job = stack.api("GET", &format!("/jobs/{}", k["last_job_id"].as_str().unwrap()), None).unwrap().json();
     assert_eq!(create_job["command"], "create", "no automatic job for the kept-alive session: {create_job}");
+}
+
+#[test]
+fn an_unused_session_is_deleted_past_its_ttl_with_its_backup() {
+    let env = |pairs: &[(&str, &str)]| pairs.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let stack = Stack::start(StackConfig {
+        workers: 1,
+        worker_env: env(&[("IDLE_SLEEP_AFTER", "0"), ("SESSION_TTL", "3"), ("SWEEP_INTERVAL_MS", "200")]),
+        ..Default::default()
+    })
+    .unwrap();
+    let id = create(&stack);
+    let gone = wait_until(Duration::from_secs(60), || {
+        let s = session(&stack, &id);
+        (s["session"]["status"] == "deleted").then_some(s)
+    })
+    .unwrap_or_else(|| panic!("the unused session was never deleted: {}\n{}", session(&stack, &id), stack.logs()));
+
+    let job = stack.api("GET", &format!("/jobs/{}", gone["last_job_id"].as_str().unwrap()), None).unwrap().json();
+    assert_eq!((job["command"].as_str(), job["origin"].as_str()), (Some("delete"), Some("ttl")), "{job}");
+    assert_eq!(gone["last_transition"]["origin"], "ttl", "{gone}");
+    let file = gone["backup_file"].as_str().unwrap_or_else(|| panic!("deleted without a backup: {gone}"));
+    let backups = stack.api("GET", &format!("/session/{id}/backups"), None).unwrap().json();
+    let list = backups["backups"].as_array().unwrap();
+    assert_eq!(list.len(), 1, "{backups}");
+    assert_eq!((list[0]["state"].as_str(), list[0]["location"].as_str()), (Some("succeeded"), Some(file)), "{backups}");
 }

@@ -45,7 +45,7 @@ fn api_and_worker_series_change_as_jobs_run() {
     let before = wait_until(SCRAPE_TIMEOUT, || stack.worker_metrics(0).ok())
         .unwrap_or_else(|| panic!("worker metrics never answered\n{}", stack.logs()));
     for series in [
-        r#"worker_jobs_started_total{command="create"}"#,
+        r#"worker_jobs_started_total{command="create",origin="api"}"#,
         r#"worker_jobs_finished_total{command="create",state="succeeded"}"#,
         r#"worker_jobs_finished_total{command="delete",state="dead"}"#,
         r#"worker_job_retries_total{command="create"}"#,
@@ -86,7 +86,7 @@ fn api_and_worker_series_change_as_jobs_run() {
         .then_some(text)
     })
     .unwrap_or_else(|| panic!("job never left flight:\n{}", stack.worker_metrics(0).unwrap()));
-    assert_eq!(value(&after, r#"worker_jobs_started_total{command="create"}"#), Some(1.0), "{after}");
+    assert_eq!(value(&after, r#"worker_jobs_started_total{command="create",origin="api"}"#), Some(1.0), "{after}");
     assert_eq!(value(&after, r#"worker_jobs_finished_total{command="create",state="succeeded"}"#), Some(1.0));
     assert_eq!(value(&after, r#"worker_job_duration_seconds_count{command="create",state="succeeded"}"#), Some(1.0));
     let seconds = value(&after, r#"worker_job_duration_seconds_sum{command="create",state="succeeded"}"#).unwrap();

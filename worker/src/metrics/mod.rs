@@ -18,7 +18,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use proto_types::{Command, JobState};
+use proto_types::{Command, JobState, Origin};
 
 /// The terminal job states (`state` label of `worker_jobs_finished_total`).
 const FINAL_STATES: [JobState; 4] = [JobState::Succeeded, JobState::Failed, JobState::Superseded, JobState::Dead];
@@ -29,6 +29,12 @@ pub const UNKNOWN_COMMAND: &str = "unknown";
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CommandLabels {
     command: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StartedLabels {
+    command: &'static str,
+    origin: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -90,7 +96,7 @@ pub struct BacklogGauges {
 /// Every metric of the worker process.
 pub struct Metrics {
     registry: Registry,
-    started: Family<CommandLabels, Counter>,
+    started: Family<StartedLabels, Counter>,
     finished: Family<FinishedLabels, Counter>,
     duration: HistogramFamily<FinishedLabels>,
     retries: Family<CommandLabels, Counter>,
@@ -120,10 +126,10 @@ impl Metrics {
     /// Registers every metric (all start at zero).
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("worker");
-        let started = Family::<CommandLabels, Counter>::default();
+        let started = Family::<StartedLabels, Counter>::default();
         registry.register(
             "jobs_started",
-            "Delivery attempts that started executing a job, by command",
+            "Delivery attempts that started executing a job, by command and origin (api, gateway, idle, ttl, drift)",
             started.clone(),
         );
         let finished = Family::<FinishedLabels, Counter>::default();
@@ -203,7 +209,9 @@ impl Metrics {
         // Counters start at 0 for every command and end state, so `rate()`
         // and `increase()` see the first job rather than a new series.
         for command in Command::ALL {
-            started.get_or_create_owned(&CommandLabels { command: command.as_str() });
+            for origin in Origin::ALL {
+                started.get_or_create_owned(&StartedLabels { command: command.as_str(), origin: origin.as_str() });
+            }
             retries.get_or_create_owned(&CommandLabels { command: command.as_str() });
             for state in FINAL_STATES {
                 finished.get_or_create_owned(&FinishedLabels { command: command.as_str(), state: state.as_str() });
@@ -227,8 +235,8 @@ impl Metrics {
     }
 
     /// A delivery attempt started executing `command` (the start script ran).
-    pub fn job_started(&self, command: Command) {
-        self.started.get_or_create_owned(&CommandLabels { command: command.as_str() }).inc();
+    pub fn job_started(&self, command: Command, origin: Origin) {
+        self.started.get_or_create_owned(&StartedLabels { command: command.as_str(), origin: origin.as_str() }).inc();
     }
 
     /// A job reached terminal `state` after `seconds` of its finishing
@@ -312,13 +320,13 @@ mod tests {
     #[test]
     fn job_series_are_labelled_by_command_and_state_only() {
         let m = Metrics::new();
-        m.job_started(Command::Create);
+        m.job_started(Command::Create, Origin::Idle);
         m.job_finished(Some(Command::Create), JobState::Succeeded, 0.2);
         m.job_finished(None, JobState::Dead, 0.0);
         m.job_retried(Command::Create);
         m.reclaimed(2);
         let text = m.render();
-        assert!(text.contains(r#"worker_jobs_started_total{command="create"} 1"#), "{text}");
+        assert!(text.contains(r#"worker_jobs_started_total{command="create",origin="idle"} 1"#), "{text}");
         assert!(text.contains(r#"worker_jobs_finished_total{command="create",state="succeeded"} 1"#), "{text}");
         assert!(text.contains(r#"worker_jobs_finished_total{command="unknown",state="dead"} 1"#), "{text}");
         assert!(text.contains(r#"worker_job_duration_seconds_count{command="create",state="succeeded"} 1"#), "{text}");

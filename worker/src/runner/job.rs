@@ -196,7 +196,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
         let reply = self.ctx.queue.start(job.job_id.as_str(), job.session_id.as_str(), self.ctx.clock.now_ms()).await?;
         if let StartReply::Started { attempts, .. } = &reply {
             Span::current().record(attrs::ATTEMPT, attempts);
-            self.ctx.metrics.job_started(job.command);
+            self.ctx.metrics.job_started(job.command, job.origin);
         }
         self.known.start = Some(reply);
         Ok(())
