@@ -71,16 +71,9 @@ pub struct GatewayArgs {
     pub log_format: LogFormat,
 }
 
-/// How the gateway authenticates requests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum AuthMode {
-    /// Single-use access links exchanged for a signed cookie.
-    Token,
-    /// An identity header set by a trusted forward-auth proxy.
-    Header,
-    /// No authentication (the old open behaviour).
-    None,
-}
+/// How the gateway authenticates requests: the api's `WORKSPACE_AUTH`
+/// (one variable, one set of values, for both binaries).
+pub use crate::config::WorkspaceAuth as AuthMode;
 
 /// Validated configuration.
 #[derive(Debug, Clone)]
