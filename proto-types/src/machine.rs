@@ -73,6 +73,10 @@ pub fn decide(current: Option<SessionView>, command: Command) -> Result<Decision
         (C::Delete, S::Deleted) => S::Deleted,
         (C::Delete, _) => S::Deleting,
         (_, S::Deleting | S::Deleted) => return refuse(),
+        // An on-demand backup needs the workspace asleep, and asleep to stay:
+        // the archive is then consistent (no process writes while it is taken).
+        (C::Backup, S::Sleeping) if view.desired == DesiredState::Sleeping => S::Sleeping,
+        (C::Backup, _) => return refuse(),
         // A failed delete keeps the volume; the only way forward is delete again.
         (_, S::Failed) if view.desired == DesiredState::Deleted => return refuse(),
         (C::Wake | C::ScaleUp, S::Sleeping | S::Failed) => S::Waking,
@@ -124,36 +128,43 @@ mod tests {
             (S::Creating, C::ScaleUp, Some(S::Creating)),
             (S::Creating, C::ScaleDown, Some(S::Creating)),
             (S::Creating, C::Delete, Some(S::Deleting)),
+            (S::Creating, C::Backup, None),
             (S::Running, C::Sleep, Some(S::Running)),
             (S::Running, C::Wake, Some(S::Running)),
             (S::Running, C::ScaleUp, Some(S::Running)),
             (S::Running, C::ScaleDown, Some(S::Running)),
             (S::Running, C::Delete, Some(S::Deleting)),
+            (S::Running, C::Backup, None),
             (S::Sleeping, C::Sleep, Some(S::Sleeping)),
             (S::Sleeping, C::Wake, Some(S::Waking)),
             (S::Sleeping, C::ScaleUp, Some(S::Waking)),
             (S::Sleeping, C::ScaleDown, Some(S::Sleeping)),
             (S::Sleeping, C::Delete, Some(S::Deleting)),
+            (S::Sleeping, C::Backup, Some(S::Sleeping)),
             (S::Waking, C::Sleep, Some(S::Waking)),
             (S::Waking, C::Wake, Some(S::Waking)),
             (S::Waking, C::ScaleUp, Some(S::Waking)),
             (S::Waking, C::ScaleDown, Some(S::Waking)),
             (S::Waking, C::Delete, Some(S::Deleting)),
+            (S::Waking, C::Backup, None),
             (S::Deleting, C::Sleep, None),
             (S::Deleting, C::Wake, None),
             (S::Deleting, C::ScaleUp, None),
             (S::Deleting, C::ScaleDown, None),
             (S::Deleting, C::Delete, Some(S::Deleting)),
+            (S::Deleting, C::Backup, None),
             (S::Deleted, C::Sleep, None),
             (S::Deleted, C::Wake, None),
             (S::Deleted, C::ScaleUp, None),
             (S::Deleted, C::ScaleDown, None),
             (S::Deleted, C::Delete, Some(S::Deleted)),
+            (S::Deleted, C::Backup, None),
             (S::Failed, C::Sleep, Some(S::Failed)),
             (S::Failed, C::Wake, Some(S::Waking)),
             (S::Failed, C::ScaleUp, Some(S::Waking)),
             (S::Failed, C::ScaleDown, Some(S::Failed)),
             (S::Failed, C::Delete, Some(S::Deleting)),
+            (S::Failed, C::Backup, None),
         ];
         // The table covers every pair except create (tested below).
         assert_eq!(table.len(), SessionState::ALL.len() * (Command::ALL.len() - 1));
@@ -184,6 +195,19 @@ mod tests {
             assert_eq!(decide(v, c), Err(Refusal::InvalidState { command: c, current: S::Failed }));
         }
         assert_eq!(decide(v, C::Delete), Ok(Decision { desired: D::Deleted, status: S::Deleting }));
+    }
+
+    #[test]
+    fn a_backup_needs_a_session_asleep_and_meant_to_stay_so() {
+        // Asleep but already asked to wake: the workspace is about to run.
+        assert_eq!(
+            decide(view(S::Sleeping, D::Running), C::Backup),
+            Err(Refusal::InvalidState { command: C::Backup, current: S::Sleeping })
+        );
+        assert_eq!(
+            decide(view(S::Sleeping, D::Sleeping), C::Backup),
+            Ok(Decision { desired: D::Sleeping, status: S::Sleeping })
+        );
     }
 
     #[test]

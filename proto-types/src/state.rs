@@ -76,6 +76,9 @@ wire_enum! {
         ScaleDown => "scale-down",
         /// Back up the volume, then delete every object.
         Delete => "delete",
+        /// Back up the volume of a sleeping session now (an on-demand
+        /// backup); the session stays asleep.
+        Backup => "backup",
     }
 }
 
@@ -172,7 +175,9 @@ impl Command {
     pub const fn desired(self) -> DesiredState {
         match self {
             Command::Create | Command::Wake | Command::ScaleUp => DesiredState::Running,
-            Command::Sleep | Command::ScaleDown => DesiredState::Sleeping,
+            // A backup is taken only while the workspace is asleep (so the
+            // archive is consistent), and leaves it asleep.
+            Command::Sleep | Command::ScaleDown | Command::Backup => DesiredState::Sleeping,
             Command::Delete => DesiredState::Deleted,
         }
     }
@@ -204,7 +209,7 @@ mod tests {
     #[test]
     fn wire_names_are_the_documented_ones() {
         let names: Vec<_> = Command::ALL.iter().map(|c| c.as_str()).collect();
-        assert_eq!(names, ["create", "sleep", "wake", "scale-up", "scale-down", "delete"]);
+        assert_eq!(names, ["create", "sleep", "wake", "scale-up", "scale-down", "delete", "backup"]);
         let encoded = rmp_serde::to_vec_named(&Command::ScaleUp).expect("encode");
         assert_eq!(rmp_serde::from_slice::<String>(&encoded).expect("decode"), "scale-up");
     }

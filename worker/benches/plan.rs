@@ -28,6 +28,7 @@ fn running() -> Observed {
         scaled_object_paused: Some(false),
         pods: 1,
         backup: None,
+        on_demand_backup: false,
         stale: Default::default(),
     }
 }

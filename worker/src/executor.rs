@@ -40,6 +40,14 @@ pub struct Target {
     pub lease: LeaseGuard,
 }
 
+impl Target {
+    /// Whether this job is an on-demand backup of a sleeping session
+    /// (`POST /session/{uuid}/backup`).
+    pub fn on_demand_backup(&self) -> bool {
+        self.command == Command::Backup && self.desired == DesiredState::Sleeping
+    }
+}
+
 /// What the executor observed once the session reached its desired state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Outcome {
@@ -52,8 +60,8 @@ pub struct Outcome {
     /// `ip:port` the gateway proxies to (the Service's clusterIP and
     /// port), when running and known.
     pub upstream: Option<String>,
-    /// The verified archive a delete's backup Job reported (recorded as a
-    /// backup of the session together with its `deleted` status).
+    /// The verified archive a backup Job reported (a delete's, recorded
+    /// with its `deleted` status, or an on-demand backup's).
     pub archive: Option<Archive>,
 }
 
@@ -69,8 +77,10 @@ pub struct FailedBackup {
 /// A verified backup archive, as its Job reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Archive {
-    /// The backup's id, `{uuid}-g{generation}` of the delete request.
+    /// The backup's id, `{uuid}-g{generation}` of the delete or backup request.
     pub id: String,
+    /// The archive's file name on the backup volume.
+    pub location: String,
     /// Size of the archive file in bytes.
     pub size_bytes: u64,
     /// Lower-case hex SHA-256 of the archive file.

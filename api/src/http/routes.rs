@@ -31,7 +31,7 @@ pub enum RouteId {
     Create,
     /// `GET /session/{uuid}` and `GET /session/{uuid}/status`.
     GetSession,
-    /// `POST /session/{uuid}/{sleep,wake,scale-up,scale-down}` and `DELETE /session/{uuid}`.
+    /// `POST /session/{uuid}/{sleep,wake,scale-up,scale-down,backup}` and `DELETE /session/{uuid}`.
     Command(Command),
     /// `GET /sessions`.
     ListSessions,
@@ -105,6 +105,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route(RouteId::Command(Command::ScaleUp), "POST", "/session/{uuid}/scale-up", true, COMMAND),
     route(RouteId::Command(Command::ScaleDown), "POST", "/session/{uuid}/scale-down", true, COMMAND),
     route(RouteId::Command(Command::Delete), "DELETE", "/session/{uuid}", true, COMMAND),
+    route(RouteId::Command(Command::Backup), "POST", "/session/{uuid}/backup", true, COMMAND),
     route(RouteId::Access, "POST", "/session/{uuid}/access", true, ACCESS),
     route(RouteId::Activity, "POST", "/session/{uuid}/activity", true, ACTIVITY),
     route(RouteId::ListSessions, "GET", "/sessions", true, LIST),

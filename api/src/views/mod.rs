@@ -259,6 +259,7 @@ pub fn action_words(c: Command) -> (&'static str, &'static str, &'static str) {
         Command::ScaleDown => ("scale_down", "success", "Pod queued for scale down"),
         Command::Delete => ("delete", "terminating", "Session queued for backup and deletion"),
         Command::Create => ("create", "created", "Session queued for creation"),
+        Command::Backup => ("backup", "sleeping", "Session queued for backup"),
     }
 }
 

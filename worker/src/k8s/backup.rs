@@ -84,7 +84,15 @@ pub fn file_name(id: &SessionId, at: jiff::Timestamp) -> String {
     format!("app-{id}-{}.zip", at.strftime("%Y%m%d-%H%M%S"))
 }
 
-/// The backup Job of delete request `generation`, writing `file`.
+/// The file name of an on-demand backup (request `generation`): the
+/// delete's shape plus the generation, so two backups of one session
+/// within one second (or one beside its delete's) never share a file.
+pub fn on_demand_file_name(id: &SessionId, generation: u64, at: jiff::Timestamp) -> String {
+    format!("app-{id}-{}-g{generation}.zip", at.strftime("%Y%m%d-%H%M%S"))
+}
+
+/// The backup Job of request `generation` (a delete or an on-demand
+/// backup), writing `file`.
 pub fn job(config: &K8sConfig, id: &SessionId, generation: u64, file: &str) -> Job {
     let labels = names::component_labels(id, "backup");
     let resources = BTreeMap::from([
@@ -269,6 +277,7 @@ mod tests {
     fn file_name_has_the_old_shape() {
         let at: jiff::Timestamp = "2025-11-20T13:08:29Z".parse().expect("ts");
         assert_eq!(file_name(&id(), at), "app-0fa6debc-20251120-130829.zip");
+        assert_eq!(on_demand_file_name(&id(), 4, at), "app-0fa6debc-20251120-130829-g4.zip");
     }
 
     #[test]

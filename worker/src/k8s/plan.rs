@@ -13,7 +13,9 @@
 //! - delete backs up only once no workspace pod holds the ReadWriteOnce
 //!   volume, and deletes nothing until the backup Job has succeeded *and*
 //!   its pod reported a verified archive (size and checksum);
-//! - the PVC is deleted last, with a uid precondition.
+//! - the PVC is deleted last, with a uid precondition;
+//! - an on-demand backup runs only once the session is asleep (no pod holds
+//!   the volume), through the same backup Job, and leaves it asleep.
 //!
 //! Existing objects written under an older lease ([`Stale`]) are written
 //! again, so after any job every object carries the newest token. A delete
@@ -42,7 +44,8 @@ pub struct DeploymentView {
     pub ready: i32,
 }
 
-/// The backup Job of the current delete request as observed.
+/// The backup Job of the current request (a delete, or an on-demand
+/// backup) as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupView {
     /// The backup's id (from the session and delete generation).
@@ -90,8 +93,13 @@ pub struct Observed {
     pub scaled_object_paused: Option<bool>,
     /// Workspace pods that still exist (in any phase).
     pub pods: usize,
-    /// The backup Job of this delete request (only observed for deletes).
+    /// The backup Job of this request (only observed for a delete or an
+    /// on-demand backup).
     pub backup: Option<BackupView>,
+    /// The job is an on-demand backup of a sleeping session: once asleep,
+    /// the volume is backed up (a request, not an observation; like the
+    /// delete's backup it is named by the job's generation).
+    pub on_demand_backup: bool,
     /// Existing objects written under an older lease.
     pub stale: Stale,
 }
@@ -231,29 +239,59 @@ fn plan_sleeping(o: &Observed, routing: Routing) -> Vec<Step> {
         steps.push(Step::ApplyService);
     }
     steps.extend(ingress_step(o, routing));
-    if steps.is_empty() && o.pods == 0 {
-        steps.push(Step::Done(Outcome {
-            status: SessionState::Sleeping,
-            replicas: 0,
-            backup_file: None,
-            upstream: None,
-            archive: None,
-        }));
-    } else {
+    if !steps.is_empty() || o.pods > 0 {
         steps.push(Step::Wait(Wait::PodsGone));
+        return steps;
     }
-    steps
+    let archive = if o.on_demand_backup {
+        match backup_steps(o, "the session stays asleep; ask again to retry") {
+            Ok(archive) => Some(archive),
+            Err(steps) => return steps,
+        }
+    } else {
+        None
+    };
+    vec![Step::Done(Outcome {
+        status: SessionState::Sleeping,
+        replicas: 0,
+        backup_file: None,
+        upstream: None,
+        archive,
+    })]
+}
+
+/// The backup of a volume no pod holds: the steps still to take (create
+/// the Job, wait, or fail with `then` telling what happens next), or the
+/// verified archive once its Job succeeded and its pod reported one.
+fn backup_steps(o: &Observed, then: &str) -> Result<Archive, Vec<Step>> {
+    let Some(b) = o.backup.as_ref() else {
+        return Err(vec![Step::CreateBackup, Step::Wait(Wait::Backup)]);
+    };
+    match (&b.outcome, &b.report) {
+        (JobOutcome::Running, _) => Err(vec![Step::Wait(Wait::Backup)]),
+        (JobOutcome::Failed(why), _) => Err(vec![Step::Fail { reason: format!("backup failed, {then}: {why}") }]),
+        (JobOutcome::Succeeded, Some(Ok(r))) => Ok(Archive {
+            id: b.id.clone(),
+            location: b.file.clone().unwrap_or_default(),
+            size_bytes: r.size_bytes,
+            sha256: r.sha256.clone(),
+        }),
+        (JobOutcome::Succeeded, report) => {
+            let why = match report {
+                Some(Err(why)) => why.as_str(),
+                _ => "no report was read",
+            };
+            Err(vec![Step::Fail {
+                reason: format!("backup job succeeded but its archive is not verified, {then}: {why}"),
+            }])
+        }
+    }
 }
 
 fn plan_deleted(o: &Observed) -> Vec<Step> {
     let mut steps = Vec::new();
     let backup_file = o.backup.as_ref().and_then(|b| b.file.clone());
-    // A verified archive, once the Job succeeded and its pod reported one
-    // (also after a crash that already deleted the volume).
-    let archive = o.backup.as_ref().filter(|b| b.outcome == JobOutcome::Succeeded).and_then(|b| match &b.report {
-        Some(Ok(r)) => Some(Archive { id: b.id.clone(), size_bytes: r.size_bytes, sha256: r.sha256.clone() }),
-        _ => None,
-    });
+    let archive;
     if let Some(uid) = &o.pvc_uid {
         // Stop the workspace: the backup pod needs the ReadWriteOnce volume.
         if o.scaled_object_paused == Some(false) {
@@ -266,35 +304,16 @@ fn plan_deleted(o: &Observed) -> Vec<Step> {
             steps.push(Step::Wait(Wait::PodsGone));
             return steps;
         }
-        match o.backup.as_ref().map(|b| &b.outcome) {
-            None => {
-                steps.push(Step::CreateBackup);
-                steps.push(Step::Wait(Wait::Backup));
-                return steps;
-            }
-            Some(JobOutcome::Running) => return vec![Step::Wait(Wait::Backup)],
-            Some(JobOutcome::Failed(why)) => {
-                return vec![Step::Fail {
-                    reason: format!("backup failed, volume kept; delete again to retry: {why}"),
-                }];
-            }
-            Some(JobOutcome::Succeeded) => {}
-        }
-        if archive.is_none() {
-            let why = match o.backup.as_ref().and_then(|b| b.report.as_ref()) {
-                Some(Err(why)) => why.as_str(),
-                _ => "no report was read",
-            };
-            return vec![Step::Fail {
-                reason: format!(
-                    "backup job succeeded but its archive is not verified, volume kept; delete again to retry: {why}"
-                ),
-            }];
+        match backup_steps(o, "volume kept; delete again to retry") {
+            Ok(a) => archive = Some(a),
+            Err(steps) => return steps,
         }
         push_deletes(o, &mut steps);
         steps.push(Step::DeletePvc { uid: uid.clone() });
     } else {
-        // No volume, so nothing to back up: remove whatever is left.
+        // No volume, so nothing to back up: remove whatever is left. A
+        // verified archive still counts (a crash after the volume went).
+        archive = backup_steps(o, "").ok();
         push_deletes(o, &mut steps);
     }
     steps.push(Step::Done(Outcome {

@@ -20,6 +20,7 @@ fn running() -> Observed {
         scaled_object_paused: Some(false),
         pods: 1,
         backup: None,
+        on_demand_backup: false,
         stale: Stale::default(),
     }
 }
@@ -40,7 +41,8 @@ fn report() -> ArchiveReport {
 
 /// Done; a delete that wrote `file` also reports its verified archive.
 fn done(status: SessionState, replicas: u32, file: Option<&str>) -> Step {
-    let archive = file.map(|_| Archive { id: "x-g2".into(), size_bytes: 42, sha256: "ab".repeat(32) });
+    let archive =
+        file.map(|f| Archive { id: "x-g2".into(), location: f.into(), size_bytes: 42, sha256: "ab".repeat(32) });
     Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned), upstream: None, archive })
 }
 
@@ -226,6 +228,53 @@ fn failed_backup_keeps_the_volume() {
 }
 
 #[test]
+fn an_on_demand_backup_waits_for_sleep_then_backs_up_and_stays_asleep() {
+    use Step::*;
+    let asked = |o: Observed| Observed { on_demand_backup: true, ..o };
+    let archive = Archive {
+        id: "x-g2".into(),
+        location: "app-x-20250101-000000.zip".into(),
+        size_bytes: 42,
+        sha256: "ab".repeat(32),
+    };
+    let cases: Vec<(&str, Observed, Vec<Step>)> = vec![
+        (
+            "a pod still holds the volume: no backup yet",
+            asked(Observed { pods: 1, ..sleeping() }),
+            vec![Wait(super::Wait::PodsGone)],
+        ),
+        ("asleep: the backup Job is created", asked(sleeping()), vec![CreateBackup, Wait(super::Wait::Backup)]),
+        (
+            "running Job: wait",
+            asked(Observed { backup: backup(JobOutcome::Running), ..sleeping() }),
+            vec![Wait(super::Wait::Backup)],
+        ),
+        (
+            "verified: asleep, with the archive and no delete's backup file",
+            asked(Observed { backup: backup(JobOutcome::Succeeded), ..sleeping() }),
+            vec![Done(Outcome { archive: Some(archive), ..outcome(SessionState::Sleeping, 0) })],
+        ),
+        (
+            "no request: asleep is done, whatever Job exists",
+            Observed { backup: backup(JobOutcome::Running), ..sleeping() },
+            vec![done(SessionState::Sleeping, 0, None)],
+        ),
+    ];
+    for (name, observed, want) in cases {
+        let steps = plan(DesiredState::Sleeping, &observed, Routing::Ingress);
+        assert_eq!(steps, want, "{name}");
+        assert!(!steps.iter().any(|s| matches!(s, DeletePvc { .. } | DeleteDeployment)), "{name}");
+    }
+    let failed = asked(Observed { backup: backup(JobOutcome::Failed("DeadlineExceeded".into())), ..sleeping() });
+    match plan(DesiredState::Sleeping, &failed, Routing::Ingress).as_slice() {
+        [Fail { reason }] => {
+            assert!(reason.contains("stays asleep") && reason.contains("DeadlineExceeded"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
 fn a_succeeded_backup_without_a_verified_report_keeps_the_volume() {
     for (report, want) in [
         (None, "no report was read"),
@@ -269,6 +318,7 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                     scaled_object_paused: so,
                                     pods,
                                     backup: b.clone(),
+                                    on_demand_backup: *desired == DesiredState::Sleeping && b.is_some(),
                                     stale: Stale::default(),
                                 };
                                 for routing in [Routing::Gateway, Routing::Ingress] {

@@ -20,7 +20,7 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Client, Resource};
-use proto_types::{DesiredState, SessionId, SessionState};
+use proto_types::{DesiredState, SessionState};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -66,7 +66,7 @@ impl K8sExecutor {
         let pvc_name = names::pvc(id);
         let job_name = names::backup_job(id, target.generation);
         let pods = ListParams::default().labels(&names::workspace_pod_selector(id));
-        let want_backup = target.desired == proto_types::DesiredState::Deleted;
+        let want_backup = target.desired == proto_types::DesiredState::Deleted || target.on_demand_backup();
         let (pvc_api, deploy_api, svc_api, ing_api, so_api) = (
             self.api::<PersistentVolumeClaim>(),
             self.api::<Deployment>(),
@@ -122,6 +122,7 @@ impl K8sExecutor {
             // A terminating pod still holds the volume, so it counts.
             pods: pods.items.len(),
             backup,
+            on_demand_backup: target.on_demand_backup(),
             stale,
         })
     }
@@ -166,7 +167,12 @@ impl K8sExecutor {
                 gate::merge(&self.api::<ScaledObject>(), lease, &ws, patch).await
             }
             Step::CreateBackup => {
-                let file = backup::file_name(id, jiff::Timestamp::now());
+                let now = jiff::Timestamp::now();
+                let file = if target.on_demand_backup() {
+                    backup::on_demand_file_name(id, target.generation, now)
+                } else {
+                    backup::file_name(id, now)
+                };
                 let job = backup::job(cfg, id, target.generation, &file);
                 let name = names::backup_job(id, target.generation);
                 gate::create_once(&self.api(), lease, &name, job, CreatePurpose::Backup).await
@@ -213,8 +219,10 @@ impl K8sExecutor {
                 match step {
                     Step::Done(outcome) => return Ok(outcome),
                     Step::Fail { reason } => {
-                        // A delete fails only over its backup once the Job exists.
-                        let err = ExecError::permanent(reason, SessionState::Failed);
+                        // A delete fails only over its backup once the Job
+                        // exists; a failed on-demand backup leaves the
+                        // session asleep.
+                        let err = ExecError::permanent(reason, fail_status(target));
                         return Err(match failed_backup {
                             Some(b) => err.with_failed_backup(b),
                             None => err,
@@ -224,7 +232,7 @@ impl K8sExecutor {
                         let since = *waiting_since.entry(wait).or_insert_with(Instant::now);
                         let bound = self.bound(wait);
                         if since.elapsed() > bound {
-                            let err = timed_out(wait, &target.session_id, target.generation, bound);
+                            let err = timed_out(wait, target, bound);
                             return Err(match (wait, failed_backup) {
                                 (Wait::Backup, Some(b)) => err.with_failed_backup(b),
                                 _ => err,
@@ -265,17 +273,25 @@ fn service_upstream(svc: &Service) -> Option<String> {
     Some(if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") })
 }
 
-fn timed_out(wait: Wait, id: &SessionId, generation: u64, bound: Duration) -> ExecError {
+/// The session status a failed converge records: `failed`, except that a
+/// failed on-demand backup leaves the session asleep (only the job fails).
+fn fail_status(target: &Target) -> SessionState {
+    if target.on_demand_backup() { SessionState::Sleeping } else { SessionState::Failed }
+}
+
+fn timed_out(wait: Wait, target: &Target, bound: Duration) -> ExecError {
+    let (id, generation) = (&target.session_id, target.generation);
     let secs = bound.as_secs_f64();
+    let then =
+        if target.on_demand_backup() { "the session stays asleep" } else { "volume kept, delete again to retry" };
     let message = match wait {
         Wait::Ready => format!("workspace {} did not become ready within {secs}s", names::workspace(id)),
         Wait::PodsGone => format!("workspace pods of {} still exist after {secs}s", names::workspace(id)),
-        Wait::Backup => format!(
-            "backup job {} did not finish within {secs}s; volume kept, delete again to retry",
-            names::backup_job(id, generation)
-        ),
+        Wait::Backup => {
+            format!("backup job {} did not finish within {secs}s; {then}", names::backup_job(id, generation))
+        }
     };
-    ExecError::permanent(message, SessionState::Failed)
+    ExecError::permanent(message, fail_status(target))
 }
 
 /// Ready replicas count only once the controller has seen the current spec:

@@ -320,9 +320,9 @@ impl<'a, E: Executor> Delivery<'a, E> {
                 backup_file: w.backup_file.as_deref(),
                 upstream: w.upstream.as_deref(),
                 backup: match (&w.archive, &w.failed_backup) {
-                    (Some(a), _) => w.backup_file.as_deref().map(|location| BackupWrite {
+                    (Some(a), _) => Some(BackupWrite {
                         id: &a.id,
-                        location,
+                        location: &a.location,
                         size_bytes: a.size_bytes,
                         sha256: &a.sha256,
                         state: proto_types::record::backup::STATE_SUCCEEDED,

@@ -201,7 +201,7 @@ fn lease_then_read_then_converge_to_the_latest_desire() {
 
 #[test]
 fn the_executor_result_decides_the_one_finish() {
-    let archive = Archive { id: "abc-g2".into(), size_bytes: 7, sha256: "ff".into() };
+    let archive = Archive { id: "abc-g2".into(), location: "b.zip".into(), size_bytes: 7, sha256: "ff".into() };
     let deleted = Outcome {
         status: SessionState::Deleted,
         replicas: 0,
