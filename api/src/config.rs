@@ -33,6 +33,10 @@ pub struct Args {
     /// File with more API keys, comma- or newline-separated (`#` starts a comment).
     #[arg(long, env = "API_KEYS_FILE")]
     pub api_keys_file: Option<PathBuf>,
+    /// Comma-separated admin API keys: accepted like API_KEYS, and may also
+    /// restore another user's backup (`restore_from`).
+    #[arg(long, env = "ADMIN_API_KEYS", default_value = "", hide_env_values = true, hide_default_value = true)]
+    pub admin_api_keys: String,
     /// Requests per minute per client IP (0 disables the per-IP limit).
     #[arg(long, env = "RATE_LIMIT_PER_MINUTE", default_value_t = 100)]
     pub rate_limit_per_minute: u32,
@@ -118,8 +122,10 @@ pub struct Config {
     pub addr: SocketAddr,
     /// Redis URL.
     pub redis_url: String,
-    /// Accepted keys.
+    /// Accepted keys (the admin keys included).
     pub keys: KeySet,
+    /// Admin keys: may restore any user's backup.
+    pub admin_keys: KeySet,
     /// Per-IP limit per minute (0 = off).
     pub rate_per_ip: u32,
     /// Per-key limit per minute (0 = off).
@@ -211,11 +217,15 @@ impl Args {
                 text.lines().flat_map(|l| l.split('#').next().unwrap_or("").split(',')).map(|k| k.trim().to_owned()),
             );
         }
+        let admin: Vec<String> =
+            self.admin_api_keys.split(',').map(|k| k.trim().to_owned()).filter(|k| !k.is_empty()).collect();
+        keys.extend(admin.iter().cloned());
         keys.retain(|k| !k.is_empty());
         if keys.iter().any(|k| k == OLD_DEFAULT_KEY) {
             return Err(ConfigError::DefaultKey);
         }
         let keys = KeySet::new(keys.iter().map(String::as_str));
+        let admin_keys = KeySet::new(admin.iter().map(String::as_str));
         if keys.is_empty() {
             return Err(ConfigError::NoKey);
         }
@@ -247,6 +257,7 @@ impl Args {
             addr: self.addr,
             redis_url: self.redis_url,
             keys,
+            admin_keys,
             rate_per_ip: self.rate_limit_per_minute,
             rate_per_key: self.rate_limit_per_key_per_minute,
             trusted_proxies: parse_cidrs(&self.trusted_proxies)?,

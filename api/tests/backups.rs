@@ -5,37 +5,8 @@
 
 mod common;
 
-use common::{redis_conn, seed_session, setup};
+use common::{SHA, redis_conn, seed_backup, seed_session, setup};
 use proto_types::{keys, record::backup as field};
-use testkit::RedisServer;
-
-const SHA: &str = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08";
-
-/// Writes one succeeded backup record and indexes it, as `finish.lua` does.
-fn seed_backup(redis: &RedisServer, id: &str, session: &str, user: &str, at_ms: u64, size: u64) {
-    let mut c = redis_conn(redis);
-    let location = format!("app-{session}-20251120-130829.zip");
-    let fields: [(&str, String); 9] = [
-        (field::ID, id.into()),
-        (field::SESSION, session.into()),
-        (field::USER, user.into()),
-        (field::CREATED_AT, at_ms.to_string()),
-        (field::KIND, field::KIND_ARCHIVE.into()),
-        (field::LOCATION, location),
-        (field::SIZE_BYTES, size.to_string()),
-        (field::SHA256, SHA.into()),
-        (field::STATE, field::STATE_SUCCEEDED.into()),
-    ];
-    let mut hset = redis::cmd("HSET");
-    hset.arg(keys::backup(id));
-    for (k, v) in fields {
-        hset.arg(k).arg(v);
-    }
-    let _: () = hset.query(&mut c).unwrap();
-    for index in [keys::user_backups(user), keys::session_backups(session)] {
-        let _: () = redis::cmd("ZADD").arg(index).arg(at_ms).arg(id).query(&mut c).unwrap();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_users_backups_are_listed_page_by_page_with_size_and_checksum() {

@@ -80,6 +80,7 @@ fn enqueue_path(c: &mut Criterion) {
                 idempotency: Some(("scope", "key", "fingerprint")),
                 now_ms: 1_700_000_000_000,
                 idle_timeout_secs: None,
+                restore: None,
             }
             .invocation()
         })
@@ -103,6 +104,7 @@ fn enqueue_path(c: &mut Criterion) {
                 idempotency: None,
                 now_ms: 1_700_000_000_000,
                 idle_timeout_secs: None,
+                restore: None,
             }
             .invocation();
             (inv, EnqueueReply::parse(black_box(&reply)))

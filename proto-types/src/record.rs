@@ -73,6 +73,15 @@ pub mod session {
     /// The last status change, `"{from} {to} {origin} {at_ms}"`, written by
     /// the enqueue and finish scripts when they change the status.
     pub const LAST_TRANSITION: &str = "last_transition";
+    /// Id of the backup the session was created from (`restore_from`),
+    /// absent for a fresh session.
+    pub const RESTORE_FROM: &str = "restore_from";
+    /// That backup's archive file name, copied from its record at create.
+    pub const RESTORE_LOCATION: &str = "restore_location";
+    /// That archive's size in bytes, copied at create.
+    pub const RESTORE_SIZE_BYTES: &str = "restore_size_bytes";
+    /// That archive's SHA-256, copied at create.
+    pub const RESTORE_SHA256: &str = "restore_sha256";
 }
 
 /// Fields of `{sm}:backup:{backup_id}`, one backup of a session.

@@ -6,7 +6,7 @@ mod common;
 
 use common::{connect, enqueue, hget, job, run};
 use proto_types::scripts::enqueue::{Enqueue, EnqueueReply, SOURCE};
-use proto_types::{Command, DesiredState, Job, SessionState, keys};
+use proto_types::{Command, DesiredState, Job, SessionState, keys, record};
 
 fn create<'a>(job: &'a Job, payload: &'a [u8], limit: u32, idem: Option<(&'a str, &'a str, &'a str)>) -> Enqueue<'a> {
     Enqueue {
@@ -21,6 +21,7 @@ fn create<'a>(job: &'a Job, payload: &'a [u8], limit: u32, idem: Option<(&'a str
         idempotency: idem,
         now_ms: 42,
         idle_timeout_secs: None,
+        restore: None,
     }
 }
 
@@ -104,4 +105,67 @@ async fn per_user_limit_refuses_create() {
     assert_eq!(reply, Ok(EnqueueReply::LimitReached { live: 2 }));
     let exists: bool = redis::cmd("EXISTS").arg(keys::session("s3")).query_async(&mut conn).await.unwrap();
     assert!(!exists);
+}
+
+/// Seeds a backup record as the worker's finish writes it.
+async fn seed_backup(conn: &mut redis::aio::MultiplexedConnection, id: &str, user: &str, state: &str) {
+    let _: () = redis::cmd("HSET")
+        .arg(keys::backup(id))
+        .arg(&[
+            ("id", id),
+            ("user_id", user),
+            ("state", state),
+            ("kind", "archive"),
+            ("location", "app-old-20261201-101010.zip"),
+            ("size_bytes", "5243012"),
+            ("sha256", "ab"),
+        ])
+        .query_async(conn)
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn restore_from_is_checked_before_anything_is_written() {
+    use proto_types::scripts::enqueue::{RestoreFrom, RestoreRefusal};
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    seed_backup(&mut conn, "old-g2", "u1", "succeeded").await;
+    seed_backup(&mut conn, "theirs-g2", "u2", "succeeded").await;
+    seed_backup(&mut conn, "gone-g2", "u1", "deleted").await;
+    seed_backup(&mut conn, "bad-g2", "u1", "failed").await;
+    let cases = [
+        ("nope-g1", false, RestoreRefusal::Missing),
+        ("theirs-g2", false, RestoreRefusal::Missing),
+        ("gone-g2", false, RestoreRefusal::Gone),
+        ("bad-g2", false, RestoreRefusal::Unusable("failed".into())),
+    ];
+    for (i, (backup_id, any_user, want)) in cases.into_iter().enumerate() {
+        let j = job("s1", Command::Create, 1, i as u8 + 1);
+        let payload = j.encode().unwrap();
+        let mut e = create(&j, &payload, 0, Some(("client", "k", "fp")));
+        e.restore = Some(RestoreFrom { backup_id, any_user });
+        let reply = EnqueueReply::parse(&run(&mut conn, SOURCE, &e.invocation()).await.unwrap()).unwrap();
+        assert_eq!(reply, EnqueueReply::Restore(want), "{backup_id}");
+    }
+    // Nothing was written: no session, no job, no stream entry, no key.
+    let n: u64 = redis::cmd("DBSIZE").query_async(&mut conn).await.unwrap();
+    assert_eq!(n, 4, "only the four seeded backups exist");
+
+    // An admin may restore another user's backup; the source is copied.
+    let j = job("s1", Command::Create, 1, 9);
+    let payload = j.encode().unwrap();
+    let mut e = create(&j, &payload, 0, None);
+    e.restore = Some(RestoreFrom { backup_id: "theirs-g2", any_user: true });
+    let reply = EnqueueReply::parse(&run(&mut conn, SOURCE, &e.invocation()).await.unwrap()).unwrap();
+    assert!(matches!(reply, EnqueueReply::Ok { .. }), "{reply:?}");
+    let sk = keys::session("s1");
+    assert_eq!(hget(&mut conn, &sk, record::session::RESTORE_FROM).await.as_deref(), Some("theirs-g2"));
+    assert_eq!(
+        hget(&mut conn, &sk, record::session::RESTORE_LOCATION).await.as_deref(),
+        Some("app-old-20261201-101010.zip")
+    );
+    assert_eq!(hget(&mut conn, &sk, record::session::RESTORE_SIZE_BYTES).await.as_deref(), Some("5243012"));
+    assert_eq!(hget(&mut conn, &sk, record::session::RESTORE_SHA256).await.as_deref(), Some("ab"));
+    assert_eq!(hget(&mut conn, &sk, "user_id").await.as_deref(), Some("u1"));
 }

@@ -29,6 +29,7 @@ fn running() -> Observed {
         pods: 1,
         backup: None,
         on_demand_backup: false,
+        restore: None,
         stale: Default::default(),
     }
 }

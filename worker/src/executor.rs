@@ -12,6 +12,7 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use proto_types::scripts::start::RestoreSource;
 use proto_types::{Command, DesiredState, JobId, SessionId, SessionState};
 
 use crate::entitlement::LeaseGuard;
@@ -38,6 +39,8 @@ pub struct Target {
     /// The session lease the converge runs under: its fencing token goes on
     /// every written object, and every write asks it first.
     pub lease: LeaseGuard,
+    /// The backup the session was created from (`restore_from`), if any.
+    pub restore: Option<RestoreSource>,
 }
 
 impl Target {

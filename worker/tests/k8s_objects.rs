@@ -61,7 +61,7 @@ fn assert_restricted(pod_spec: &Value) {
 #[test]
 fn every_object_is_labelled_and_namespaced() {
     let all = objects();
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), 7, "PVC, Deployment, Service, Ingress, ScaledObject, backup Job, restore Job");
     for o in &all {
         let labels = &o["metadata"]["labels"];
         assert_eq!(labels[names::MANAGED_BY], "session-manager", "{}", o["kind"]);
@@ -250,7 +250,7 @@ fn built_in_objects_pass_kubernetes_validate() {
         std::fs::write(&path, serde_json::to_vec_pretty(o).unwrap()).unwrap();
         files.push(path);
     }
-    assert_eq!(files.len(), 5);
+    assert_eq!(files.len(), 6);
     for version in ["1.30.0", "1.32.0"] {
         let out = std::process::Command::new("python3")
             .args(["-m", "kubernetes_validate", "-k", version, "--strict", "--quiet"])

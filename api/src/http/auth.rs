@@ -81,6 +81,11 @@ impl KeySet {
         found
     }
 
+    /// Whether the key `id` names is in this set.
+    pub fn contains(&self, id: &KeyId) -> bool {
+        self.digests.iter().any(|d| key_id(d) == *id)
+    }
+
     /// Classifies the key a request carries.
     pub fn authenticate(&self, headers: &HeaderMap) -> Presented {
         match presented_key(headers) {
@@ -137,5 +142,13 @@ mod tests {
         let a = a.map(|k| k.0).unwrap_or_default();
         assert_eq!(a.len(), 16);
         assert!(!a.contains('a') || a != "a");
+    }
+
+    #[test]
+    fn an_admin_set_knows_its_keys_by_id() {
+        let (all, admin) = (KeySet::new(["a", "root"]), KeySet::new(["root"]));
+        let (a, root) = (all.check(b"a").expect("a"), all.check(b"root").expect("root"));
+        assert!(admin.contains(&root));
+        assert!(!admin.contains(&a));
     }
 }

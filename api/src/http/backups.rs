@@ -15,19 +15,8 @@ use crate::http::state::AppState;
 use crate::http::validate;
 use crate::views::backups as view;
 
-/// Longest backup id accepted (a session id, `-g` and a generation).
-const ID_MAX: usize = 64;
-
 fn backup_id(param: Option<&str>) -> Result<&str, ApiError> {
-    let id = param.unwrap_or("");
-    let ok = !id.is_empty()
-        && id.len() <= ID_MAX
-        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    if ok {
-        Ok(id)
-    } else {
-        Err(ApiError::bad_request("invalid_backup_id", "backup_id must be 1 to 64 of a-z, 0-9 and '-'"))
-    }
+    validate::backup_id(param.unwrap_or(""))
 }
 
 /// `GET /backups/{backup_id}`.

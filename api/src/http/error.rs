@@ -74,6 +74,17 @@ pub enum ApiError {
     /// No such backup.
     #[error("backup {0} not found")]
     BackupNotFound(String),
+    /// The backup to restore from was deleted.
+    #[error("backup {0} was deleted; its files can no longer be restored")]
+    BackupDeleted(String),
+    /// The backup to restore from holds nothing to restore.
+    #[error("backup {id} is {state}; only a succeeded backup can be restored")]
+    BackupNotRestorable {
+        /// The backup.
+        id: String,
+        /// Its state.
+        state: String,
+    },
     /// The session's state refuses the command.
     #[error("cannot {command} a session that is {current}")]
     InvalidState {
@@ -122,7 +133,10 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::InvalidState { .. } | ApiError::SessionLimit { .. } => StatusCode::CONFLICT,
+            ApiError::InvalidState { .. } | ApiError::SessionLimit { .. } | ApiError::BackupNotRestorable { .. } => {
+                StatusCode::CONFLICT
+            }
+            ApiError::BackupDeleted(_) => StatusCode::GONE,
             ApiError::IdempotencyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::StoreUnavailable | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,6 +158,8 @@ impl ApiError {
             ApiError::SessionNotFound(_) => "session_not_found",
             ApiError::JobNotFound(_) => "job_not_found",
             ApiError::BackupNotFound(_) => "backup_not_found",
+            ApiError::BackupDeleted(_) => "backup_deleted",
+            ApiError::BackupNotRestorable { .. } => "backup_not_restorable",
             ApiError::InvalidState { .. } => "invalid_state",
             ApiError::SessionLimit { .. } => "session_limit_reached",
             ApiError::IdempotencyMismatch { .. } => "idempotency_key_reused",

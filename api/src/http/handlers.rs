@@ -20,6 +20,7 @@ use crate::http::validate;
 use crate::http::{access_link, backups};
 use crate::store::{EnqueueError, EnqueueOutcome, EnqueueRequest, Prefetched, StoreError};
 use crate::views::{self, iso_ms, now_ms};
+use proto_types::scripts::enqueue::{RestoreFrom, RestoreRefusal};
 
 /// What a handler gets besides the shared state.
 #[derive(Debug)]
@@ -215,11 +216,16 @@ async fn command(state: &Arc<AppState>, input: &Input<'_>, command: Command) -> 
 
 async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Command) -> Result<HttpResponse, ApiError> {
     let mut idle_timeout = None;
+    let mut restore_from = None;
     let (session, user_id) = if command == Command::Create {
         validate::require_json(input.headers)?;
         let body: validate::CreateBody = validate::parse_json(&input.body)?;
         validate::user_id(&body.user_id)?;
         idle_timeout = validate::idle_timeout(body.idle_timeout_secs, state.config.max_idle_timeout_secs)?;
+        if let Some(id) = &body.restore_from {
+            validate::backup_id(id)?;
+        }
+        restore_from = body.restore_from;
         (None, body.user_id)
     } else {
         let sid = session_id(input.matched.param)?;
@@ -227,6 +233,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
         (Some(sid), String::new())
     };
     let idem_key = validate::idempotency_key(input.headers)?;
+    let admin = input.key.as_ref().is_some_and(|k| state.config.admin_keys.contains(k));
     let scope = input.key.as_ref().map(|k| k.0.as_str()).unwrap_or("-");
     // The request fingerprint (a SHA-256) is only needed with an Idempotency-Key.
     let fp = idem_key.as_ref().map(|_| {
@@ -257,6 +264,7 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
             prefetched: input.prefetched.as_ref(),
             origin: proto_types::Origin::Api,
             idle_timeout_secs: idle_timeout,
+            restore: restore_from.as_deref().map(|backup_id| RestoreFrom { backup_id, any_user: admin }),
         };
         state.store.enqueue(&req).await
     }
@@ -277,6 +285,10 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
     match outcome {
         Ok(EnqueueOutcome::Accepted(a)) => {
             tracing::info!(job.id = %a.job.job_id, session.id = %a.job.session_id, command = %command, "enqueued");
+            if let Some(backup) = &restore_from {
+                // An admin key may restore any user's backup: say so in the log.
+                tracing::info!(session.id = %a.job.session_id, backup.id = %backup, admin, "create restores from a backup");
+            }
             command_body(
                 state,
                 command,
@@ -299,6 +311,14 @@ async fn command_inner(state: &Arc<AppState>, input: &Input<'_>, command: Comman
         Err(EnqueueError::Refused(Refusal::AlreadyExists)) => Err(ApiError::StoreUnavailable),
         Err(EnqueueError::Limit(live)) => Err(ApiError::SessionLimit { live, max: state.config.max_sessions_per_user }),
         Err(EnqueueError::IdempotencyMismatch(job_id)) => Err(ApiError::IdempotencyMismatch { job_id }),
+        Err(EnqueueError::Restore(why)) => {
+            let id = restore_from.unwrap_or_default();
+            Err(match why {
+                RestoreRefusal::Missing => ApiError::BackupNotFound(id),
+                RestoreRefusal::Gone => ApiError::BackupDeleted(id),
+                RestoreRefusal::Unusable(state) => ApiError::BackupNotRestorable { id, state },
+            })
+        }
         Err(EnqueueError::Failed(e)) => Err(StoreError::from(e).into()),
     }
 }

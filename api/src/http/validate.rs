@@ -33,6 +33,24 @@ pub struct CreateBody {
     /// The session's own idle timeout, seconds (absent: the worker's `IDLE_SLEEP_AFTER`).
     #[serde(default)]
     pub idle_timeout_secs: Option<u64>,
+    /// A backup whose files the new session starts with.
+    #[serde(default)]
+    pub restore_from: Option<String>,
+}
+
+/// Longest backup id accepted (a session id, `-g` and a generation).
+const BACKUP_ID_MAX: usize = 64;
+
+/// A backup id: 1 to 64 of `a-z`, `0-9` and `-`, or 400 `invalid_backup_id`.
+pub fn backup_id(id: &str) -> Result<&str, ApiError> {
+    let ok = !id.is_empty()
+        && id.len() <= BACKUP_ID_MAX
+        && id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(id)
+    } else {
+        Err(ApiError::bad_request("invalid_backup_id", "backup_id must be 1 to 64 of a-z, 0-9 and '-'"))
+    }
 }
 
 /// Body of `POST /session/{uuid}/activity`: empty, or a new idle timeout.

@@ -113,6 +113,8 @@ pub struct SessionStatus {
     pub last_transition: Option<LastTransition>,
     /// The sweeper's next automatic action, or null.
     pub next_action: Option<NextAction>,
+    /// The backup the session was created from (`restore_from`), or null.
+    pub restore_from: Option<String>,
 }
 
 /// A session's last status change.
@@ -293,6 +295,7 @@ pub fn session_status(rec: &SessionRecord, queue_length: u64, now_ms: u64) -> Se
             .next_action
             .as_ref()
             .map(|(action, at)| NextAction { action: action.clone(), at: iso_ms(*at) }),
+        restore_from: non_empty(&rec.restore_from),
     }
 }
 

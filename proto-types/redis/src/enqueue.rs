@@ -16,7 +16,7 @@
 //! everything to the original job.
 
 use proto_types::machine::{Decision, SessionView, decide};
-use proto_types::scripts::enqueue::{Enqueue, EnqueueReply, SOURCE};
+use proto_types::scripts::enqueue::{Enqueue, EnqueueReply, RestoreFrom, RestoreRefusal, SOURCE};
 use proto_types::{Command, Job, JobId, Origin, Refusal, SessionId, SessionState, keys};
 use redis::aio::ConnectionLike;
 
@@ -60,6 +60,8 @@ pub struct EnqueueRequest<'a> {
     /// The session's own idle timeout to record, in seconds (`None` keeps
     /// the stored one, or the worker's default for a new session).
     pub idle_timeout_secs: Option<u64>,
+    /// For create: the backup whose files the new volume starts with.
+    pub restore: Option<RestoreFrom<'a>>,
 }
 
 impl<'a> EnqueueRequest<'a> {
@@ -76,6 +78,7 @@ impl<'a> EnqueueRequest<'a> {
             prefetched: None,
             origin: Origin::Api,
             idle_timeout_secs: None,
+            restore: None,
         }
     }
 }
@@ -117,6 +120,9 @@ pub enum EnqueueError {
     /// The idempotency key belongs to a different request (this job's).
     #[error("idempotency key used for job {0}")]
     IdempotencyMismatch(String),
+    /// The backup named by `restore_from` cannot be restored.
+    #[error("cannot restore from that backup: {0:?}")]
+    Restore(RestoreRefusal),
     /// The round trip failed.
     #[error(transparent)]
     Failed(#[from] Error),
@@ -186,6 +192,7 @@ impl Attempt {
             idempotency: req.idempotency,
             now_ms: self.job.requested_at_ms,
             idle_timeout_secs: req.idle_timeout_secs,
+            restore: req.restore,
         }
         .invocation()
     }
@@ -300,6 +307,7 @@ impl EnqueueClient {
                 }
                 EnqueueReply::Conflict { .. } => continue,
                 EnqueueReply::LimitReached { live } => return Err(EnqueueError::Limit(live)),
+                EnqueueReply::Restore(why) => return Err(EnqueueError::Restore(why)),
             }
         }
         Err(Error::Contended { attempts: ENQUEUE_ATTEMPTS }.into())

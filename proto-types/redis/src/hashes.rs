@@ -47,6 +47,8 @@ pub struct SessionRecord {
     pub last_transition: Option<Transition>,
     /// The sweeper's next automatic action (`sleep`, `delete`) and its time, ms.
     pub next_action: Option<(String, u64)>,
+    /// The backup it was created from, empty for a fresh session.
+    pub restore_from: String,
 }
 
 /// A recorded status change of a session.
@@ -145,6 +147,7 @@ impl SessionRecord {
                 .get(record::session::NEXT_ACTION)
                 .and_then(|v| proto_types::scripts::sweep::parse_next_action(v))
                 .map(|(a, t)| (a.to_owned(), t)),
+            restore_from: text(map, record::session::RESTORE_FROM),
         }))
     }
 

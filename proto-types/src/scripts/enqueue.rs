@@ -45,6 +45,28 @@ pub struct Enqueue<'a> {
     /// The session's own idle timeout to record, in seconds (`None` keeps
     /// the stored one).
     pub idle_timeout_secs: Option<u64>,
+    /// For create: the backup to restore the new volume from.
+    pub restore: Option<RestoreFrom<'a>>,
+}
+
+/// Create from a backup: which one, and whether any user's may be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestoreFrom<'a> {
+    /// The backup's id.
+    pub backup_id: &'a str,
+    /// An admin key asks: the backup need not be the creating user's.
+    pub any_user: bool,
+}
+
+/// Why a create cannot restore from the backup it names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreRefusal {
+    /// No such backup, or (for a non-admin key) another user's.
+    Missing,
+    /// The backup was deleted.
+    Gone,
+    /// The backup exists but holds nothing to restore (its state).
+    Unusable(String),
 }
 
 impl Enqueue<'_> {
@@ -63,6 +85,7 @@ impl Enqueue<'_> {
             keys::user_sessions(self.user_id),
             idem_key,
             keys::LIFECYCLE_DUE.to_owned(),
+            keys::backup(self.restore.map_or("-", |r| r.backup_id)),
         ];
         let args: Vec<Vec<u8>> = vec![
             self.job.job_id.as_str().into(),
@@ -82,6 +105,8 @@ impl Enqueue<'_> {
             idem_raw.into(),
             self.job.origin.as_str().into(),
             self.idle_timeout_secs.map_or_else(String::new, |s| s.to_string()).into(),
+            self.restore.map_or("", |r| r.backup_id).into(),
+            if self.restore.is_some_and(|r| r.any_user) { "1" } else { "0" }.into(),
         ];
         Invocation { keys, args }
     }
@@ -112,6 +137,8 @@ pub enum EnqueueReply {
         /// How many live sessions the user has.
         live: u64,
     },
+    /// The backup to restore from cannot be used.
+    Restore(RestoreRefusal),
 }
 
 impl EnqueueReply {
@@ -126,6 +153,12 @@ impl EnqueueReply {
             }
             [tag, g] if tag == "conflict" => Ok(Self::Conflict { current_generation: num(g)? }),
             [tag, n] if tag == "limit" => Ok(Self::LimitReached { live: num(n)? }),
+            [tag, why, state] if tag == "restore" => Ok(Self::Restore(match why.as_str() {
+                "missing" => RestoreRefusal::Missing,
+                "gone" => RestoreRefusal::Gone,
+                "unusable" => RestoreRefusal::Unusable(state.clone()),
+                _ => return Err(err()),
+            })),
             _ => Err(err()),
         }
     }
@@ -152,10 +185,13 @@ mod tests {
             idempotency: Some(("scope", "k", "fp")),
             now_ms: 9,
             idle_timeout_secs: Some(600),
+            restore: Some(RestoreFrom { backup_id: "b-g2", any_user: true }),
         }
         .invocation();
-        assert_eq!(inv.keys.len(), 7);
-        assert_eq!(inv.args.len(), 17);
+        assert_eq!(inv.keys.len(), 8);
+        assert_eq!(inv.args.len(), 19);
+        assert_eq!(inv.keys[7], "{sm}:backup:b-g2");
+        assert_eq!((inv.args[17].as_slice(), inv.args[18].as_slice()), (&b"b-g2"[..], &b"1"[..]));
         assert_eq!(inv.keys[6], keys::LIFECYCLE_DUE);
         assert_eq!(inv.args[15], b"api");
         assert_eq!(inv.args[16], b"600");
@@ -175,6 +211,15 @@ mod tests {
         );
         assert_eq!(EnqueueReply::parse(&s(&["conflict", "4"])), Ok(EnqueueReply::Conflict { current_generation: 4 }));
         assert_eq!(EnqueueReply::parse(&s(&["limit", "3"])), Ok(EnqueueReply::LimitReached { live: 3 }));
+        assert_eq!(
+            EnqueueReply::parse(&s(&["restore", "unusable", "failed"])),
+            Ok(EnqueueReply::Restore(RestoreRefusal::Unusable("failed".into())))
+        );
+        assert_eq!(
+            EnqueueReply::parse(&s(&["restore", "gone", "deleted"])),
+            Ok(EnqueueReply::Restore(RestoreRefusal::Gone))
+        );
+        assert!(EnqueueReply::parse(&s(&["restore", "odd", ""])).is_err());
         assert!(EnqueueReply::parse(&s(&["what"])).is_err());
         assert!(EnqueueReply::parse(&s(&["conflict", "x"])).is_err());
     }

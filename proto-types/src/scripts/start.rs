@@ -50,6 +50,22 @@ pub struct SessionSnapshot {
     pub workspace_url: Option<String>,
     /// Owner, if recorded.
     pub user_id: Option<String>,
+    /// The backup the session was created from, if any.
+    pub restore: Option<RestoreSource>,
+}
+
+/// The backup a session is created from, as copied onto the session at
+/// create (`restore_*` fields of [`crate::record::session`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreSource {
+    /// The backup's id.
+    pub backup_id: String,
+    /// Its archive's file name on the backup volume.
+    pub location: String,
+    /// The archive's size in bytes.
+    pub size_bytes: u64,
+    /// The archive's lower-case hex SHA-256.
+    pub sha256: String,
 }
 
 /// What the start script answered.
@@ -78,7 +94,7 @@ impl StartReply {
             [tag, state] if tag == "terminal" => {
                 Ok(Self::Terminal { state: JobState::parse(state).map_err(|_| err())? })
             }
-            [tag, attempts, generation, desired, status, url, user] if tag == "started" => {
+            [tag, attempts, generation, desired, status, url, user, from, location, size, sha] if tag == "started" => {
                 let desired = match desired.as_str() {
                     "" => None,
                     d => Some(DesiredState::parse(d).map_err(|_| err())?),
@@ -95,6 +111,15 @@ impl StartReply {
                         status,
                         workspace_url: opt(url),
                         user_id: opt(user),
+                        restore: match from.as_str() {
+                            "" => None,
+                            _ => Some(RestoreSource {
+                                backup_id: from.clone(),
+                                location: location.clone(),
+                                size_bytes: size.parse().map_err(|_| err())?,
+                                sha256: sha.clone(),
+                            }),
+                        },
                     },
                 })
             }
@@ -118,7 +143,7 @@ mod tests {
             Ok(StartReply::Terminal { state: JobState::Succeeded })
         );
         assert_eq!(
-            StartReply::parse(&s(&["started", "2", "7", "sleeping", "running", "", "u"])),
+            StartReply::parse(&s(&["started", "2", "7", "sleeping", "running", "", "u", "", "", "", ""])),
             Ok(StartReply::Started {
                 attempts: 2,
                 session: SessionSnapshot {
@@ -127,10 +152,24 @@ mod tests {
                     status: Some(SessionState::Running),
                     workspace_url: None,
                     user_id: Some("u".into()),
+                    restore: None,
                 }
             })
         );
-        assert!(StartReply::parse(&s(&["started", "x", "7", "", "", "", ""])).is_err());
+        let from =
+            StartReply::parse(&s(&["started", "1", "1", "running", "creating", "", "u", "b-g2", "a.zip", "9", "ff"]));
+        let Ok(StartReply::Started { session, .. }) = from else { panic!("{from:?}") };
+        assert_eq!(
+            session.restore,
+            Some(RestoreSource {
+                backup_id: "b-g2".into(),
+                location: "a.zip".into(),
+                size_bytes: 9,
+                sha256: "ff".into()
+            })
+        );
+        assert!(StartReply::parse(&s(&["started", "1", "1", "", "", "", "u", "b", "a.zip", "x", ""])).is_err());
+        assert!(StartReply::parse(&s(&["started", "x", "7", "", "", "", "", "", "", "", ""])).is_err());
         assert!(StartReply::parse(&s(&["terminal", "bogus"])).is_err());
     }
 

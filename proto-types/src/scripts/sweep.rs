@@ -203,19 +203,20 @@ mod tests {
     fn guard_comes_before_the_enqueue_body() {
         assert!(SOURCE.starts_with(include_str!("sweep.lua")));
         assert!(SOURCE.ends_with(include_str!("enqueue.lua")));
-        // The guard's arguments follow enqueue's, which end at 17.
-        assert!(include_str!("enqueue.lua").contains("ARGV[17]"));
-        assert!(!include_str!("enqueue.lua").contains("ARGV[18]"));
+        // The guard's key and arguments follow enqueue's, which end at 8 and 19.
+        let enqueue = include_str!("enqueue.lua");
+        assert!(enqueue.contains("ARGV[19]") && enqueue.contains("KEYS[8]"));
+        assert!(!enqueue.contains("ARGV[20]") && !enqueue.contains("KEYS[9]"));
     }
 
     #[test]
     fn guard_appends_its_key_and_arguments() {
-        let base = Invocation { keys: vec!["k".into(); 7], args: vec![b"a".to_vec(); 17] };
+        let base = Invocation { keys: vec!["k".into(); 8], args: vec![b"a".to_vec(); 19] };
         let inv = Guard { status: SessionState::Running, last_use_ms: Some(5) }.invocation(base.clone());
-        assert_eq!(inv.keys[7], keys::ACTIVITY);
-        assert_eq!((inv.args[17].as_slice(), inv.args[18].as_slice()), (&b"running"[..], &b"5"[..]));
+        assert_eq!(inv.keys[8], keys::ACTIVITY);
+        assert_eq!((inv.args[19].as_slice(), inv.args[20].as_slice()), (&b"running"[..], &b"5"[..]));
         let inv = Guard { status: SessionState::Sleeping, last_use_ms: None }.invocation(base);
-        assert_eq!(inv.args[18], b"");
+        assert_eq!(inv.args[20], b"");
     }
 
     #[test]

@@ -94,89 +94,118 @@ pub fn on_demand_file_name(id: &SessionId, generation: u64, at: jiff::Timestamp)
 /// The backup Job of request `generation` (a delete or an on-demand
 /// backup), writing `file`.
 pub fn job(config: &K8sConfig, id: &SessionId, generation: u64, file: &str) -> Job {
-    let labels = names::component_labels(id, "backup");
-    let resources = BTreeMap::from([
-        ("cpu".to_owned(), Quantity(config.cpu_request.clone())),
-        ("memory".to_owned(), Quantity(config.memory_request.clone())),
-    ]);
-    let limits = BTreeMap::from([
-        ("cpu".to_owned(), Quantity(config.cpu_limit.clone())),
-        ("memory".to_owned(), Quantity(config.memory_limit.clone())),
-    ]);
-    Job {
-        metadata: ObjectMeta {
-            name: Some(names::backup_job(id, generation)),
-            namespace: Some(config.namespace.clone()),
-            labels: Some(labels.clone()),
-            annotations: Some(BTreeMap::from([(names::BACKUP_FILE_ANNOTATION.to_owned(), file.to_owned())])),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(2),
-            ttl_seconds_after_finished: Some(config.backup_job_ttl_secs),
-            active_deadline_seconds: Some(i64::try_from(config.backup_timeout.as_secs()).unwrap_or(i64::MAX).max(1)),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(security::pod()),
-                    containers: vec![Container {
-                        name: CONTAINER.into(),
-                        image: Some(config.backup_image.clone()),
-                        command: Some(vec!["python3".into(), "-c".into(), PROGRAM.into()]),
-                        termination_message_path: Some(TERMINATION_LOG.into()),
-                        termination_message_policy: Some("File".into()),
-                        env: Some(vec![
-                            EnvVar { name: "BACKUP_FILE".into(), value: Some(file.to_owned()), value_from: None },
-                            EnvVar {
-                                name: "PYTHONDONTWRITEBYTECODE".into(),
-                                value: Some("1".into()),
-                                value_from: None,
-                            },
-                        ]),
-                        resources: Some(ResourceRequirements {
-                            requests: Some(resources),
-                            limits: Some(limits),
+    let meta = ObjectMeta {
+        name: Some(names::backup_job(id, generation)),
+        namespace: Some(config.namespace.clone()),
+        labels: Some(names::component_labels(id, "backup")),
+        annotations: Some(BTreeMap::from([(names::BACKUP_FILE_ANNOTATION.to_owned(), file.to_owned())])),
+        ..Default::default()
+    };
+    let tool =
+        ToolJob { program: PROGRAM, env: vec![("BACKUP_FILE", file.to_owned())], data_read_only: true, attempts: 3 };
+    tool.build(config, id, meta)
+}
+
+/// A one-shot Python Job between the session volume (at `/app`) and the
+/// backup volume (at `/backup`): the backup Job and the restore Job.
+pub(super) struct ToolJob {
+    /// The program, run by `python3 -c`.
+    pub(super) program: &'static str,
+    /// Its environment.
+    pub(super) env: Vec<(&'static str, String)>,
+    /// Whether the session volume is mounted read-only.
+    pub(super) data_read_only: bool,
+    /// Pod attempts before the Job fails (`backoffLimit` + 1).
+    pub(super) attempts: i32,
+}
+
+impl ToolJob {
+    /// The Job, named and labelled by `meta`; its pods carry the same labels.
+    pub(super) fn build(self, config: &K8sConfig, id: &SessionId, meta: ObjectMeta) -> Job {
+        let labels = meta.labels.clone();
+        let resources = BTreeMap::from([
+            ("cpu".to_owned(), Quantity(config.cpu_request.clone())),
+            ("memory".to_owned(), Quantity(config.memory_request.clone())),
+        ]);
+        let limits = BTreeMap::from([
+            ("cpu".to_owned(), Quantity(config.cpu_limit.clone())),
+            ("memory".to_owned(), Quantity(config.memory_limit.clone())),
+        ]);
+        let mut env: Vec<EnvVar> = self
+            .env
+            .into_iter()
+            .map(|(name, value)| EnvVar { name: name.into(), value: Some(value), value_from: None })
+            .collect();
+        env.push(EnvVar { name: "PYTHONDONTWRITEBYTECODE".into(), value: Some("1".into()), value_from: None });
+        Job {
+            metadata: meta,
+            spec: Some(JobSpec {
+                backoff_limit: Some((self.attempts - 1).max(0)),
+                ttl_seconds_after_finished: Some(config.backup_job_ttl_secs),
+                active_deadline_seconds: Some(
+                    i64::try_from(config.backup_timeout.as_secs()).unwrap_or(i64::MAX).max(1),
+                ),
+                template: PodTemplateSpec {
+                    metadata: Some(ObjectMeta { labels, ..Default::default() }),
+                    spec: Some(PodSpec {
+                        restart_policy: Some("Never".into()),
+                        automount_service_account_token: Some(false),
+                        enable_service_links: Some(false),
+                        security_context: Some(security::pod()),
+                        containers: vec![Container {
+                            name: CONTAINER.into(),
+                            image: Some(config.backup_image.clone()),
+                            command: Some(vec!["python3".into(), "-c".into(), self.program.into()]),
+                            termination_message_path: Some(TERMINATION_LOG.into()),
+                            termination_message_policy: Some("File".into()),
+                            env: Some(env),
+                            resources: Some(ResourceRequirements {
+                                requests: Some(resources),
+                                limits: Some(limits),
+                                ..Default::default()
+                            }),
+                            security_context: Some(security::container(true)),
+                            volume_mounts: Some(vec![
+                                VolumeMount {
+                                    name: "data".into(),
+                                    mount_path: APP_DIR.into(),
+                                    read_only: Some(self.data_read_only),
+                                    ..Default::default()
+                                },
+                                VolumeMount {
+                                    name: "backup".into(),
+                                    mount_path: BACKUP_DIR.into(),
+                                    read_only: Some(!self.data_read_only),
+                                    ..Default::default()
+                                },
+                            ]),
                             ..Default::default()
-                        }),
-                        security_context: Some(security::container(true)),
-                        volume_mounts: Some(vec![
-                            VolumeMount {
+                        }],
+                        volumes: Some(vec![
+                            Volume {
                                 name: "data".into(),
-                                mount_path: APP_DIR.into(),
-                                read_only: Some(true),
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: names::pvc(id),
+                                    read_only: Some(self.data_read_only),
+                                }),
                                 ..Default::default()
                             },
-                            VolumeMount { name: "backup".into(), mount_path: BACKUP_DIR.into(), ..Default::default() },
+                            Volume {
+                                name: "backup".into(),
+                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                                    claim_name: config.backup_pvc.clone(),
+                                    read_only: Some(!self.data_read_only),
+                                }),
+                                ..Default::default()
+                            },
                         ]),
                         ..Default::default()
-                    }],
-                    volumes: Some(vec![
-                        Volume {
-                            name: "data".into(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: names::pvc(id),
-                                read_only: Some(true),
-                            }),
-                            ..Default::default()
-                        },
-                        Volume {
-                            name: "backup".into(),
-                            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                claim_name: config.backup_pvc.clone(),
-                                read_only: Some(false),
-                            }),
-                            ..Default::default()
-                        },
-                    ]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
+                    }),
+                },
+                ..Default::default()
+            }),
+            status: None,
+        }
     }
 }
 

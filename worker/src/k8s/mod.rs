@@ -9,6 +9,7 @@
 //! | [`objects`] | PVC, Deployment, Service, Ingress builders (pure) |
 //! | [`keda`] | the typed KEDA `ScaledObject` and why sleep uses `paused-replicas` |
 //! | [`backup`] | the backup Job builder, file name and outcome |
+//! | [`restore`] | the restore Job of a session created from a backup, and its failure reason |
 //! | [`plan`] | `plan(desired, &Observed, Routing) -> Vec<Step>` (pure) |
 //! | [`error`] | Kubernetes errors as typed [`crate::executor::ExecError`]s (retryable or permanent, source kept) |
 //! | `call.rs` | one API call in its span; typed reads |
@@ -31,6 +32,7 @@ pub mod objects;
 pub mod plan;
 pub mod reconcile;
 pub mod render;
+pub mod restore;
 pub mod security;
 pub mod telemetry;
 

@@ -7,6 +7,7 @@
 //! | Deployment, Service, Ingress, ScaledObject | `ws-{id}` |
 //! | PersistentVolumeClaim | `ws-{id}-data` |
 //! | backup Job | `ws-{id}-backup-g{generation}` |
+//! | restore Job | `ws-{id}-restore` |
 //! | TLS Secret (cert-manager) | `ws-{id}-tls` |
 //!
 //! A [`proto_types::SessionId`] is at most 40 characters, so every name stays
@@ -59,6 +60,14 @@ pub fn backup_job(id: &SessionId, generation: u64) -> String {
 pub fn backup_id(id: &SessionId, generation: u64) -> String {
     format!("{id}-g{generation}")
 }
+
+/// Name of the restore Job of a session created from a backup.
+pub fn restore_job(id: &SessionId) -> String {
+    format!("ws-{id}-restore")
+}
+
+/// Annotation on the restore Job: the backup id it restores.
+pub const RESTORE_FROM_ANNOTATION: &str = "session-manager.io/restore-from";
 
 /// Label the Job controller puts on a Job's pods: the Job's name.
 pub const JOB_NAME_LABEL: &str = "job-name";

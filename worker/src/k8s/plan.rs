@@ -15,7 +15,12 @@
 //!   its pod reported a verified archive (size and checksum);
 //! - the PVC is deleted last, with a uid precondition;
 //! - an on-demand backup runs only once the session is asleep (no pod holds
-//!   the volume), through the same backup Job, and leaves it asleep.
+//!   the volume), through the same backup Job, and leaves it asleep;
+//! - a session created from a backup gets its PVC and the restore Job
+//!   *before* its Deployment: no workspace starts until the files are back
+//!   and verified, and a failed restore fails the session with its reason
+//!   (no Deployment is ever created then). The Deployment's existence is
+//!   what says the restore is done.
 //!
 //! Existing objects written under an older lease ([`Stale`]) are written
 //! again, so after any job every object carries the newest token. A delete
@@ -59,6 +64,16 @@ pub struct BackupView {
     pub report: Option<Result<ArchiveReport, String>>,
 }
 
+/// The restore Job of a session created from a backup, as observed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestoreView {
+    /// The backup restored from.
+    pub backup_id: String,
+    /// The Job, once it exists: where it is (a failure carries the reason
+    /// its pod reported, if any).
+    pub job: Option<JobOutcome>,
+}
+
 /// Which existing objects carry an older lease's fencing token than this
 /// job's (or none): they are written again so they carry ours, and a
 /// stale holder's later write to any of them is refused by the gate.
@@ -100,6 +115,9 @@ pub struct Observed {
     /// the volume is backed up (a request, not an observation; like the
     /// delete's backup it is named by the job's generation).
     pub on_demand_backup: bool,
+    /// The session was created from a backup: its restore Job (a request
+    /// with what is observed of it).
+    pub restore: Option<RestoreView>,
     /// Existing objects written under an older lease.
     pub stale: Stale,
 }
@@ -113,6 +131,8 @@ pub enum Wait {
     PodsGone,
     /// The backup Job has finished.
     Backup,
+    /// The restore Job has finished.
+    Restore,
 }
 
 /// One thing to do.
@@ -138,6 +158,8 @@ pub enum Step {
     UnpauseScaledObject,
     /// Create the backup Job of this delete request.
     CreateBackup,
+    /// Create the restore Job of a session created from a backup.
+    CreateRestore,
     /// Delete the ScaledObject.
     DeleteScaledObject,
     /// Delete the Ingress.
@@ -190,7 +212,32 @@ fn ingress_step(o: &Observed, routing: Routing) -> Option<Step> {
     }
 }
 
+/// The restore still to do before the Deployment may exist: `None` when
+/// there is nothing to restore or it is done (the Deployment exists, or the
+/// restore Job succeeded).
+fn restore_steps(o: &Observed) -> Option<Vec<Step>> {
+    let r = o.restore.as_ref().filter(|_| o.deployment.is_none())?;
+    match &r.job {
+        None => {
+            let mut steps = Vec::new();
+            if o.pvc_uid.is_none() || o.stale.pvc {
+                steps.push(Step::ApplyPvc);
+            }
+            steps.extend([Step::CreateRestore, Step::Wait(Wait::Restore)]);
+            Some(steps)
+        }
+        Some(JobOutcome::Running) => Some(vec![Step::Wait(Wait::Restore)]),
+        Some(JobOutcome::Failed(why)) => {
+            Some(vec![Step::Fail { reason: format!("restore from backup {} failed: {why}", r.backup_id) }])
+        }
+        Some(JobOutcome::Succeeded) => None,
+    }
+}
+
 fn plan_running(o: &Observed, routing: Routing) -> Vec<Step> {
+    if let Some(steps) = restore_steps(o) {
+        return steps;
+    }
     let mut steps = Vec::new();
     if o.pvc_uid.is_none() || o.stale.pvc {
         steps.push(Step::ApplyPvc);
@@ -224,6 +271,9 @@ fn plan_running(o: &Observed, routing: Routing) -> Vec<Step> {
 }
 
 fn plan_sleeping(o: &Observed, routing: Routing) -> Vec<Step> {
+    if let Some(steps) = restore_steps(o) {
+        return steps;
+    }
     let mut steps = Vec::new();
     if o.pvc_uid.is_none() || o.stale.pvc {
         steps.push(Step::ApplyPvc);

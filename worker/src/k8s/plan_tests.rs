@@ -21,6 +21,7 @@ fn running() -> Observed {
         pods: 1,
         backup: None,
         on_demand_backup: false,
+        restore: None,
         stale: Stale::default(),
     }
 }
@@ -302,7 +303,14 @@ fn every_plan_ends_in_wait_done_or_fail() {
         unverified,
         backup(JobOutcome::Failed("x".into())),
     ];
-    for desired in DesiredState::ALL {
+    let restores = [
+        None,
+        restore(None),
+        restore(Some(JobOutcome::Running)),
+        restore(Some(JobOutcome::Succeeded)),
+        restore(Some(JobOutcome::Failed("x".into()))),
+    ];
+    for (desired, r) in DesiredState::ALL.iter().flat_map(|d| restores.iter().map(move |r| (d, r))) {
         for pvc in bools {
             for d in &deps {
                 for svc in bools {
@@ -319,6 +327,7 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                     pods,
                                     backup: b.clone(),
                                     on_demand_backup: *desired == DesiredState::Sleeping && b.is_some(),
+                                    restore: r.clone(),
                                     stale: Stale::default(),
                                 };
                                 for routing in [Routing::Gateway, Routing::Ingress] {
@@ -332,6 +341,11 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                             b.outcome == JobOutcome::Succeeded && matches!(b.report, Some(Ok(_)))
                                         });
                                         assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
+                                    }
+                                    let restored = r.as_ref().is_none_or(|r| r.job == Some(JobOutcome::Succeeded));
+                                    if d.is_none() && !restored {
+                                        let deploys = steps.iter().any(|s| matches!(s, Step::ApplyDeployment { .. }));
+                                        assert!(!deploys, "a workspace before its restore: {o:?} -> {steps:?}");
                                     }
                                     if *desired == DesiredState::Deleted {
                                         assert!(
@@ -347,6 +361,44 @@ fn every_plan_ends_in_wait_done_or_fail() {
             }
         }
     }
+}
+
+fn restore(job: Option<JobOutcome>) -> Option<RestoreView> {
+    Some(RestoreView { backup_id: "old-g3".into(), job })
+}
+
+#[test]
+fn a_restored_session_gets_its_files_before_its_workspace() {
+    for desired in [DesiredState::Running, DesiredState::Sleeping] {
+        let fresh = Observed { restore: restore(None), ..Observed::default() };
+        assert_eq!(
+            plan(desired, &fresh, Routing::Gateway),
+            [Step::ApplyPvc, Step::CreateRestore, Step::Wait(Wait::Restore)],
+            "{desired:?}"
+        );
+        let with_pvc = Observed { pvc_uid: Some("u".into()), ..fresh.clone() };
+        assert_eq!(plan(desired, &with_pvc, Routing::Gateway), [Step::CreateRestore, Step::Wait(Wait::Restore)]);
+        let running = Observed { restore: restore(Some(JobOutcome::Running)), ..with_pvc.clone() };
+        assert_eq!(plan(desired, &running, Routing::Gateway), [Step::Wait(Wait::Restore)]);
+        let failed = Observed {
+            restore: restore(Some(JobOutcome::Failed("archive a.zip is 9 bytes".into()))),
+            ..with_pvc.clone()
+        };
+        assert_eq!(
+            plan(desired, &failed, Routing::Gateway),
+            [Step::Fail { reason: "restore from backup old-g3 failed: archive a.zip is 9 bytes".into() }]
+        );
+        // Restored: the ordinary plan, which creates the workspace.
+        let done = Observed { restore: restore(Some(JobOutcome::Succeeded)), ..with_pvc.clone() };
+        let no_restore = Observed { restore: None, ..with_pvc.clone() };
+        assert_eq!(plan(desired, &done, Routing::Gateway), plan(desired, &no_restore, Routing::Gateway));
+        // Once the Deployment exists the restore is done, even when its Job is gone (TTL).
+        let later = Observed { deployment: dep(1, 1), restore: restore(None), ..with_pvc };
+        assert!(!plan(desired, &later, Routing::Gateway).contains(&Step::CreateRestore));
+    }
+    // A delete never restores.
+    let fresh = Observed { pvc_uid: Some("u".into()), restore: restore(None), ..Observed::default() };
+    assert!(!plan(DesiredState::Deleted, &fresh, Routing::Gateway).contains(&Step::CreateRestore));
 }
 
 /// Whether `step` would have to create a workspace object that `o` lacks.

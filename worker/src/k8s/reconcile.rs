@@ -27,8 +27,8 @@ use tracing::Instrument;
 use super::call::{get_opt, traced};
 use super::k8s_config::K8sConfig;
 use super::keda::{self, ScaledObject};
-use super::plan::{BackupView, DeploymentView, Observed, Stale, Step, Wait, plan};
-use super::{backup, gate, names, objects};
+use super::plan::{BackupView, DeploymentView, Observed, RestoreView, Stale, Step, Wait, plan};
+use super::{backup, gate, names, objects, restore};
 use crate::entitlement::CreatePurpose;
 use crate::executor::{ExecError, Executor, FailedBackup, Outcome, Target};
 
@@ -75,7 +75,8 @@ impl K8sExecutor {
             self.api::<ScaledObject>(),
         );
         let job_api = self.api::<Job>();
-        let (pvc, deploy, svc, ing, so, pods, job) = tokio::try_join!(
+        let restore_name = names::restore_job(id);
+        let (pvc, deploy, svc, ing, so, pods, job, restore_job) = tokio::try_join!(
             get_opt(&pvc_api, &pvc_name),
             get_opt(&deploy_api, &ws),
             get_opt(&svc_api, &ws),
@@ -83,6 +84,7 @@ impl K8sExecutor {
             get_opt(&so_api, &ws),
             traced("list", "Pod", &ws, async { self.api::<Pod>().list(&pods).await }),
             async { if want_backup { get_opt(&job_api, &job_name).await } else { Ok(None) } },
+            async { if target.restore.is_some() { get_opt(&job_api, &restore_name).await } else { Ok(None) } },
         )?;
         let lease = &target.lease;
         let behind = |meta: Option<&kube::api::ObjectMeta>| meta.is_some_and(|m| gate::fence_of(m) < lease.token());
@@ -112,6 +114,16 @@ impl K8sExecutor {
             None => None,
             Some(j) => Some(self.backup_view(&j, names::backup_id(id, target.generation), &job_name).await?),
         };
+        let restore = match &target.restore {
+            None => None,
+            Some(source) => Some(RestoreView {
+                backup_id: source.backup_id.clone(),
+                job: match restore_job {
+                    None => None,
+                    Some(j) => Some(self.restore_outcome(&j, &restore_name).await?),
+                },
+            }),
+        };
         Ok(Observed {
             pvc_uid: pvc.map(|p| p.metadata.uid.unwrap_or_default()),
             deployment: deploy.as_ref().map(deployment_view),
@@ -123,6 +135,7 @@ impl K8sExecutor {
             pods: pods.items.len(),
             backup,
             on_demand_backup: target.on_demand_backup(),
+            restore,
             stale,
         })
     }
@@ -139,6 +152,16 @@ impl K8sExecutor {
             None
         };
         Ok(BackupView { id, file: backup::file_of(job), outcome, report })
+    }
+
+    /// Where the restore Job is; a failure carries the reason its pod
+    /// reported (one pod list by `job-name`), else the Job's condition.
+    async fn restore_outcome(&self, job: &Job, job_name: &str) -> Result<backup::JobOutcome, ExecError> {
+        let outcome = backup::outcome(job);
+        let backup::JobOutcome::Failed(condition) = outcome else { return Ok(outcome) };
+        let lp = ListParams::default().labels(&format!("{}={job_name}", names::JOB_NAME_LABEL));
+        let pods = traced("list", "Pod", job_name, async { self.api::<Pod>().list(&lp).await }).await?;
+        Ok(backup::JobOutcome::Failed(restore::failure_of(&pods.items).unwrap_or(condition)))
     }
 
     /// Performs one action step, through the write gate (`gate.rs`).
@@ -177,6 +200,16 @@ impl K8sExecutor {
                 let name = names::backup_job(id, target.generation);
                 gate::create_once(&self.api(), lease, &name, job, CreatePurpose::Backup).await
             }
+            Step::CreateRestore => {
+                let Some(source) = &target.restore else {
+                    return Err(ExecError::permanent(
+                        "restore planned without a backup to restore",
+                        SessionState::Failed,
+                    ));
+                };
+                let job = restore::job(cfg, id, source);
+                gate::create_once(&self.api(), lease, &names::restore_job(id), job, CreatePurpose::Workspace).await
+            }
             Step::DeleteScaledObject => {
                 gate::delete(&self.api::<ScaledObject>(), lease, &ws, None, DeleteParams::default()).await
             }
@@ -201,7 +234,7 @@ impl K8sExecutor {
         match wait {
             Wait::Ready => self.config.ready_timeout,
             Wait::PodsGone => self.config.pod_gone_timeout,
-            Wait::Backup => self.config.backup_timeout,
+            Wait::Backup | Wait::Restore => self.config.backup_timeout,
         }
     }
 
@@ -290,6 +323,7 @@ fn timed_out(wait: Wait, target: &Target, bound: Duration) -> ExecError {
         Wait::Backup => {
             format!("backup job {} did not finish within {secs}s; {then}", names::backup_job(id, generation))
         }
+        Wait::Restore => format!("restore job {} did not finish within {secs}s", names::restore_job(id)),
     };
     ExecError::permanent(message, fail_status(target))
 }

@@ -9,9 +9,12 @@ use super::backup;
 use super::k8s_config::K8sConfig;
 use super::keda;
 use super::objects;
+use super::restore;
+use proto_types::scripts::start::RestoreSource;
 
 /// Every object of a running session (PVC, Deployment, Service, Ingress,
-/// ScaledObject) plus the backup Job of a delete, as JSON. The Ingress is
+/// ScaledObject) plus the backup Job of a delete and the restore Job of a
+/// create from a backup, as JSON. The Ingress is
 /// rendered whatever `WORKSPACE_ROUTING` says, so `make deploy-check`
 /// validates what `ingress` routing would create too. Deterministic: the
 /// backup Job is rendered for generation 1 at the Unix epoch.
@@ -24,6 +27,16 @@ pub fn render_session_objects(config: &K8sConfig, id: &SessionId, workspace_url:
         serde_json::to_value(objects::ingress(config, id, workspace_url)),
         serde_json::to_value(keda::scaled_object(config, id, false)),
         serde_json::to_value(backup::job(config, id, 1, &file)),
+        serde_json::to_value(restore::job(
+            config,
+            id,
+            &RestoreSource {
+                backup_id: super::names::backup_id(id, 1),
+                location: file.clone(),
+                size_bytes: 0,
+                sha256: "0".repeat(64),
+            },
+        )),
     ];
     values.into_iter().map(|v| v.expect("typed Kubernetes objects always serialize to JSON")).collect()
 }

@@ -246,6 +246,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
             attempt: self.attempts(),
             workspace_url: self.snapshot().and_then(|s| s.workspace_url.clone()),
             lease: guard.clone(),
+            restore: self.snapshot().and_then(|s| s.restore.clone()),
         };
         let timing = LeaseTiming { ttl: ctx.config.lease };
         let retried = |error: &ExecError, delay| {

@@ -12,7 +12,7 @@ use crate::queue::{QueueError, SessionView};
 const MAX: u64 = 5;
 
 fn snapshot(generation: u64, desired: Option<DesiredState>, status: Option<SessionState>) -> SessionSnapshot {
-    SessionSnapshot { generation, desired, status, workspace_url: None, user_id: Some("u".into()) }
+    SessionSnapshot { generation, desired, status, workspace_url: None, user_id: Some("u".into()), restore: None }
 }
 
 /// Fixture: a decoded job of generation 3 on its first delivery.

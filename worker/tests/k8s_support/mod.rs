@@ -264,5 +264,6 @@ pub fn target(id: &SessionId, desired: DesiredState, generation: u64) -> Target 
         attempt: 1,
         workspace_url: None,
         lease: worker::entitlement::LeaseGuard::unbounded(1),
+        restore: None,
     }
 }
