@@ -7,33 +7,17 @@
 //! code-server that `make test` installs first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-use std::time::Duration;
+mod e2e_support;
 
+use std::path::Path;
+
+use e2e_support::{JOB_TIMEOUT, get, hex, run};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::stack::{Stack, StackConfig};
 
-const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 const NS: &str = "workspaces";
 const USER: &str = "on-demand@example.com";
-
-/// Sends a command and waits for its job; returns the job.
-fn run(stack: &Stack, method: &str, path: &str, body: Option<&Value>) -> Value {
-    let r = stack.api(method, path, body).unwrap();
-    assert_eq!(r.status, 202, "{method} {path}: {}", r.text());
-    stack.wait_job(r.json()["job_id"].as_str().unwrap(), JOB_TIMEOUT).unwrap()
-}
-
-fn get(stack: &Stack, path: &str) -> Value {
-    let r = stack.api("GET", path, None).unwrap();
-    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
-    r.json()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
 
 /// The bytes of `name` inside the zip at `zip` (read with Python's `zipfile`, which also
 /// checks the entry's CRC).

@@ -76,7 +76,7 @@ impl K8sExecutor {
         );
         let job_api = self.api::<Job>();
         let restore_name = names::restore_job(id);
-        let (pvc, deploy, svc, ing, so, pods, job, restore_job) = tokio::try_join!(
+        let (pvc, deploy, svc, ing, so, pods, job) = tokio::try_join!(
             get_opt(&pvc_api, &pvc_name),
             get_opt(&deploy_api, &ws),
             get_opt(&svc_api, &ws),
@@ -84,7 +84,6 @@ impl K8sExecutor {
             get_opt(&so_api, &ws),
             traced("list", "Pod", &ws, async { self.api::<Pod>().list(&pods).await }),
             async { if want_backup { get_opt(&job_api, &job_name).await } else { Ok(None) } },
-            async { if target.restore.is_some() { get_opt(&job_api, &restore_name).await } else { Ok(None) } },
         )?;
         let lease = &target.lease;
         let behind = |meta: Option<&kube::api::ObjectMeta>| meta.is_some_and(|m| gate::fence_of(m) < lease.token());
@@ -118,7 +117,7 @@ impl K8sExecutor {
             None => None,
             Some(source) => Some(RestoreView {
                 backup_id: source.backup_id.clone(),
-                job: match restore_job {
+                job: match get_opt(&job_api, &restore_name).await? {
                     None => None,
                     Some(j) => Some(self.restore_outcome(&j, &restore_name).await?),
                 },
@@ -241,7 +240,8 @@ impl K8sExecutor {
     async fn run(&self, target: &Target) -> Result<Outcome, ExecError> {
         let mut waiting_since: HashMap<Wait, Instant> = HashMap::new();
         loop {
-            let observed = self.observe(target).await?;
+            // Boxed: the observation's future is large, and a worker thread's stack is not.
+            let observed = Box::pin(self.observe(target)).await?;
             let steps = plan(target.desired, &observed, self.config.routing);
             let failed_backup = observed
                 .backup
@@ -274,7 +274,7 @@ impl K8sExecutor {
                         tokio::time::sleep(self.config.poll_interval).await;
                         break;
                     }
-                    action => self.act(target, &action).await?,
+                    action => Box::pin(self.act(target, &action)).await?,
                 }
             }
         }
