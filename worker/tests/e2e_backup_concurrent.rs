@@ -12,12 +12,15 @@
 //! birth and rename times on disk). Needs the pinned code-server that `make test` installs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod e2e_support;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt as _;
 use std::path::Path;
 use std::sync::Barrier;
 use std::time::{Duration, SystemTime};
 
+use e2e_support::{get, hex};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::stack::{Stack, StackConfig};
@@ -63,16 +66,6 @@ fn wait_all(stack: &Stack, replies: &[Value], what: &str) {
         let job = stack.wait_job(r["job_id"].as_str().unwrap(), JOB_TIMEOUT).unwrap();
         assert_eq!(job["state"], "succeeded", "{what}: {job}\n{}", stack.logs());
     }
-}
-
-fn get(stack: &Stack, path: &str) -> Value {
-    let r = stack.api("GET", path, None).unwrap();
-    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
-    r.json()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// `n` pseudo-random bytes from `seed` (xorshift: incompressible, different per seed).
