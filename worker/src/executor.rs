@@ -58,7 +58,7 @@ pub struct Outcome {
     pub status: SessionState,
     /// Ready replicas observed.
     pub replicas: u32,
-    /// Backup file written by a delete, e.g. `app-abc-20251120-130829.zip`.
+    /// Backup file written by a delete, e.g. `app-abc-20251120-130829-g3.zip`.
     pub backup_file: Option<String>,
     /// `ip:port` the gateway proxies to (the Service's clusterIP and
     /// port), when running and known.

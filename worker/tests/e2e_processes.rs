@@ -119,11 +119,13 @@ fn lifecycle_create_sleep_wake_delete_through_the_api() {
     let s = session(&stack, &id);
     assert_eq!(s["session"]["status"], "deleted", "{s}");
     let file = s["backup_file"].as_str().expect("the session keeps its backup file name");
-    let stamp = file.strip_prefix(&format!("app-{id}-")).and_then(|f| f.strip_suffix(".zip")).unwrap_or_default();
+    let rest = file.strip_prefix(&format!("app-{id}-")).and_then(|f| f.strip_suffix(".zip")).unwrap_or_default();
+    let (stamp, generation) = rest.split_once("-g").unwrap_or_default();
     assert!(
         stamp.len() == 15 && stamp.as_bytes()[8] == b'-' && stamp.replace('-', "").bytes().all(|b| b.is_ascii_digit()),
-        "backup file is app-{{uuid}}-{{YYYYmmdd-HHMMSS}}.zip: {file}"
+        "backup file is app-{{uuid}}-{{YYYYmmdd-HHMMSS}}-g{{generation}}.zip: {file}"
     );
+    assert!(generation.parse::<u64>().is_ok(), "{file}");
     // Fetch the backup Job by name (a list here would be recorded as a call the worker never makes).
     let generation = delete["generation"].as_u64().expect("jobs report their generation");
     let sid = proto_types::SessionId::parse(&id).unwrap();

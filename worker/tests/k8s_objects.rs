@@ -162,7 +162,7 @@ fn backup_job_mounts_the_volume_read_only_and_is_restricted() {
     let job = of_kind("Job");
     assert_eq!(job["metadata"]["name"], "ws-0fa6debc-backup-g1");
     let file = s(&job["metadata"]["annotations"][names::BACKUP_FILE_ANNOTATION]).to_owned();
-    assert_eq!(file, "app-0fa6debc-19700101-000000.zip");
+    assert_eq!(file, "app-0fa6debc-19700101-000000-g1.zip");
     let spec = &job["spec"];
     assert!(spec["backoffLimit"].as_i64().unwrap() <= 3);
     assert!(spec["ttlSecondsAfterFinished"].as_i64().unwrap() > 0);

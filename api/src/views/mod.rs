@@ -103,7 +103,7 @@ pub struct SessionStatus {
     pub last_error: Option<String>,
     /// Latest job, or null.
     pub last_job_id: Option<String>,
-    /// Backup file (`app-{uuid}-{YYYYmmdd-HHMMSS}.zip` on the backup volume) once deleted, or null.
+    /// Backup file (`app-{uuid}-{YYYYmmdd-HHMMSS}-g{generation}.zip` on the backup volume) once deleted, or null.
     pub backup_file: Option<String>,
     /// Session generation: one more with every accepted command.
     pub generation: u64,

@@ -2,7 +2,7 @@
 //! read a Job's outcome, and the verified archive it reports.
 //!
 //! The Job mounts the session PVC read-only at `/app` and the shared backup
-//! PVC at `/backup`, and writes `/backup/app-{uuid}-{YYYYmmdd-HHMMSS}.zip`
+//! PVC at `/backup`, and writes `/backup/app-{uuid}-{YYYYmmdd-HHMMSS}-g{generation}.zip`
 //! (to a hidden `.partial` file first, renamed when complete and verified,
 //! so a half-written or unreadable archive never carries the final name).
 //! The image needs only `python3` (stock `alpine`/`busybox` have no `zip`):
@@ -79,15 +79,11 @@ with open("/dev/termination-log", "w") as f:
 print("wrote", final, report)
 "#;
 
-/// The backup file name for a session at a UTC time.
-pub fn file_name(id: &SessionId, at: jiff::Timestamp) -> String {
-    format!("app-{id}-{}.zip", at.strftime("%Y%m%d-%H%M%S"))
-}
-
-/// The file name of an on-demand backup (request `generation`): the
-/// delete's shape plus the generation, so two backups of one session
-/// within one second (or one beside its delete's) never share a file.
-pub fn on_demand_file_name(id: &SessionId, generation: u64, at: jiff::Timestamp) -> String {
+/// The backup file of request `generation` (a delete or an on-demand
+/// backup) of a session at a UTC time: the old `app-{uuid}-{ts}` shape plus
+/// the generation, so two backups of one session within one second (two
+/// deletes, a delete beside an on-demand backup) never share a file.
+pub fn file_name(id: &SessionId, generation: u64, at: jiff::Timestamp) -> String {
     format!("app-{id}-{}-g{generation}.zip", at.strftime("%Y%m%d-%H%M%S"))
 }
 
@@ -303,10 +299,9 @@ mod tests {
     }
 
     #[test]
-    fn file_name_has_the_old_shape() {
+    fn file_name_is_the_old_shape_plus_the_generation() {
         let at: jiff::Timestamp = "2025-11-20T13:08:29Z".parse().expect("ts");
-        assert_eq!(file_name(&id(), at), "app-0fa6debc-20251120-130829.zip");
-        assert_eq!(on_demand_file_name(&id(), 4, at), "app-0fa6debc-20251120-130829-g4.zip");
+        assert_eq!(file_name(&id(), 4, at), "app-0fa6debc-20251120-130829-g4.zip");
     }
 
     #[test]

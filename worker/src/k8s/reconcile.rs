@@ -190,11 +190,7 @@ impl K8sExecutor {
             }
             Step::CreateBackup => {
                 let now = jiff::Timestamp::now();
-                let file = if target.on_demand_backup() {
-                    backup::on_demand_file_name(id, target.generation, now)
-                } else {
-                    backup::file_name(id, now)
-                };
+                let file = backup::file_name(id, target.generation, now);
                 let job = backup::job(cfg, id, target.generation, &file);
                 let name = names::backup_job(id, target.generation);
                 gate::create_once(&self.api(), lease, &name, job, CreatePurpose::Backup).await

@@ -19,7 +19,7 @@ use proto_types::scripts::start::RestoreSource;
 /// validates what `ingress` routing would create too. Deterministic: the
 /// backup Job is rendered for generation 1 at the Unix epoch.
 pub fn render_session_objects(config: &K8sConfig, id: &SessionId, workspace_url: Option<&str>) -> Vec<Value> {
-    let file = backup::file_name(id, jiff::Timestamp::UNIX_EPOCH);
+    let file = backup::file_name(id, 1, jiff::Timestamp::UNIX_EPOCH);
     let values = [
         serde_json::to_value(objects::pvc(config, id)),
         serde_json::to_value(objects::deployment(config, id, 1)),

@@ -125,7 +125,7 @@ impl Reaper {
         if steps.create_backup {
             let at = jiff::Timestamp::from_millisecond(i64::try_from(now_ms).unwrap_or(i64::MAX))
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
-            let mut job = backup::job(&self.config, id, 0, &backup::file_name(id, at));
+            let mut job = backup::job(&self.config, id, 0, &backup::file_name(id, 0, at));
             job.metadata.name = Some(job_name.clone());
             gate::create_once(&jobs, &guard, &job_name, job, CreatePurpose::Backup)
                 .await
