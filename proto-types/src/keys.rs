@@ -22,6 +22,7 @@
 //! | `{sm}:lifecycle-due` | sorted set, session by next lifecycle deadline (ms) | api (enqueue), worker (sweeper) | worker (sweeper) |
 //! | `{sm}:idle-warning:{id}` | string: last use warned for + when, with TTL | worker (sweeper) | worker (sweeper) |
 //! | `{sm}:resync-lock` | string: the worker repairing drift, with TTL of one resync interval | worker (resync) | worker (resync) |
+//! | `{sm}:prune-lock` | string: the worker pruning backups, with TTL of one prune interval | worker (retention) | worker (retention) |
 //! | `{sm}:sweep-lock` | string: the sweeping worker, with TTL of one sweep interval | worker (sweeper) | worker (sweeper) |
 //! | `{sm}:backup:{backup_id}` | hash ([`crate::record::backup`]) | worker (finish) | api |
 //! | `{sm}:backups:user:{user_id}` | sorted set, backup id by `created_at` ms | worker (finish) | api (list) |
@@ -131,6 +132,12 @@ pub const SWEEP_LOCK: &str = "{sm}:sweep-lock";
 /// Held by the worker that repairs drift this interval (`SET NX PX`).
 pub const RESYNC_LOCK: &str = "{sm}:resync-lock";
 
+/// Held by the worker that prunes backups this interval (`SET NX PX`).
+pub const PRUNE_LOCK: &str = "{sm}:prune-lock";
+
+/// `SCAN MATCH` pattern of every user's backup index.
+pub const USER_BACKUPS_PATTERN: &str = "{sm}:backups:user:*";
+
 /// Marks the idle warning sent for a session's current idle period, so it
 /// is sent once.
 pub fn idle_warning(session_id: &str) -> String {
@@ -171,6 +178,7 @@ mod tests {
             access_nonce("00ff"),
             SWEEP_LOCK.to_owned(),
             RESYNC_LOCK.to_owned(),
+            PRUNE_LOCK.to_owned(),
             idle_warning("abc"),
             backup("abc-3"),
             user_backups("user{odd}"),

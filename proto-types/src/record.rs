@@ -106,6 +106,13 @@ pub mod backup {
     pub const STATE: &str = "state";
     /// Why it failed (empty otherwise).
     pub const ERROR: &str = "error";
+    /// Why it is `deleted`, once the worker's backup retention removed its
+    /// file: [`REASON_MAX_AGE`], [`REASON_KEEP_PER_USER`] or [`REASON_USER`]
+    /// (absent while a user-deleted backup's file is still there).
+    pub const DELETED_REASON: &str = "deleted_reason";
+    /// When the worker's backup retention removed its file (ms); absent
+    /// until then. Records are kept after that, as history.
+    pub const REMOVED_AT: &str = "removed_at_ms";
 
     /// Kind of a zip archive written by the backup Job.
     pub const KIND_ARCHIVE: &str = "archive";
@@ -115,6 +122,12 @@ pub mod backup {
     pub const STATE_SUCCEEDED: &str = "succeeded";
     /// Could not be taken.
     pub const STATE_FAILED: &str = "failed";
-    /// Marked deleted by a user.
+    /// Marked deleted by a user, or pruned by the worker's retention.
     pub const STATE_DELETED: &str = "deleted";
+    /// Pruned: older than `BACKUP_MAX_AGE_DAYS`.
+    pub const REASON_MAX_AGE: &str = "max_age";
+    /// Pruned: beyond its user's newest `BACKUP_KEEP_PER_USER`.
+    pub const REASON_KEEP_PER_USER: &str = "keep_per_user";
+    /// A user deleted it; retention then removed its file.
+    pub const REASON_USER: &str = "user";
 }

@@ -16,7 +16,8 @@ use clap::{Parser, Subcommand};
 use crate::k8s::K8sConfig;
 use crate::k8s::k8s_config::Routing;
 use crate::runner::{RetryPolicy, RunnerConfig};
-use crate::sweeper::{Policy, SweepConfig};
+use crate::sweeper::retention::{DAY_MS, RetentionPolicy};
+use crate::sweeper::{Policy, PruneConfig, SweepConfig};
 
 /// Session-manager worker: consumes the `jobs` stream and converges sessions on Kubernetes.
 #[derive(Debug, Parser)]
@@ -164,6 +165,15 @@ pub struct Args {
     /// Delete orphaned objects (labelled as ours, session unknown or deleted) instead of only reporting them; a claim only after its backup.
     #[arg(long, env = "RESYNC_DELETE_ORPHANS", default_value_t = false, action = clap::ArgAction::Set)]
     pub resync_delete_orphans: bool,
+    /// Succeeded backups kept per user; older ones are pruned (0 = no limit).
+    #[arg(long, env = "BACKUP_KEEP_PER_USER", default_value_t = 10)]
+    pub backup_keep_per_user: usize,
+    /// Age after which a backup is pruned, in days (0 = no limit).
+    #[arg(long, env = "BACKUP_MAX_AGE_DAYS", default_value_t = 30)]
+    pub backup_max_age_days: u64,
+    /// Time between two backup retention passes (one worker prunes per interval), in seconds.
+    #[arg(long, env = "BACKUP_PRUNE_INTERVAL_SECS", default_value_t = 3600)]
+    pub backup_prune_interval_secs: u64,
 }
 
 /// A setting that cannot work.
@@ -220,6 +230,20 @@ impl Args {
             },
             interval: Duration::from_millis(self.sweep_interval_ms),
             batch: self.sweep_batch,
+        })
+    }
+
+    /// The backup retention settings.
+    pub fn prune(&self) -> Result<PruneConfig, ConfigError> {
+        if self.backup_prune_interval_secs == 0 {
+            return Err(ConfigError::Sweep("BACKUP_PRUNE_INTERVAL_SECS"));
+        }
+        Ok(PruneConfig {
+            policy: RetentionPolicy {
+                keep_per_user: self.backup_keep_per_user,
+                max_age_ms: self.backup_max_age_days.saturating_mul(DAY_MS),
+            },
+            interval: Duration::from_secs(self.backup_prune_interval_secs),
         })
     }
 
@@ -283,6 +307,18 @@ mod tests {
         let k8s = cli.args.k8s().unwrap();
         assert_eq!(k8s, K8sConfig::default());
         assert_eq!(cli.args.sweeper().unwrap(), SweepConfig::default());
+        assert_eq!(cli.args.prune().unwrap(), PruneConfig::default());
+    }
+
+    #[test]
+    fn retention_flags_reach_the_policy() {
+        let cli =
+            parse(&["--backup-keep-per-user", "0", "--backup-max-age-days", "2", "--backup-prune-interval-secs", "60"]);
+        let c = cli.args.prune().unwrap();
+        assert_eq!(c.policy, RetentionPolicy { keep_per_user: 0, max_age_ms: 2 * DAY_MS });
+        assert_eq!(c.interval, Duration::from_secs(60));
+        let zero = parse(&["--backup-prune-interval-secs", "0"]);
+        assert!(matches!(zero.args.prune(), Err(ConfigError::Sweep("BACKUP_PRUNE_INTERVAL_SECS"))));
     }
 
     #[test]

@@ -10,10 +10,10 @@ use clap::Parser as _;
 use worker::admin::{self, Admin, MetricsRender};
 use worker::cli::{Cli, Sub};
 use worker::clock::SystemClock;
-use worker::k8s::{K8sExecutor, render_session_objects};
+use worker::k8s::{K8sExecutor, render_session_objects, render_worker_objects};
 use worker::metrics::{Metrics, backlog::Backlog};
 use worker::runner::Runner;
-use worker::sweeper::{Resync, Sweeper};
+use worker::sweeper::{Pruner, Resync, Sweeper};
 
 const EX_CONFIG: u8 = 64;
 
@@ -24,17 +24,19 @@ fn main() -> ExitCode {
         Err(e) => return config_error(&e.to_string().lines().next().unwrap_or("invalid arguments")),
     };
     let args = &cli.args;
-    let (runner_cfg, k8s_cfg, sweep_cfg) =
-        match (args.runner(&worker::random::unique_suffix()), args.k8s(), args.sweeper()) {
-            (Ok(r), Ok(k), Ok(s)) => (r, k, s),
-            (Err(e), _, _) => return config_error(&e),
-            (_, Err(e), _) | (_, _, Err(e)) => return config_error(&e),
+    let (runner_cfg, k8s_cfg, sweep_cfg, prune_cfg) =
+        match (args.runner(&worker::random::unique_suffix()), args.k8s(), args.sweeper(), args.prune()) {
+            (Ok(r), Ok(k), Ok(s), Ok(p)) => (r, k, s, p),
+            (Err(e), _, _, _) => return config_error(&e),
+            (_, Err(e), _, _) | (_, _, Err(e), _) | (_, _, _, Err(e)) => return config_error(&e),
         };
     if let Some(Sub::RenderObjects { session }) = &cli.command {
         let Ok(id) = proto_types::SessionId::parse(session) else {
             return config_error(&format!("invalid session id {session:?}"));
         };
-        let text = serde_json::Value::Array(render_session_objects(&k8s_cfg, &id, None)).to_string();
+        let mut objects = render_session_objects(&k8s_cfg, &id, None);
+        objects.extend(render_worker_objects(&k8s_cfg));
+        let text = serde_json::Value::Array(objects).to_string();
         // A closed pipe (`| head`) is not an error worth a panic.
         let _ = writeln!(std::io::stdout().lock(), "{text}");
         return ExitCode::SUCCESS;
@@ -49,7 +51,7 @@ fn main() -> ExitCode {
         Err(e) if e.is_config() => return config_error(&format!("{:#}", anyhow::Error::from(e))),
         Err(e) => return fatal(&e.into()),
     };
-    match rt.block_on(run(cli, runner_cfg, k8s_cfg, sweep_cfg)) {
+    match rt.block_on(run(cli, runner_cfg, k8s_cfg, (sweep_cfg, prune_cfg))) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => fatal(&e),
     }
@@ -59,7 +61,7 @@ async fn run(
     cli: Cli,
     runner_cfg: worker::runner::RunnerConfig,
     k8s_cfg: worker::k8s::K8sConfig,
-    sweep_cfg: worker::sweeper::SweepConfig,
+    (sweep_cfg, prune_cfg): (worker::sweeper::SweepConfig, worker::sweeper::PruneConfig),
 ) -> anyhow::Result<()> {
     // kube's rustls needs one process-wide crypto provider (ring and aws-lc-rs are both linked).
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -79,6 +81,14 @@ async fn run(
             .with_ready_timeout(cli.args.drift_ready_timeout());
     let resync = if cli.args.resync_delete_orphans { resync.deleting_orphans(k8s_cfg.clone()) } else { resync };
     let resync = Arc::new(resync.with_metrics(metrics.sweep()));
+    let pruner = Arc::new(Pruner::new(
+        redis.clone(),
+        kube.clone(),
+        k8s_cfg.clone(),
+        prune_cfg,
+        clock(),
+        runner_cfg.queue.consumer.clone(),
+    )?);
     let runner =
         Runner::new(redis, Arc::new(K8sExecutor::new(kube, k8s_cfg)), runner_cfg)?.with_metrics(Arc::clone(&metrics));
     let render: MetricsRender = Arc::new(move || {
@@ -99,8 +109,9 @@ async fn run(
     });
     let sweep_task = tokio::spawn(sweeper.run(stop_rx.clone()));
     let resync_task = tokio::spawn(resync.run(stop_rx.clone()));
+    let prune_task = tokio::spawn(pruner.run(stop_rx.clone()));
     runner.run(stop_rx).await;
-    let _ = tokio::join!(sweep_task, resync_task);
+    let _ = tokio::join!(sweep_task, resync_task, prune_task);
     admin_task.abort();
     Ok(())
 }

@@ -276,3 +276,38 @@ fn built_in_objects_pass_kubernetes_validate() {
         .unwrap();
     assert!(!out.status.success(), "strict validation must reject unknown fields");
 }
+
+#[test]
+fn the_prune_job_mounts_only_the_backup_volume_is_restricted_and_validates() {
+    let objs = worker::k8s::render_worker_objects(&K8sConfig::default());
+    assert_eq!(objs.len(), 1);
+    let job = &objs[0];
+    assert_eq!(job["kind"], "Job");
+    assert_eq!(job["metadata"]["labels"][names::MANAGED_BY], "session-manager");
+    assert_eq!(job["metadata"]["namespace"], "workspaces");
+    let pod = &job["spec"]["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["automountServiceAccountToken"], false);
+    assert_restricted(pod);
+    let vols = pod["volumes"].as_array().unwrap();
+    assert_eq!(vols.len(), 1);
+    assert_eq!(vols[0]["persistentVolumeClaim"]["claimName"], "backup-pvc");
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["volumeMounts"][0]["mountPath"], "/backup");
+    if !kubernetes_validate_available() {
+        assert!(std::env::var_os("KUBERNETES_VALIDATE_REQUIRED").is_none(), "kubernetes-validate missing");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("prune-job.json");
+    std::fs::write(&path, serde_json::to_vec_pretty(job).unwrap()).unwrap();
+    for version in ["1.30.0", "1.32.0"] {
+        let out = std::process::Command::new("python3")
+            .args(["-m", "kubernetes_validate", "-k", version, "--strict", "--quiet"])
+            .arg(&path)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "kubernetes-validate {version}: {}", String::from_utf8_lossy(&out.stdout));
+    }
+}

@@ -3,8 +3,9 @@
 //! call the store, shape with `views::backups`; nothing else.
 //!
 //! `DELETE` only marks the record `deleted` (idempotent: deleting again
-//! answers the same); the archive file stays on the backup volume until a
-//! prune removes it (not built yet, see the api README).
+//! answers the same); the archive file stays on the backup volume until the
+//! worker's backup retention removes it on its next pass (then the record
+//! shows `deleted_reason` `user` and `removed_at`).
 
 use http::StatusCode;
 use proto_types::{SessionId, keys};

@@ -31,6 +31,11 @@ pub struct Backup {
     pub state: String,
     /// Why it failed, or null.
     pub error: Option<String>,
+    /// Why the worker's backup retention removed the archive file
+    /// (`max_age`, `keep_per_user`, `user`), or null while it is there.
+    pub deleted_reason: Option<String>,
+    /// When backup retention removed the archive file, or null.
+    pub removed_at: Option<String>,
 }
 
 /// A page of backups.
@@ -57,6 +62,8 @@ pub fn backup(r: &BackupRecord) -> Backup {
         sha256: r.sha256.clone(),
         state: r.state.clone(),
         error: (!r.error.is_empty()).then(|| r.error.clone()),
+        deleted_reason: (!r.deleted_reason.is_empty()).then(|| r.deleted_reason.clone()),
+        removed_at: r.removed_at_ms.map(iso_ms),
     }
 }
 

@@ -10,6 +10,7 @@
 //! | [`keda`] | the typed KEDA `ScaledObject` and why sleep uses `paused-replicas` |
 //! | [`backup`] | the backup Job builder, file name and outcome |
 //! | [`restore`] | the restore Job of a session created from a backup, and its failure reason |
+//! | [`prune`] | the prune Job of backup retention (removes listed files from the backup volume) |
 //! | [`plan`] | `plan(desired, &Observed, Routing) -> Vec<Step>` (pure) |
 //! | [`error`] | Kubernetes errors as typed [`crate::executor::ExecError`]s (retryable or permanent, source kept) |
 //! | `call.rs` | one API call in its span; typed reads |
@@ -30,6 +31,7 @@ pub mod keda;
 pub mod names;
 pub mod objects;
 pub mod plan;
+pub mod prune;
 pub mod reconcile;
 pub mod render;
 pub mod restore;
@@ -38,5 +40,5 @@ pub mod telemetry;
 
 pub use k8s_config::K8sConfig;
 pub use reconcile::K8sExecutor;
-pub use render::render_session_objects;
+pub use render::{render_session_objects, render_worker_objects};
 pub use telemetry::client;

@@ -1,6 +1,7 @@
 //! [`render_session_objects`]: every object the worker would create for one
-//! session, as JSON values, for schema validation and for printing
-//! (`worker render` and `make deploy-check`).
+//! session, and [`render_worker_objects`]: those of no session (the backup
+//! retention's prune Job), as JSON values, for schema validation and for
+//! printing (`worker render-objects` and `make deploy-check`).
 
 use proto_types::SessionId;
 use serde_json::Value;
@@ -9,6 +10,7 @@ use super::backup;
 use super::k8s_config::K8sConfig;
 use super::keda;
 use super::objects;
+use super::prune;
 use super::restore;
 use proto_types::scripts::start::RestoreSource;
 
@@ -39,4 +41,12 @@ pub fn render_session_objects(config: &K8sConfig, id: &SessionId, workspace_url:
         )),
     ];
     values.into_iter().map(|v| v.expect("typed Kubernetes objects always serialize to JSON")).collect()
+}
+
+/// The objects that belong to no session: the prune Job of backup
+/// retention (rendered for the pass at the Unix epoch, removing one file).
+pub fn render_worker_objects(config: &K8sConfig) -> Vec<Value> {
+    let files = [format!("app-0fa6debc-{}.zip", jiff::Timestamp::UNIX_EPOCH.strftime("%Y%m%d-%H%M%S"))];
+    let job = prune::job(config, &prune::job_name(0, 0), &files).expect("a plain file name, well under the limit");
+    vec![serde_json::to_value(job).expect("typed Kubernetes objects always serialize to JSON")]
 }

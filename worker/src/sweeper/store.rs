@@ -39,7 +39,7 @@ pub enum StoreError {
     Random,
 }
 
-fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
+pub(super) fn redis_err(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError {
     move |source| StoreError::Redis { op, source }
 }
 
@@ -87,6 +87,11 @@ impl Store {
             reschedule: Script::new(RESCHEDULE_SOURCE),
             warn: Script::new(WARN_SOURCE),
         })
+    }
+
+    /// The shared connection, for the other sweeper adapters (backup retention).
+    pub(super) fn conn(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     /// Takes the sweep lock for `ttl` (`SET NX PX`); whether this worker sweeps now.
