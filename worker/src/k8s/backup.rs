@@ -97,42 +97,68 @@ pub fn job(config: &K8sConfig, id: &SessionId, generation: u64, file: &str) -> J
         annotations: Some(BTreeMap::from([(names::BACKUP_FILE_ANNOTATION.to_owned(), file.to_owned())])),
         ..Default::default()
     };
-    let tool =
-        ToolJob { program: PROGRAM, env: vec![("BACKUP_FILE", file.to_owned())], data_read_only: true, attempts: 3 };
-    tool.build(config, id, meta)
+    let tool = ToolJob {
+        container: CONTAINER,
+        program: PROGRAM,
+        env: vec![("BACKUP_FILE", file.to_owned())],
+        data: Some((names::pvc(id), true)),
+        backup_read_only: false,
+        attempts: 3,
+    };
+    tool.build(config, meta)
 }
 
-/// A one-shot Python Job between the session volume (at `/app`) and the
-/// backup volume (at `/backup`): the backup Job and the restore Job.
+/// A one-shot Python Job on the backup volume (at `/backup`), with or
+/// without a session volume (at `/app`): the backup, restore and prune Jobs.
 pub(super) struct ToolJob {
+    /// Name of its one container.
+    pub(super) container: &'static str,
     /// The program, run by `python3 -c`.
     pub(super) program: &'static str,
     /// Its environment.
     pub(super) env: Vec<(&'static str, String)>,
-    /// Whether the session volume is mounted read-only.
-    pub(super) data_read_only: bool,
+    /// The session volume at `/app`: its claim, and whether read-only.
+    pub(super) data: Option<(String, bool)>,
+    /// Whether the backup volume is mounted read-only.
+    pub(super) backup_read_only: bool,
     /// Pod attempts before the Job fails (`backoffLimit` + 1).
     pub(super) attempts: i32,
 }
 
 impl ToolJob {
     /// The Job, named and labelled by `meta`; its pods carry the same labels.
-    pub(super) fn build(self, config: &K8sConfig, id: &SessionId, meta: ObjectMeta) -> Job {
+    pub(super) fn build(self, config: &K8sConfig, meta: ObjectMeta) -> Job {
         let labels = meta.labels.clone();
-        let resources = BTreeMap::from([
-            ("cpu".to_owned(), Quantity(config.cpu_request.clone())),
-            ("memory".to_owned(), Quantity(config.memory_request.clone())),
-        ]);
-        let limits = BTreeMap::from([
-            ("cpu".to_owned(), Quantity(config.cpu_limit.clone())),
-            ("memory".to_owned(), Quantity(config.memory_limit.clone())),
-        ]);
+        let quantities = |cpu: &str, memory: &str| {
+            BTreeMap::from([
+                ("cpu".to_owned(), Quantity(cpu.to_owned())),
+                ("memory".to_owned(), Quantity(memory.to_owned())),
+            ])
+        };
         let mut env: Vec<EnvVar> = self
             .env
             .into_iter()
             .map(|(name, value)| EnvVar { name: name.into(), value: Some(value), value_from: None })
             .collect();
         env.push(EnvVar { name: "PYTHONDONTWRITEBYTECODE".into(), value: Some("1".into()), value_from: None });
+        let claim = |name: &str, claim_name: String, read_only: bool| Volume {
+            name: name.into(),
+            persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource { claim_name, read_only: Some(read_only) }),
+            ..Default::default()
+        };
+        let mount = |name: &str, path: &str, read_only: bool| VolumeMount {
+            name: name.into(),
+            mount_path: path.into(),
+            read_only: Some(read_only),
+            ..Default::default()
+        };
+        let (mut mounts, mut volumes) = (Vec::new(), Vec::new());
+        if let Some((pvc, read_only)) = self.data {
+            mounts.push(mount("data", APP_DIR, read_only));
+            volumes.push(claim("data", pvc, read_only));
+        }
+        mounts.push(mount("backup", BACKUP_DIR, self.backup_read_only));
+        volumes.push(claim("backup", config.backup_pvc.clone(), self.backup_read_only));
         Job {
             metadata: meta,
             spec: Some(JobSpec {
@@ -149,52 +175,22 @@ impl ToolJob {
                         enable_service_links: Some(false),
                         security_context: Some(security::pod()),
                         containers: vec![Container {
-                            name: CONTAINER.into(),
+                            name: self.container.into(),
                             image: Some(config.backup_image.clone()),
                             command: Some(vec!["python3".into(), "-c".into(), self.program.into()]),
                             termination_message_path: Some(TERMINATION_LOG.into()),
                             termination_message_policy: Some("File".into()),
                             env: Some(env),
                             resources: Some(ResourceRequirements {
-                                requests: Some(resources),
-                                limits: Some(limits),
+                                requests: Some(quantities(&config.cpu_request, &config.memory_request)),
+                                limits: Some(quantities(&config.cpu_limit, &config.memory_limit)),
                                 ..Default::default()
                             }),
                             security_context: Some(security::container(true)),
-                            volume_mounts: Some(vec![
-                                VolumeMount {
-                                    name: "data".into(),
-                                    mount_path: APP_DIR.into(),
-                                    read_only: Some(self.data_read_only),
-                                    ..Default::default()
-                                },
-                                VolumeMount {
-                                    name: "backup".into(),
-                                    mount_path: BACKUP_DIR.into(),
-                                    read_only: Some(!self.data_read_only),
-                                    ..Default::default()
-                                },
-                            ]),
+                            volume_mounts: Some(mounts),
                             ..Default::default()
                         }],
-                        volumes: Some(vec![
-                            Volume {
-                                name: "data".into(),
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: names::pvc(id),
-                                    read_only: Some(self.data_read_only),
-                                }),
-                                ..Default::default()
-                            },
-                            Volume {
-                                name: "backup".into(),
-                                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                                    claim_name: config.backup_pvc.clone(),
-                                    read_only: Some(!self.data_read_only),
-                                }),
-                                ..Default::default()
-                            },
-                        ]),
+                        volumes: Some(volumes),
                         ..Default::default()
                     }),
                 },
@@ -288,7 +284,7 @@ pub fn report_of(pods: &[Pod]) -> Result<ArchiveReport, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use k8s_openapi::api::batch::v1::{JobCondition, JobStatus};
     use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus};
 
@@ -330,7 +326,8 @@ mod tests {
         assert_eq!(outcome(&j), JobOutcome::Running);
     }
 
-    fn pod(name: &str, exit_code: i32, message: Option<&str>) -> Pod {
+    /// A pod whose container `name` terminated with `exit_code` and `message`.
+    pub(in crate::k8s) fn pod(name: &str, exit_code: i32, message: Option<&str>) -> Pod {
         Pod {
             status: Some(PodStatus {
                 container_statuses: Some(vec![ContainerStatus {

@@ -15,18 +15,12 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::batch::v1::{Job, JobSpec};
-use k8s_openapi::api::core::v1::{
-    Container, EnvVar, PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, ResourceRequirements, Volume,
-    VolumeMount,
-};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 
-use super::backup::BACKUP_DIR;
+use super::backup::ToolJob;
 use super::k8s_config::K8sConfig;
 use super::names;
-use super::security;
 
 /// Name of the prune container.
 pub const CONTAINER: &str = "prune";
@@ -92,64 +86,21 @@ pub fn job(config: &K8sConfig, name: &str, files: &[String]) -> Result<Job, Prun
         (names::PART_OF.to_owned(), names::SYSTEM.to_owned()),
         (names::COMPONENT.to_owned(), COMPONENT.to_owned()),
     ]);
-    let quantities = |cpu: &str, memory: &str| {
-        BTreeMap::from([
-            ("cpu".to_owned(), Quantity(cpu.to_owned())),
-            ("memory".to_owned(), Quantity(memory.to_owned())),
-        ])
+    let meta = ObjectMeta {
+        name: Some(name.to_owned()),
+        namespace: Some(config.namespace.clone()),
+        labels: Some(labels),
+        ..Default::default()
     };
-    let env = |name: &str, value: &str| EnvVar { name: name.into(), value: Some(value.to_owned()), value_from: None };
-    Ok(Job {
-        metadata: ObjectMeta {
-            name: Some(name.to_owned()),
-            namespace: Some(config.namespace.clone()),
-            labels: Some(labels.clone()),
-            ..Default::default()
-        },
-        spec: Some(JobSpec {
-            backoff_limit: Some(2),
-            ttl_seconds_after_finished: Some(config.backup_job_ttl_secs),
-            active_deadline_seconds: Some(i64::try_from(config.backup_timeout.as_secs()).unwrap_or(i64::MAX).max(1)),
-            template: PodTemplateSpec {
-                metadata: Some(ObjectMeta { labels: Some(labels), ..Default::default() }),
-                spec: Some(PodSpec {
-                    restart_policy: Some("Never".into()),
-                    automount_service_account_token: Some(false),
-                    enable_service_links: Some(false),
-                    security_context: Some(security::pod()),
-                    containers: vec![Container {
-                        name: CONTAINER.into(),
-                        image: Some(config.backup_image.clone()),
-                        command: Some(vec!["python3".into(), "-c".into(), PROGRAM.into()]),
-                        env: Some(vec![env("PRUNE_FILES", &list), env("PYTHONDONTWRITEBYTECODE", "1")]),
-                        resources: Some(ResourceRequirements {
-                            requests: Some(quantities(&config.cpu_request, &config.memory_request)),
-                            limits: Some(quantities(&config.cpu_limit, &config.memory_limit)),
-                            ..Default::default()
-                        }),
-                        security_context: Some(security::container(true)),
-                        volume_mounts: Some(vec![VolumeMount {
-                            name: "backup".into(),
-                            mount_path: BACKUP_DIR.into(),
-                            ..Default::default()
-                        }]),
-                        ..Default::default()
-                    }],
-                    volumes: Some(vec![Volume {
-                        name: "backup".into(),
-                        persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                            claim_name: config.backup_pvc.clone(),
-                            read_only: Some(false),
-                        }),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
-            },
-            ..Default::default()
-        }),
-        status: None,
-    })
+    let tool = ToolJob {
+        container: CONTAINER,
+        program: PROGRAM,
+        env: vec![("PRUNE_FILES", list)],
+        data: None,
+        backup_read_only: false,
+        attempts: 3,
+    };
+    Ok(tool.build(config, meta))
 }
 
 /// The file names a prune Job was given (from its `PRUNE_FILES`).
@@ -168,6 +119,8 @@ pub fn files_of(job: &Job) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+    use super::super::backup::BACKUP_DIR;
+    use super::super::security;
     use super::*;
 
     #[test]
@@ -207,7 +160,7 @@ mod tests {
         let c = &pod.containers[0];
         assert_eq!(c.security_context, Some(security::container(true)));
         assert_eq!(c.volume_mounts.as_ref().unwrap()[0].mount_path, BACKUP_DIR);
-        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].read_only, None);
+        assert_eq!(c.volume_mounts.as_ref().unwrap()[0].read_only, Some(false));
     }
 
     #[test]

@@ -116,16 +116,18 @@ pub fn job(config: &K8sConfig, id: &SessionId, source: &RestoreSource) -> Job {
         ..Default::default()
     };
     let tool = ToolJob {
+        container: CONTAINER,
         program: PROGRAM,
         env: vec![
             ("RESTORE_FILE", source.location.clone()),
             ("RESTORE_SIZE_BYTES", source.size_bytes.to_string()),
             ("RESTORE_SHA256", source.sha256.clone()),
         ],
-        data_read_only: false,
+        data: Some((names::pvc(id), false)),
+        backup_read_only: true,
         attempts: 1,
     };
-    tool.build(config, id, meta)
+    tool.build(config, meta)
 }
 
 /// Why a restore failed, from its pod's termination message; `None` when
@@ -143,8 +145,6 @@ pub fn failure_of(pods: &[Pod]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use k8s_openapi::api::core::v1::{ContainerState, ContainerStateTerminated, ContainerStatus, PodStatus};
-
     use super::*;
 
     fn source() -> RestoreSource {
@@ -177,24 +177,7 @@ mod tests {
     }
 
     fn pod(exit_code: i32, message: Option<&str>) -> Pod {
-        Pod {
-            status: Some(PodStatus {
-                container_statuses: Some(vec![ContainerStatus {
-                    name: CONTAINER.into(),
-                    state: Some(ContainerState {
-                        terminated: Some(ContainerStateTerminated {
-                            exit_code,
-                            message: message.map(str::to_owned),
-                            ..Default::default()
-                        }),
-                        ..Default::default()
-                    }),
-                    ..Default::default()
-                }]),
-                ..Default::default()
-            }),
-            ..Default::default()
-        }
+        super::super::backup::tests::pod(CONTAINER, exit_code, message)
     }
 
     #[test]
