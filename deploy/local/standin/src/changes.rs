@@ -7,7 +7,9 @@
 //! - any other write that may change what the kubelet should do (a Pod written by someone
 //!   else, a Deployment or Job created by `POST` with the name only in the body, a collection
 //!   delete) asks for one full pass;
-//! - writes to other kinds (Services, PVCs, KEDA objects, ...) are ignored.
+//! - a write to a VolumeSnapshot or a PersistentVolumeClaim asks for a snapshot pass (see
+//!   `snapshots.rs`);
+//! - writes to other kinds (Services, KEDA objects, ...) are ignored.
 //!
 //! The kubelet's own writes go to the fake directly, so they do not wake it again. Every
 //! successful write also wakes [`Changes::written`], the state file's cue (see `persist.rs`).
@@ -37,6 +39,8 @@ pub type Key = (Kind, String, String);
 pub enum Change {
     /// Reconcile this one object.
     Object(Key),
+    /// Run the snapshot pass.
+    Snapshots,
     /// Make a full pass.
     Everything,
     /// Nothing for the kubelet.
@@ -53,6 +57,7 @@ pub fn classify(method: &Method, path: &str) -> Change {
         ("apps", "deployments") => Kind::Deployment,
         ("batch", "jobs") => Kind::Job,
         ("", "pods") => return Change::Everything,
+        ("", "persistentvolumeclaims") | ("snapshot.storage.k8s.io", "volumesnapshots") => return Change::Snapshots,
         _ => return Change::Nothing,
     };
     match (r.namespace, r.name) {
@@ -65,6 +70,7 @@ pub fn classify(method: &Method, path: &str) -> Change {
 struct Pending {
     keys: HashSet<Key>,
     everything: bool,
+    snapshots: bool,
 }
 
 /// The shared feed: writers [`note`](Changes::note), the kubelet [`take`](Changes::take)s
@@ -85,6 +91,7 @@ impl Changes {
             match change {
                 Change::Nothing => return,
                 Change::Everything => pending.everything = true,
+                Change::Snapshots => pending.snapshots = true,
                 Change::Object(key) => {
                     pending.keys.insert(key);
                 }
@@ -99,6 +106,12 @@ impl Changes {
     pub fn take(&self) -> (HashSet<Key>, bool) {
         let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         (std::mem::take(&mut pending.keys), std::mem::take(&mut pending.everything))
+    }
+
+    /// Whether a snapshot pass was asked for since the last call.
+    pub fn take_snapshots(&self) -> bool {
+        let mut pending = self.pending.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::mem::take(&mut pending.snapshots)
     }
 
     /// Completes when something was noted (possibly before this call).
@@ -183,7 +196,7 @@ mod tests {
     fn reads_and_other_kinds_change_nothing() {
         assert_eq!(classify(&Method::GET, "/apis/apps/v1/namespaces/ws/deployments/ws-a"), Change::Nothing);
         assert_eq!(classify(&Method::PATCH, "/api/v1/namespaces/ws/services/ws-a"), Change::Nothing);
-        assert_eq!(classify(&Method::DELETE, "/api/v1/namespaces/ws/persistentvolumeclaims/ws-a"), Change::Nothing);
+        assert_eq!(classify(&Method::POST, "/apis/keda.sh/v1alpha1/namespaces/ws/scaledobjects"), Change::Nothing);
         assert_eq!(classify(&Method::POST, "/api/v1/namespaces"), Change::Nothing);
     }
 
@@ -192,6 +205,17 @@ mod tests {
         assert_eq!(classify(&Method::DELETE, "/api/v1/namespaces/ws/pods/ws-a-0"), Change::Everything);
         assert_eq!(classify(&Method::POST, "/apis/apps/v1/namespaces/ws/deployments"), Change::Everything);
         assert_eq!(classify(&Method::DELETE, "/apis/batch/v1/namespaces/ws/jobs"), Change::Everything);
+    }
+
+    #[test]
+    fn claim_and_snapshot_writes_ask_for_a_snapshot_pass() {
+        let vs = "/apis/snapshot.storage.k8s.io/v1/namespaces/ws/volumesnapshots";
+        assert_eq!(classify(&Method::POST, vs), Change::Snapshots);
+        assert_eq!(classify(&Method::DELETE, "/api/v1/namespaces/ws/persistentvolumeclaims/ws-a"), Change::Snapshots);
+        let changes = Changes::default();
+        changes.note(Change::Snapshots);
+        assert!(changes.take_snapshots());
+        assert!(!changes.take_snapshots());
     }
 
     #[tokio::test]

@@ -1,10 +1,12 @@
 //! The in-memory cluster behind the server: a `kube_fake_client` client with the KEDA kinds
+//! and CSI snapshot kinds
 //! registered and the status subresource on Deployments, Jobs and Pods.
 //!
 //! It is only construction; requests reach it through `handler.rs`. Namespaces live in
 //! `namespaces.rs`, because the fake cannot route cluster-scoped namespace paths.
 
 use crate::keda::{ScaledObject, TriggerAuthentication};
+use crate::snapshot::{VolumeSnapshot, VolumeSnapshotClass};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::Pod;
@@ -20,6 +22,8 @@ pub async fn build(objects: Vec<serde_json::Value>) -> Result<kube::Client, Buil
         .with_runtime_objects(objects)
         .with_resource::<ScaledObject>()
         .with_resource::<TriggerAuthentication>()
+        .with_resource::<VolumeSnapshot>()
+        .with_resource::<VolumeSnapshotClass>()
         .with_status_subresource::<Deployment>()
         .with_status_subresource::<Job>()
         .with_status_subresource::<Pod>()

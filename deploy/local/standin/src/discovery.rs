@@ -1,11 +1,11 @@
 //! Discovery documents (`/version`, `/api`, `/apis`, `/api/v1`, `/apis/{group}/{version}`) built
-//! from kube-fake-client's static discovery data plus the KEDA kinds, so that `kubectl` and
+//! from kube-fake-client's static discovery data plus the KEDA and CSI snapshot kinds, so that `kubectl` and
 //! kube-rs' `Discovery` find every kind the fake can store.
 //!
 //! Pure: each function returns a JSON document; serving it is `handler.rs`'s job. Only the
 //! `status` subresource is advertised (and served); `scale` is served for Deployments only.
 
-use crate::keda;
+use crate::{keda, snapshot};
 use kube_fake_client::discovery::Discovery;
 use serde_json::{Value, json};
 
@@ -39,7 +39,7 @@ pub struct Kind {
     pub plural: String,
 }
 
-/// Every kind served: the fake's static discovery data followed by the KEDA kinds.
+/// Every kind served: the fake's static discovery data followed by the KEDA and snapshot kinds.
 pub fn kinds() -> Vec<Kind> {
     let mut out: Vec<Kind> = Discovery::list_all_resources()
         .iter()
@@ -56,7 +56,24 @@ pub fn kinds() -> Vec<Kind> {
         kind: (*k).to_string(),
         plural: (*p).to_string(),
     }));
+    out.extend(snapshot::KINDS.iter().map(|(k, p, ..)| Kind {
+        group: snapshot::GROUP.to_string(),
+        version: snapshot::VERSION.to_string(),
+        kind: (*k).to_string(),
+        plural: (*p).to_string(),
+    }));
     out
+}
+
+/// `(singular, short names, namespaced)` of a KEDA or snapshot kind; `None` for the fake's own.
+fn custom(group: &str, version: &str, kind: &str) -> Option<(&'static str, &'static [&'static str], bool)> {
+    if group == keda::GROUP && version == keda::VERSION {
+        return keda::KINDS.iter().find(|(k, ..)| *k == kind).map(|(_, _, s, shorts)| (*s, *shorts, true));
+    }
+    if group == snapshot::GROUP && version == snapshot::VERSION {
+        return snapshot::KINDS.iter().find(|(k, ..)| *k == kind).map(|(_, _, s, shorts, ns)| (*s, *shorts, *ns));
+    }
+    None
 }
 
 /// Groups (non-core) with their versions, first version preferred, in first-seen order.
@@ -117,9 +134,9 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
     }
     let mut resources = Vec::new();
     for k in &served {
-        let keda = keda::KINDS.iter().find(|(kind, ..)| group == keda::GROUP && *kind == k.kind);
-        let (namespaced, singular, shorts, verbs): (bool, String, Vec<&str>, Vec<&str>) = match keda {
-            Some((_, _, singular, shorts)) => (true, (*singular).to_string(), shorts.to_vec(), VERBS.to_vec()),
+        let custom = custom(group, version, &k.kind);
+        let (namespaced, singular, shorts, verbs): (bool, String, Vec<&str>, Vec<&str>) = match custom {
+            Some((singular, shorts, namespaced)) => (namespaced, singular.to_string(), shorts.to_vec(), VERBS.to_vec()),
             None => (
                 is_namespaced(group, version, &k.kind),
                 singular_of(group, version, &k.kind),
@@ -137,7 +154,7 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
             "shortNames": shorts,
             "categories": categories,
         }));
-        if keda.is_none() && has_subresource(group, version, &k.kind, "status") {
+        if custom.is_none() && has_subresource(group, version, &k.kind, "status") {
             resources.push(json!({
                 "name": format!("{}/status", k.plural),
                 "singularName": "",
@@ -219,6 +236,10 @@ mod tests {
         assert_eq!(names(&keda), vec!["scaledobjects", "triggerauthentications"]);
         assert_eq!(keda["resources"][0]["namespaced"], true);
         assert!(resource_list("nope.example", "v1").is_none());
+        let snap = resource_list("snapshot.storage.k8s.io", "v1").unwrap();
+        assert_eq!(names(&snap), vec!["volumesnapshots", "volumesnapshotclasses"]);
+        assert_eq!(snap["resources"][0]["namespaced"], true);
+        assert_eq!(snap["resources"][1]["namespaced"], false);
     }
 
     #[test]
@@ -226,7 +247,7 @@ mod tests {
         let list = group_list();
         let groups = list["groups"].as_array().unwrap();
         let names: Vec<&str> = groups.iter().map(|g| g["name"].as_str().unwrap()).collect();
-        for want in ["apps", "batch", "networking.k8s.io", "keda.sh"] {
+        for want in ["apps", "batch", "networking.k8s.io", "keda.sh", "snapshot.storage.k8s.io"] {
             assert_eq!(names.iter().filter(|n| **n == want).count(), 1, "{want} in {names:?}");
         }
         let keda = groups.iter().find(|g| g["name"] == "keda.sh").unwrap();

@@ -219,7 +219,15 @@ impl Kubelet {
             self.job(j, &mut report).await?;
         }
         self.prune(&deployments.items, &jobs.items);
+        self.snapshots().await?;
         Ok(report)
+    }
+
+    /// The snapshot pass (see `snapshots.rs`): snapshots of existing claims become ready.
+    pub async fn snapshots(&self) -> Result<(), KubeletError> {
+        let ns = self.config.namespace.as_deref();
+        crate::snapshots::pass(&self.client, ns, |_| Ok(())).await.map_err(err("snapshot pass"))?;
+        Ok(())
     }
 
     /// A pass over just `keys` (and nothing else): each object is read by name. A Deployment's
@@ -326,7 +334,11 @@ impl Kubelet {
                 result
             } else {
                 keys.extend(self.pending());
-                self.reconcile(keys).await
+                let result = self.reconcile(keys).await;
+                match changes.take_snapshots() {
+                    true => result.and(self.snapshots().await.map(|()| TickReport::default())),
+                    false => result,
+                }
             };
             let mut wait = last_full.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()));
             if let Err(e) = result {
@@ -581,6 +593,7 @@ mod tests {
 
     async fn cluster() -> Client {
         kube_fake_client::ClientBuilder::new()
+            .with_resource::<crate::snapshot::VolumeSnapshot>()
             .with_status_subresource::<Deployment>()
             .with_status_subresource::<Job>()
             .with_object(deployment(1))
@@ -669,7 +682,9 @@ mod tests {
     /// A fake cluster holding one session Deployment per `(session, replicas)`, and a kubelet
     /// with no delay over it.
     async fn sessions(specs: &[(&str, i32)]) -> (Client, Kubelet) {
-        let mut b = kube_fake_client::ClientBuilder::new().with_status_subresource::<Deployment>();
+        let mut b = kube_fake_client::ClientBuilder::new()
+            .with_resource::<crate::snapshot::VolumeSnapshot>()
+            .with_status_subresource::<Deployment>();
         for (session, replicas) in specs {
             b = b.with_object(session_deployment(session, *replicas));
         }

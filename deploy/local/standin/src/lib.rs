@@ -1,19 +1,21 @@
 //! `kube-standin`: a dev-only stand-in Kubernetes API server. It serves, over plain HTTP on
 //! 127.0.0.1, an in-memory cluster from `kube-fake-client`, plus what the fake lacks: discovery,
-//! namespaces, the KEDA kinds, the Deployment `scale` subresource, polling watches, delete
+//! namespaces, the KEDA and CSI snapshot kinds, the Deployment `scale` subresource, polling watches, delete
 //! preconditions, call recording (for the RBAC check) and fault injection. It writes a
 //! kubeconfig so the real worker binary and `kubectl` talk to it.
 //!
 //! Layout (each module depends only on those listed before it, never on one that uses it):
 //! - `config`: clap flags and the validated [`Config`];
 //! - `route` (pure): request → [`route::Route`], RBAC verbs;
+//! - `keda`, `snapshot`: the custom kinds served (`snapshot` also decides a snapshot's status);
 //! - `discovery` (pure): the discovery documents;
 //! - `cluster`: builds the fake cluster; `namespaces`: the namespace store; `persist`: the
 //!   objects on disk across restarts;
 //! - `fake`: the fake cluster as the adapters see it; `scale`, `watch`, `pod_logs`:
 //!   subresource and watch adapters over it; `handler`: the request handler routing to them;
 //! - `kubelet`: the simulated kubelet (Deployments become ready, pods vanish, Jobs finish),
-//!   woken by `changes`: the feed of writes that reach the fake cluster;
+//!   woken by `changes`: the feed of writes that reach the fake cluster; `snapshots`: the
+//!   pass both kubelets run to make VolumeSnapshots ready;
 //! - `process_kubelet`: the kubelet of real local processes, built from `volumes` (claims as
 //!   directories), `launch` (pure: pod spec → command line in a private root) and
 //!   `pod_process` (one running process group);
@@ -43,6 +45,8 @@ pub mod respond;
 pub mod route;
 mod scale;
 mod server;
+pub mod snapshot;
+pub mod snapshots;
 pub mod volumes;
 mod watch;
 

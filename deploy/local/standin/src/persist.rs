@@ -24,6 +24,8 @@ const KINDS: &[(&str, &str, &str)] = &[
     ("/apis/networking.k8s.io/v1/ingresses", "networking.k8s.io/v1", "Ingress"),
     ("/apis/keda.sh/v1alpha1/scaledobjects", "keda.sh/v1alpha1", "ScaledObject"),
     ("/apis/keda.sh/v1alpha1/triggerauthentications", "keda.sh/v1alpha1", "TriggerAuthentication"),
+    ("/apis/snapshot.storage.k8s.io/v1/volumesnapshots", "snapshot.storage.k8s.io/v1", "VolumeSnapshot"),
+    ("/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses", "snapshot.storage.k8s.io/v1", "VolumeSnapshotClass"),
 ];
 
 /// Reading or writing the state file failed.
