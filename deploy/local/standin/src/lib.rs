@@ -17,7 +17,7 @@
 //!   woken by `changes`: the feed of writes that reach the fake cluster; `snapshots`: the
 //!   pass both kubelets run to make VolumeSnapshots ready;
 //! - `process_kubelet`: the kubelet of real local processes, built from `volumes` (claims as
-//!   directories), `launch` (pure: pod spec → command line in a private root) and
+//!   directories, snapshots copied with `tree_copy`), `launch` (pure: pod spec → command line in a private root) and
 //!   `pod_process` (one running process group);
 //! - `recorder`, `faults`, `kubeconfig`, `respond`: small helpers; `server`: the accept loop.
 //!
@@ -47,6 +47,7 @@ mod scale;
 mod server;
 pub mod snapshot;
 pub mod snapshots;
+pub mod tree_copy;
 pub mod volumes;
 mod watch;
 
