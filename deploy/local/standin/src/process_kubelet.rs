@@ -20,6 +20,12 @@
 //!   8080), so `clusterIP:port` reaches the workspace as a Service does in a cluster.
 //! - Each PersistentVolumeClaim is a directory (see `volumes.rs`), made when the claim is
 //!   seen or first mounted, removed when a claim that was seen is deleted.
+//! - A VolumeSnapshot of an existing claim whose directory is made becomes `readyToUse` once
+//!   the claim's directory is copied to `<volumes>/.snapshots/<ns>/<snapshot>` (see
+//!   `snapshots.rs`); a deleted snapshot's copy is removed. A claim with a `dataSourceRef` to a
+//!   VolumeSnapshot gets its directory made as a copy of that snapshot; until the snapshot is
+//!   ready (and its copy here), the claim has no directory and a pod mounting it is created
+//!   with `phase: Pending` and no process (started by the first pass after the restore).
 //!
 //! One pass looks at everything (a handful of real processes, not thousands of sessions);
 //! passes run every 250 ms and on every write through the server. [`ProcessKubelet::stop_all`]
@@ -32,6 +38,7 @@ use crate::launch::{self, Launch};
 use crate::pod_logs::PodLogs;
 use crate::pod_process::{self, PodProcess};
 use crate::volumes::Volumes;
+use crate::{snapshot, snapshots};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::batch::v1::Job;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod, PodSpec, Service};
@@ -106,6 +113,10 @@ pub struct ProcessKubelet {
     pods: HashMap<Key, RunPod>,
     ips: HashMap<Key, Ipv4Addr>,
     claims: HashSet<Key>,
+    /// Claims waiting for the snapshot they are restored from.
+    waiting: HashSet<Key>,
+    /// Snapshots ready (with their copy) as of the last pass.
+    ready_snapshots: HashSet<Key>,
 }
 
 /// The loopback address of `ns/name`: a hash into 127.1.0.1 ..= 127.254.255.254, moved on
@@ -148,6 +159,8 @@ impl ProcessKubelet {
             pods: HashMap::new(),
             ips: HashMap::new(),
             claims: HashSet::new(),
+            waiting: HashSet::new(),
+            ready_snapshots: HashSet::new(),
         }
     }
 
@@ -236,6 +249,7 @@ impl ProcessKubelet {
             return;
         };
         self.claims(&claims.items);
+        self.snapshots().await;
         let present: HashSet<Key> =
             pod_objects.items.iter().filter_map(|p| Some((p.namespace()?, p.name_any()))).collect();
         // A pod object deleted by someone else: its process goes too (the owner makes a new one).
@@ -264,10 +278,26 @@ impl ProcessKubelet {
     }
 
     fn claims(&mut self, claims: &[PersistentVolumeClaim]) {
-        let now: HashSet<Key> = claims.iter().filter_map(|c| Some((c.namespace()?, c.name_any()))).collect();
-        for (ns, claim) in now.difference(&self.claims) {
-            if let Err(e) = self.volumes.ensure(ns, claim) {
-                tracing::warn!(error = %e, "process kubelet: volume");
+        let by_key: HashMap<Key, &PersistentVolumeClaim> =
+            claims.iter().filter_map(|c| Some(((c.namespace()?, c.name_any()), c))).collect();
+        let now: HashSet<Key> = by_key.keys().cloned().collect();
+        let mut waiting = HashSet::new();
+        for key in now.difference(&self.claims) {
+            let (ns, claim) = key;
+            let made = match by_key.get(key).and_then(|c| snapshot::restore_source(c)) {
+                None => self.volumes.ensure(ns, claim).map(Some),
+                Some(snap) if !self.ready_snapshots.contains(&(ns.clone(), snap.to_owned())) => Ok(None),
+                Some(snap) => self.volumes.restore(ns, claim, snap),
+            };
+            match made {
+                Ok(Some(_)) => {}
+                Ok(None) => {
+                    waiting.insert(key.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "process kubelet: volume");
+                    waiting.insert(key.clone());
+                }
             }
         }
         for (ns, claim) in self.claims.difference(&now) {
@@ -276,7 +306,29 @@ impl ProcessKubelet {
                 tracing::warn!(error = %e, "process kubelet: volume");
             }
         }
-        self.claims = now;
+        self.claims = now.difference(&waiting).cloned().collect();
+        self.waiting = waiting;
+    }
+
+    /// The snapshot pass: copies a claim's directory before its snapshot is marked ready, and
+    /// removes the copies of deleted snapshots.
+    async fn snapshots(&mut self) {
+        let volumes = self.volumes.clone();
+        let take = |s: &snapshot::VolumeSnapshot| {
+            let (ns, name, claim) = (s.namespace().unwrap_or_default(), s.name_any(), s.source_claim().unwrap_or(""));
+            volumes.take_snapshot(&ns, claim, &name).map(|_| ()).map_err(|e| format!("copying the claim: {e}"))
+        };
+        match snapshots::pass(&self.client, None, take).await {
+            Ok(list) => {
+                let key = |s: &snapshot::VolumeSnapshot| Some((s.namespace()?, s.name_any()));
+                let all: HashSet<Key> = list.iter().filter_map(key).collect();
+                self.ready_snapshots = list.iter().filter(|s| s.ready()).filter_map(key).collect();
+                if let Err(e) = self.volumes.prune_snapshots(&all) {
+                    tracing::warn!(error = %e, "process kubelet: snapshot copies");
+                }
+            }
+            Err(e) => err_log("snapshot pass")(e),
+        }
     }
 
     fn ip_of(&mut self, ns: &str, owner: &str) -> Ipv4Addr {
@@ -306,6 +358,18 @@ impl ProcessKubelet {
             Ok(_) => {}
             Err(kube::Error::Api(s)) if s.code == 409 => {}
             Err(e) => return err_log(&format!("create pod {ns}/{name}"))(e),
+        }
+        let claims = spec.volumes.iter().flatten().filter_map(|v| v.persistent_volume_claim.as_ref());
+        if let Some(c) = claims.into_iter().find(|c| self.waiting.contains(&(ns.to_owned(), c.claim_name.clone()))) {
+            tracing::debug!(pod = name, claim = %c.claim_name, "pod pending: its claim waits for its snapshot");
+            let pending = json!({ "status": { "phase": "Pending", "conditions": [{
+                "type": "PodScheduled", "status": "False", "reason": "WaitingForSnapshot",
+                "message": format!("claim {} waits for the VolumeSnapshot it is restored from", c.claim_name) }] } });
+            let api = self.api::<Pod>(Some(ns));
+            if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&pending)).await {
+                err_log(&format!("pod {ns}/{name} status"))(e);
+            }
+            return;
         }
         let mut run = RunPod {
             owner,

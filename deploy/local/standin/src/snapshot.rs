@@ -177,6 +177,18 @@ pub fn wanted_status(s: &VolumeSnapshot, source: Option<&PersistentVolumeClaim>,
     }))
 }
 
+/// The VolumeSnapshot a claim is to be restored from: its `spec.dataSourceRef` (or
+/// `spec.dataSource`) naming kind `VolumeSnapshot` of this group.
+pub fn restore_source(pvc: &PersistentVolumeClaim) -> Option<&str> {
+    let spec = pvc.spec.as_ref()?;
+    let (group, kind, name) = match (&spec.data_source_ref, &spec.data_source) {
+        (Some(r), _) => (r.api_group.as_deref(), r.kind.as_str(), r.name.as_str()),
+        (None, Some(r)) => (r.api_group.as_deref(), r.kind.as_str(), r.name.as_str()),
+        (None, None) => return None,
+    };
+    (group == Some(GROUP) && kind == VolumeSnapshot::KIND).then_some(name)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -200,6 +212,22 @@ mod tests {
         assert_eq!(st["boundVolumeSnapshotContentName"], "snapcontent-w-s1");
         s.status = st;
         assert!(wanted_status(&s, None, "later").is_none(), "ready stays ready");
+    }
+
+    #[test]
+    fn a_claim_names_its_snapshot_in_data_source_ref() {
+        let mut c = pvc("1Gi");
+        assert_eq!(restore_source(&c), None);
+        let spec = c.spec.as_mut().unwrap();
+        spec.data_source_ref = Some(
+            serde_json::from_value(json!(
+            { "apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "s1" }))
+            .unwrap(),
+        );
+        assert_eq!(restore_source(&c), Some("s1"));
+        c.spec.as_mut().unwrap().data_source_ref =
+            Some(serde_json::from_value(json!({ "kind": "PersistentVolumeClaim", "name": "other" })).unwrap());
+        assert_eq!(restore_source(&c), None);
     }
 
     #[test]
