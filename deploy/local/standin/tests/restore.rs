@@ -3,6 +3,7 @@
 //! copy (and not before the snapshot is ready), and its pods wait Pending until then.
 #![allow(clippy::unwrap_used)]
 
+use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{PersistentVolumeClaim, Pod};
 use kube::api::{Api, DeleteParams, PostParams};
 use kube_standin::config::ProcessSettings;
@@ -91,6 +92,23 @@ async fn a_snapshot_of_a_missing_claim_reports_the_error_and_its_restores_wait()
     snaps.create(&PostParams::default(), &VolumeSnapshot::of_claim("s1", NS, "gone")).await.unwrap();
     let claims: Api<PersistentVolumeClaim> = Api::namespaced(client.clone(), NS);
     claims.create(&PostParams::default(), &claim("copy", Some("s1"))).await.unwrap();
+    let deployment: Deployment = serde_json::from_value(json!({
+        "metadata": { "name": "ws-a", "namespace": NS, "labels": { MANAGED.0: MANAGED.1 } },
+        "spec": {
+            "replicas": 1,
+            "selector": { "matchLabels": { "app": "ws-a" } },
+            "template": {
+                "metadata": { "labels": { "app": "ws-a" } },
+                "spec": {
+                    "containers": [{ "name": "c", "image": "busybox", "command": ["true"],
+                                     "volumeMounts": [{ "name": "data", "mountPath": "/data" }] }],
+                    "volumes": [{ "name": "data", "persistentVolumeClaim": { "claimName": "copy" } }]
+                }
+            }
+        }
+    }))
+    .unwrap();
+    Api::<Deployment>::namespaced(client.clone(), NS).create(&PostParams::default(), &deployment).await.unwrap();
     kubelet.pass().await;
     kubelet.pass().await;
     let s1 = snaps.get("s1").await.unwrap();
@@ -98,5 +116,10 @@ async fn a_snapshot_of_a_missing_claim_reports_the_error_and_its_restores_wait()
     assert!(s1.status["error"]["message"].as_str().unwrap().contains("gone"));
     assert!(!tmp.path().join("volumes").join(NS).join("copy").exists());
     let pods: Api<Pod> = Api::namespaced(client, NS);
-    assert!(pods.list(&Default::default()).await.unwrap().items.is_empty());
+    let pod = pods.get("ws-a-0").await.unwrap();
+    let status = pod.status.unwrap();
+    assert_eq!(status.phase.as_deref(), Some("Pending"));
+    assert_eq!(status.conditions.unwrap()[0].reason.as_deref(), Some("WaitingForSnapshot"));
+    assert!(status.container_statuses.is_none(), "no process was started");
+    kubelet.stop_all().await;
 }

@@ -4,8 +4,9 @@
 mod common;
 
 use common::{raw_get, start};
+use futures::TryStreamExt;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
-use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, Patch, PatchParams, PostParams, WatchEvent, WatchParams};
 use kube::discovery::Discovery;
 use kube_standin::snapshot::{VolumeSnapshot, VolumeSnapshotClass};
 use serde_json::json;
@@ -105,5 +106,27 @@ async fn the_simulated_kubelet_makes_a_snapshot_of_an_existing_claim_ready_and_r
     // The claim appearing later makes the failed snapshot ready.
     claims.create(&PostParams::default(), &claim("gone")).await.unwrap();
     until(&api, "s2", VolumeSnapshot::ready).await;
+    h.standin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_on_volume_snapshots_sees_them_added_and_deleted() {
+    let h = start(|_, _| {}).await;
+    let api: Api<VolumeSnapshot> = Api::namespaced(h.client.clone(), NS);
+    let rv = api.list(&ListParams::default()).await.unwrap().metadata.resource_version.unwrap();
+    let mut stream = Box::pin(api.watch(&WatchParams::default().timeout(60), &rv).await.unwrap());
+    let mut next = async || {
+        tokio::time::timeout(Duration::from_secs(30), stream.try_next()).await.expect("watch event in time").unwrap()
+    };
+    api.create(&PostParams::default(), &VolumeSnapshot::of_claim("w1", NS, "data")).await.unwrap();
+    match next().await {
+        Some(WatchEvent::Added(s)) => assert_eq!(s.metadata.name.as_deref(), Some("w1")),
+        other => panic!("expected Added, got {other:?}"),
+    }
+    api.delete("w1", &DeleteParams::default()).await.unwrap();
+    match next().await {
+        Some(WatchEvent::Deleted(s)) => assert_eq!(s.metadata.name.as_deref(), Some("w1")),
+        other => panic!("expected Deleted, got {other:?}"),
+    }
     h.standin.shutdown().await;
 }
