@@ -354,11 +354,11 @@ impl ProcessKubelet {
         let image = spec.containers.first().and_then(|c| c.image.clone()).unwrap_or_default();
         let grace = Duration::from_secs(spec.termination_grace_period_seconds.unwrap_or(30).clamp(0, 3600) as u64);
         let pod = Pod { metadata: meta, spec: Some(spec.clone()), status: None };
-        match self.api::<Pod>(Some(ns)).create(&PostParams::default(), &pod).await {
-            Ok(_) => {}
-            Err(kube::Error::Api(s)) if s.code == 409 => {}
+        let created = match self.api::<Pod>(Some(ns)).create(&PostParams::default(), &pod).await {
+            Ok(_) => true,
+            Err(kube::Error::Api(s)) if s.code == 409 => false,
             Err(e) => return err_log(&format!("create pod {ns}/{name}"))(e),
-        }
+        };
         let claims = spec.volumes.iter().flatten().filter_map(|v| v.persistent_volume_claim.as_ref());
         if let Some(c) = claims.into_iter().find(|c| self.waiting.contains(&(ns.to_owned(), c.claim_name.clone()))) {
             tracing::debug!(pod = name, claim = %c.claim_name, "pod pending: its claim waits for its snapshot");
@@ -366,7 +366,8 @@ impl ProcessKubelet {
                 "type": "PodScheduled", "status": "False", "reason": "WaitingForSnapshot",
                 "message": format!("claim {} waits for the VolumeSnapshot it is restored from", c.claim_name) }] } });
             let api = self.api::<Pod>(Some(ns));
-            if let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&pending)).await {
+            // Written once, when the pod is made: later passes find it Pending already.
+            if created && let Err(e) = api.patch_status(name, &PatchParams::default(), &Patch::Merge(&pending)).await {
                 err_log(&format!("pod {ns}/{name} status"))(e);
             }
             return;
