@@ -92,13 +92,13 @@ async fn the_owner_restores_their_backup_and_only_an_admin_key_restores_anyones(
     assert_eq!(field(record::session::RESTORE_SIZE_BYTES).as_deref(), Some("5242880"));
     assert_eq!(field(record::session::RESTORE_SHA256).as_deref(), Some(common::SHA));
 
-    // A fresh session says so too.
-    let fresh = api.create(USER).await.json();
+    // A fresh session says so too (another user: the per-user limit is not what this tests).
+    let fresh = api.create("fresh@example.com").await.json();
     let fresh = api.get(&format!("/session/{}", fresh["uuid"].as_str().unwrap())).await.json();
     assert_eq!(fresh["restore_from"], serde_json::Value::Null);
 
     assert_eq!(create(&api, KEY, USER, "theirs-g2").await.error(404), "backup_not_found");
-    let admin = create(&api, ADMIN, USER, "theirs-g2").await;
+    let admin = create(&api, ADMIN, "admin-made@example.com", "theirs-g2").await;
     assert_eq!(admin.status, 202, "{}", String::from_utf8_lossy(&admin.body));
     let uuid = admin.json()["uuid"].as_str().unwrap().to_owned();
     let status = api.get(&format!("/session/{uuid}")).await.json();

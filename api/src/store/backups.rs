@@ -160,20 +160,4 @@ mod tests {
         assert_eq!((r.size_bytes, r.created_at_ms, r.state.as_str()), (5_242_880, 9, "succeeded"));
         assert_eq!((r.deleted_reason.as_str(), r.removed_at_ms), ("", None));
     }
-
-    #[test]
-    fn a_pruned_record_shows_why_and_when_its_file_went() {
-        let map: HashMap<String, String> =
-            [("id", "abc-g2"), ("state", "deleted"), ("deleted_reason", "max_age"), ("removed_at_ms", "1763643920884")]
-                .into_iter()
-                .map(|(k, v)| (k.to_owned(), v.to_owned()))
-                .collect();
-        let r = BackupRecord::parse(&map).expect("record");
-        let view = crate::views::backups::backup(&r);
-        assert_eq!(view.deleted_reason.as_deref(), Some("max_age"));
-        assert_eq!(view.removed_at.as_deref(), Some("2025-11-20T13:05:20.884000"));
-        let json = serde_json::to_value(crate::views::backups::backup(&BackupRecord { removed_at_ms: None, ..r }))
-            .expect("json");
-        assert!(json["removed_at"].is_null());
-    }
 }

@@ -72,3 +72,25 @@ pub fn list(records: &[BackupRecord], next_cursor: Option<String>) -> BackupList
     let backups: Vec<Backup> = records.iter().map(backup).collect();
     BackupList { count: backups.len(), backups, next_cursor }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    #[test]
+    fn a_pruned_record_shows_why_and_when_its_file_went() {
+        let map: HashMap<String, String> =
+            [("id", "abc-g2"), ("state", "deleted"), ("deleted_reason", "max_age"), ("removed_at_ms", "1763643920884")]
+                .into_iter()
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .collect();
+        let r = BackupRecord::parse(&map).expect("record");
+        let view = backup(&r);
+        assert_eq!(view.deleted_reason.as_deref(), Some("max_age"));
+        assert_eq!(view.removed_at.as_deref(), Some("2025-11-20T13:05:20.884000"));
+        let json = serde_json::to_value(backup(&BackupRecord { removed_at_ms: None, ..r })).expect("json");
+        assert!(json["removed_at"].is_null());
+    }
+}

@@ -143,34 +143,4 @@ mod tests {
         assert_eq!(host_of(&rec), "vs-code-0fa6debc.other.example.org");
         assert_eq!(host_of("plain.example.com"), "plain.example.com");
     }
-
-    /// Every archive name taken within one second (controlled time, any sub-second offset) is
-    /// distinct: each session's deletes and on-demand backups (one per generation), for
-    /// random ids and for ids built to look like another name's suffix.
-    #[test]
-    fn backup_file_names_within_one_second_are_distinct() {
-        use super::super::backup::file_name;
-        let second: jiff::Timestamp = "2026-12-02T17:22:35Z".parse().expect("ts");
-        let mut ids: Vec<SessionId> =
-            ["a", "a-g1", "a-20261202-172235", "a-20261202-172235-g1", "g1", "1", "a-1", "a-g", "ab"]
-                .iter()
-                .map(|s| SessionId::parse(s).expect("valid"))
-                .collect();
-        ids.extend((0u32..200).map(|i| SessionId::from_random(i.wrapping_mul(2_654_435_761).to_be_bytes())));
-        let mut names = std::collections::BTreeSet::new();
-        let mut total = 0;
-        for (k, id) in ids.iter().enumerate() {
-            // A sub-second offset of its own for each name, never leaving the second.
-            let at = |n: u64| {
-                let nanos = (k as u64).wrapping_mul(7919).wrapping_add(n.wrapping_mul(104_729)) % 1_000_000_000;
-                second + jiff::SignedDuration::from_nanos(i64::try_from(nanos).expect("below one second"))
-            };
-            for generation in [0, 1, 2, 9, 10, 11, 99, 100, 101, 12_345, u64::MAX] {
-                names.insert(file_name(id, generation, at(generation)));
-                total += 1;
-            }
-        }
-        assert_eq!(names.len(), total, "two backups within one second share an archive name");
-        assert!(names.iter().all(|n| n.contains("-20261202-172235")), "all within the one second");
-    }
 }
