@@ -104,7 +104,7 @@ async fn the_owner_restores_their_backup_and_only_an_admin_key_restores_anyones(
     let status = api.get(&format!("/session/{uuid}")).await.json();
     assert_eq!(
         (status["restore_from"].as_str(), status["session"]["user_id"].as_str()),
-        (Some("theirs-g2"), Some(USER))
+        (Some("theirs-g2"), Some("admin-made@example.com"))
     );
     // Even an admin cannot restore what is gone.
     assert_eq!(create(&api, ADMIN, USER, "nope-g1").await.error(404), "backup_not_found");
