@@ -9,7 +9,7 @@
 //! | module | what it fixes |
 //! |---|---|
 //! | [`id`] | [`SessionId`] (DNS-label safe, validated on parse) and [`JobId`] |
-//! | [`state`] | [`Command`], [`JobState`], [`SessionState`], [`DesiredState`] |
+//! | [`state`] | [`Command`], [`JobState`], [`SessionState`], [`DesiredState`], [`BackupKind`] |
 //! | [`machine`] | the session state machine: which command is accepted in which state ([`machine::decide`]) |
 //! | [`job`] | the [`Job`] envelope and its MessagePack codec |
 //! | [`event`] | the status [`Event`] published on the `events` stream |
@@ -47,4 +47,4 @@ pub use id::{JobId, SessionId};
 pub use job::{CodecError, Job};
 pub use machine::{Decision, Refusal};
 pub use notice::{Notice, NoticeKind};
-pub use state::{Command, DesiredState, JobState, Origin, SessionState};
+pub use state::{BackupKind, Command, DesiredState, JobState, Origin, SessionState};

@@ -76,8 +76,12 @@ pub mod session {
     /// Id of the backup the session was created from (`restore_from`),
     /// absent for a fresh session.
     pub const RESTORE_FROM: &str = "restore_from";
-    /// That backup's archive file name, copied from its record at create.
+    /// That backup's archive file name (or VolumeSnapshot name), copied
+    /// from its record at create.
     pub const RESTORE_LOCATION: &str = "restore_location";
+    /// That backup's kind (`archive`, `snapshot`), copied at create; absent
+    /// on sessions created before snapshots existed (then `archive`).
+    pub const RESTORE_KIND: &str = "restore_kind";
     /// That archive's size in bytes, copied at create.
     pub const RESTORE_SIZE_BYTES: &str = "restore_size_bytes";
     /// That archive's SHA-256, copied at create.
@@ -94,13 +98,14 @@ pub mod backup {
     pub const USER: &str = "user_id";
     /// When it was recorded.
     pub const CREATED_AT: &str = "created_at_ms";
-    /// What it is: [`KIND_ARCHIVE`].
+    /// What it is: [`KIND_ARCHIVE`] or [`KIND_SNAPSHOT`] ([`crate::BackupKind`]).
     pub const KIND: &str = "kind";
-    /// Where it is: the archive's file name on the backup volume.
+    /// Where it is: the archive's file name on the backup volume, or the
+    /// VolumeSnapshot's name.
     pub const LOCATION: &str = "location";
-    /// Size of the archive in bytes.
+    /// Size of the archive in bytes (a snapshot: its `restoreSize`).
     pub const SIZE_BYTES: &str = "size_bytes";
-    /// Lower-case hex SHA-256 of the archive.
+    /// Lower-case hex SHA-256 of the archive (empty for a snapshot).
     pub const SHA256: &str = "sha256";
     /// One of [`STATE_PENDING`], [`STATE_SUCCEEDED`], [`STATE_FAILED`], [`STATE_DELETED`].
     pub const STATE: &str = "state";
@@ -116,6 +121,8 @@ pub mod backup {
 
     /// Kind of a zip archive written by the backup Job.
     pub const KIND_ARCHIVE: &str = "archive";
+    /// Kind of a CSI VolumeSnapshot taken in `BACKUP_MODE=snapshot`.
+    pub const KIND_SNAPSHOT: &str = "snapshot";
     /// Being taken.
     pub const STATE_PENDING: &str = "pending";
     /// Written and verified.

@@ -83,6 +83,18 @@ wire_enum! {
 }
 
 wire_enum! {
+    /// What a backup is (`kind` of [`crate::record::backup`]).
+    BackupKind, "backup kind" {
+        /// A zip archive on the backup volume, written and verified by the
+        /// backup Job; its location is the file name.
+        Archive => "archive",
+        /// A CSI VolumeSnapshot of the session's volume; its location is
+        /// the VolumeSnapshot's name (in the workspace namespace).
+        Snapshot => "snapshot",
+    }
+}
+
+wire_enum! {
     /// Where a job is in its life.
     JobState, "job state" {
         /// In the stream, not yet picked up.

@@ -107,16 +107,27 @@ async fn per_user_limit_refuses_create() {
     assert!(!exists);
 }
 
-/// Seeds a backup record as the worker's finish writes it.
+/// Seeds an archive backup record as the worker's finish writes it.
 async fn seed_backup(conn: &mut redis::aio::MultiplexedConnection, id: &str, user: &str, state: &str) {
+    seed_kind(conn, id, user, state, "archive", "app-old-20261201-101010.zip").await;
+}
+
+async fn seed_kind(
+    conn: &mut redis::aio::MultiplexedConnection,
+    id: &str,
+    user: &str,
+    state: &str,
+    kind: &str,
+    location: &str,
+) {
     let _: () = redis::cmd("HSET")
         .arg(keys::backup(id))
         .arg(&[
             ("id", id),
             ("user_id", user),
             ("state", state),
-            ("kind", "archive"),
-            ("location", "app-old-20261201-101010.zip"),
+            ("kind", kind),
+            ("location", location),
             ("size_bytes", "5243012"),
             ("sha256", "ab"),
         ])
@@ -168,4 +179,26 @@ async fn restore_from_is_checked_before_anything_is_written() {
     assert_eq!(hget(&mut conn, &sk, record::session::RESTORE_SIZE_BYTES).await.as_deref(), Some("5243012"));
     assert_eq!(hget(&mut conn, &sk, record::session::RESTORE_SHA256).await.as_deref(), Some("ab"));
     assert_eq!(hget(&mut conn, &sk, "user_id").await.as_deref(), Some("u1"));
+}
+
+#[tokio::test]
+async fn a_snapshot_backup_is_restorable_and_its_kind_is_copied() {
+    use proto_types::scripts::enqueue::{RestoreFrom, RestoreRefusal};
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    seed_kind(&mut conn, "snap-g2", "u1", "succeeded", "snapshot", "ws-snap-snap-g2").await;
+    seed_kind(&mut conn, "odd-g2", "u1", "succeeded", "tape", "t1").await;
+    let j = job("s1", Command::Create, 1, 1);
+    let payload = j.encode().unwrap();
+    let mut e = create(&j, &payload, 0, None);
+    e.restore = Some(RestoreFrom { backup_id: "odd-g2", any_user: false });
+    let reply = EnqueueReply::parse(&run(&mut conn, SOURCE, &e.invocation()).await.unwrap()).unwrap();
+    assert_eq!(reply, EnqueueReply::Restore(RestoreRefusal::Unusable("succeeded".into())), "unknown kind");
+
+    e.restore = Some(RestoreFrom { backup_id: "snap-g2", any_user: false });
+    let reply = EnqueueReply::parse(&run(&mut conn, SOURCE, &e.invocation()).await.unwrap()).unwrap();
+    assert!(matches!(reply, EnqueueReply::Ok { .. }), "{reply:?}");
+    let sk = keys::session("s1");
+    assert_eq!(hget(&mut conn, &sk, record::session::RESTORE_KIND).await.as_deref(), Some("snapshot"));
+    assert_eq!(hget(&mut conn, &sk, record::session::RESTORE_LOCATION).await.as_deref(), Some("ws-snap-snap-g2"));
 }

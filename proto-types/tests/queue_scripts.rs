@@ -10,7 +10,7 @@ use proto_types::scripts::finish::{BackupWrite, Finish, FinishReply, SessionUpda
 use proto_types::scripts::lease::{self, Acquire, AcquireReply, Lease};
 use proto_types::scripts::start::{Start, StartReply};
 use proto_types::scripts::trim::{self, TrimReply};
-use proto_types::{Command, DesiredState, Event, Job, JobState, SessionState, keys, record};
+use proto_types::{BackupKind, Command, DesiredState, Event, Job, JobState, SessionState, keys, record};
 use redis::aio::MultiplexedConnection;
 
 const GROUP: &str = keys::GROUP;
@@ -265,13 +265,22 @@ async fn a_failed_backup_is_recorded_with_its_reason() {
         replicas: 0,
         backup_file: None,
         upstream: None,
-        backup: Some(BackupWrite { id: "abc-1", location: "b.zip", size_bytes: 0, sha256: "", state: "failed" }),
+        backup: Some(BackupWrite {
+            id: "abc-1",
+            kind: BackupKind::Snapshot,
+            location: "ws-abc-snap-g1",
+            size_bytes: 0,
+            sha256: "",
+            state: "failed",
+        }),
     });
     let why = "backup failed, volume kept; delete again to retry: BackoffLimitExceeded";
     assert_eq!(finish(&mut conn, &del, &entry, JobState::Failed, up, Some(why)).await, FinishReply::Finished);
     let bk = keys::backup("abc-1");
     assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some(record::backup::STATE_FAILED));
     assert_eq!(hget(&mut conn, &bk, record::backup::ERROR).await.as_deref(), Some(why));
+    assert_eq!(hget(&mut conn, &bk, record::backup::KIND).await.as_deref(), Some(record::backup::KIND_SNAPSHOT));
+    assert_eq!(hget(&mut conn, &bk, record::backup::LOCATION).await.as_deref(), Some("ws-abc-snap-g1"));
     assert_eq!(hget(&mut conn, &keys::session("abc"), "status").await.as_deref(), Some("failed"));
     let ids: Vec<String> = redis::cmd("ZRANGE")
         .arg(keys::user_backups("user@example.com"))
@@ -301,7 +310,14 @@ async fn a_fenced_finish_records_no_backup() {
         replicas: 0,
         backup_file: Some("b.zip"),
         upstream: None,
-        backup: Some(BackupWrite { id: "abc-0", location: "b.zip", size_bytes: 1, sha256: "ab", state: "succeeded" }),
+        backup: Some(BackupWrite {
+            id: "abc-0",
+            kind: BackupKind::Archive,
+            location: "b.zip",
+            size_bytes: 1,
+            sha256: "ab",
+            state: "succeeded",
+        }),
     });
     assert_eq!(
         finish(&mut conn, &del, &entry, JobState::Succeeded, up, None).await,
@@ -329,6 +345,7 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
         upstream: Some("10.0.0.7:8080"),
         backup: Some(BackupWrite {
             id: "abc-1",
+            kind: BackupKind::Archive,
             location: "b.zip",
             size_bytes: 5_242_880,
             sha256: "ab12",

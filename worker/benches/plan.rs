@@ -43,6 +43,8 @@ fn planning(c: &mut Criterion) {
         pods: 0,
         backup: Some(BackupView {
             id: "0fa6debc-g2".into(),
+            kind: proto_types::BackupKind::Archive,
+            error: None,
             file: Some("app-0fa6debc-20251120-130829.zip".into()),
             outcome: JobOutcome::Succeeded,
             report: Some(Ok(ArchiveReport { size_bytes: 42, sha256: "ab".repeat(32) })),

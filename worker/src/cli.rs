@@ -14,7 +14,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 
 use crate::k8s::K8sConfig;
-use crate::k8s::k8s_config::Routing;
+use crate::k8s::k8s_config::{BackupMode, Routing};
 use crate::runner::{RetryPolicy, RunnerConfig};
 use crate::sweeper::retention::{DAY_MS, RetentionPolicy};
 use crate::sweeper::{Policy, PruneConfig, SweepConfig};
@@ -126,6 +126,12 @@ pub struct Args {
     /// Image of the backup Job (needs `python3`).
     #[arg(long, env = "BACKUP_IMAGE", default_value = "python:3.13-alpine")]
     pub backup_image: String,
+    /// How backups are taken: a verified archive on the backup volume, or a CSI VolumeSnapshot.
+    #[arg(long, env = "BACKUP_MODE", value_enum, default_value_t = BackupMode::Archive)]
+    pub backup_mode: BackupMode,
+    /// VolumeSnapshotClass of snapshot backups (empty: the cluster's default class).
+    #[arg(long, env = "BACKUP_SNAPSHOT_CLASS", default_value = "workspace-snapshots")]
+    pub backup_snapshot_class: String,
     /// Bound on waiting for a workspace to become ready, in seconds.
     #[arg(long, env = "READY_TIMEOUT_SECS", default_value_t = 120)]
     pub ready_timeout_secs: u64,
@@ -279,6 +285,8 @@ impl Args {
             keda_trigger_auth: self.keda_trigger_auth.clone(),
             backup_pvc: self.backup_pvc.clone(),
             backup_image: self.backup_image.clone(),
+            backup_mode: self.backup_mode,
+            snapshot_class: self.backup_snapshot_class.clone(),
             ready_timeout: Duration::from_secs(self.ready_timeout_secs),
             pod_gone_timeout: Duration::from_secs(self.pod_gone_timeout_secs),
             backup_timeout: Duration::from_secs(self.backup_timeout_secs),

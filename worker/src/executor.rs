@@ -73,20 +73,25 @@ pub struct Outcome {
 pub struct FailedBackup {
     /// The backup's id, `{uuid}-g{generation}` of the delete request.
     pub id: String,
-    /// The archive file name it was to write.
+    /// An archive or a snapshot.
+    pub kind: proto_types::BackupKind,
+    /// The archive file name it was to write, or the VolumeSnapshot's name.
     pub location: String,
 }
 
-/// A verified backup archive, as its Job reported it.
+/// A verified backup: an archive as its Job reported it, or a ready
+/// VolumeSnapshot.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Archive {
     /// The backup's id, `{uuid}-g{generation}` of the delete or backup request.
     pub id: String,
-    /// The archive's file name on the backup volume.
+    /// An archive or a snapshot.
+    pub kind: proto_types::BackupKind,
+    /// The archive's file name on the backup volume, or the VolumeSnapshot's name.
     pub location: String,
-    /// Size of the archive file in bytes.
+    /// Size of the archive file in bytes (a snapshot: its `restoreSize`).
     pub size_bytes: u64,
-    /// Lower-case hex SHA-256 of the archive file.
+    /// Lower-case hex SHA-256 of the archive file (empty for a snapshot).
     pub sha256: String,
 }
 

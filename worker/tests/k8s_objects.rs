@@ -61,7 +61,11 @@ fn assert_restricted(pod_spec: &Value) {
 #[test]
 fn every_object_is_labelled_and_namespaced() {
     let all = objects();
-    assert_eq!(all.len(), 7, "PVC, Deployment, Service, Ingress, ScaledObject, backup Job, restore Job");
+    assert_eq!(
+        all.len(),
+        9,
+        "PVC, Deployment, Service, Ingress, ScaledObject, backup Job, restore Job, VolumeSnapshot, restored PVC"
+    );
     for o in &all {
         let labels = &o["metadata"]["labels"];
         assert_eq!(labels[names::MANAGED_BY], "session-manager", "{}", o["kind"]);
@@ -198,12 +202,16 @@ fn schemas_dir() -> PathBuf {
 }
 
 fn crd_schema(file: &str) -> Value {
+    crd_version_schema(file, "v1alpha1")
+}
+
+fn crd_version_schema(file: &str, version: &str) -> Value {
     let path = schemas_dir().join(file);
     let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("{}: {e} (set K8S_SCHEMAS_DIR to the KEDA CRDs)", path.display()));
+        .unwrap_or_else(|e| panic!("{}: {e} (set K8S_SCHEMAS_DIR to the CRDs)", path.display()));
     let crd: Value = serde_saphyr::from_str(text.trim_start_matches("---\n")).unwrap();
-    let version = crd["spec"]["versions"].as_array().unwrap().iter().find(|v| v["name"] == "v1alpha1").unwrap();
-    version["schema"]["openAPIV3Schema"].clone()
+    let v = crd["spec"]["versions"].as_array().unwrap().iter().find(|v| v["name"] == version).unwrap();
+    v["schema"]["openAPIV3Schema"].clone()
 }
 
 fn keda_errors(schema: &Value, obj: &Value) -> Vec<String> {
@@ -226,6 +234,38 @@ fn scaled_objects_satisfy_the_keda_crd() {
     assert!(keda_errors(&schema, &bad).len() >= 2);
 }
 
+#[test]
+fn the_snapshot_satisfies_its_crd_and_the_restored_pvc_names_it() {
+    let schema = crd_version_schema("snapshot.storage.k8s.io_volumesnapshots.yaml", "v1");
+    let snap = of_kind("VolumeSnapshot");
+    assert_eq!(snap["apiVersion"], "snapshot.storage.k8s.io/v1");
+    assert_eq!(snap["metadata"]["name"], "ws-0fa6debc-snap-g1");
+    assert_eq!(snap["spec"]["source"]["persistentVolumeClaimName"], "ws-0fa6debc-data");
+    assert_eq!(snap["spec"]["volumeSnapshotClassName"], "workspace-snapshots");
+    assert_eq!(keda_errors(&schema, &snap), Vec::<String>::new());
+    // Not vacuous: the CRD requires a source. (Its CEL rules, exactly one
+    // source and no empty class name, are not JSON Schema: checked here.)
+    let mut bad = snap.clone();
+    bad["spec"].as_object_mut().unwrap().remove("source");
+    assert!(!keda_errors(&schema, &bad).is_empty(), "a snapshot without a source is refused");
+    assert_eq!(snap["spec"]["source"].as_object().unwrap().len(), 1, "exactly one source");
+    let default_class = K8sConfig { snapshot_class: String::new(), ..K8sConfig::default() };
+    let objs = render_session_objects(&default_class, &id(), None);
+    let snap = objs.iter().find(|o| o["kind"] == "VolumeSnapshot").unwrap();
+    assert!(snap["spec"].get("volumeSnapshotClassName").is_none(), "no empty class name: the default class");
+
+    let restored = objects().into_iter().filter(|o| o["kind"] == "PersistentVolumeClaim").nth(1).unwrap();
+    assert_eq!(
+        restored["spec"]["dataSourceRef"],
+        serde_json::json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "ws-0fa6debc-snap-g1"})
+    );
+    assert_eq!(restored["spec"]["resources"]["requests"]["storage"], "5Gi");
+    // A snapshot larger than the configured size gets a volume that fits it.
+    let big = worker::k8s::objects::pvc_from_snapshot(&K8sConfig::default(), &id(), "s", 6 << 30);
+    let big = serde_json::to_value(big).unwrap();
+    assert_eq!(big["spec"]["resources"]["requests"]["storage"], (6u64 << 30).to_string());
+}
+
 fn kubernetes_validate_available() -> bool {
     std::process::Command::new("python3")
         .args(["-m", "kubernetes_validate", "--version"])
@@ -245,12 +285,13 @@ fn built_in_objects_pass_kubernetes_validate() {
     }
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for (i, o) in objects().iter().enumerate().filter(|(_, o)| o["apiVersion"] != "keda.sh/v1alpha1") {
+    let custom = ["keda.sh/v1alpha1", "snapshot.storage.k8s.io/v1"];
+    for (i, o) in objects().iter().enumerate().filter(|(_, o)| !custom.contains(&s(&o["apiVersion"]))) {
         let path = dir.path().join(format!("{i}-{}.json", s(&o["kind"]).to_lowercase()));
         std::fs::write(&path, serde_json::to_vec_pretty(o).unwrap()).unwrap();
         files.push(path);
     }
-    assert_eq!(files.len(), 6);
+    assert_eq!(files.len(), 7, "PVC twice (fresh and from a snapshot), Deployment, Service, Ingress, two Jobs");
     for version in ["1.30.0", "1.32.0"] {
         let out = std::process::Command::new("python3")
             .args(["-m", "kubernetes_validate", "-k", version, "--strict", "--quiet"])

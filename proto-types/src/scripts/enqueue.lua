@@ -55,7 +55,7 @@ if is_create then
     if b[3] == "deleted" then
       return {"restore", "gone", b[3]}
     end
-    if b[3] ~= "succeeded" or b[4] ~= "archive" or not b[5] or b[5] == "" then
+    if b[3] ~= "succeeded" or (b[4] ~= "archive" and b[4] ~= "snapshot") or not b[5] or b[5] == "" then
       return {"restore", "unusable", b[3] or ""}
     end
     restore = b
@@ -71,6 +71,7 @@ if is_create then
   if restore then
     redis.call("HSET", KEYS[1],
       "restore_from", ARGV[18],
+      "restore_kind", restore[4],
       "restore_location", restore[5],
       "restore_size_bytes", restore[6] or "0",
       "restore_sha256", restore[7] or "")

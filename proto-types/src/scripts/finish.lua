@@ -12,7 +12,7 @@
 --          other status, or "", removes the field)
 --       18 backup id ("" for none), 19 location, 20 size bytes, 21 sha256,
 --       22 user id, 23 backup state ("succeeded" | "failed"; a failed one
---          keeps the job's error as its reason)
+--          keeps the job's error as its reason), 24 backup kind ("archive" | "snapshot")
 -- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
 -- A "fenced" reply means nothing was written and nothing acknowledged.
 
@@ -69,7 +69,7 @@ if apply then
   if ARGV[18] ~= "" then
     redis.call("HSET", KEYS[7],
       "id", ARGV[18], "session_id", ARGV[12], "user_id", ARGV[22],
-      "created_at_ms", ARGV[5], "kind", "archive", "location", ARGV[19],
+      "created_at_ms", ARGV[5], "kind", ARGV[24], "location", ARGV[19],
       "size_bytes", ARGV[20], "sha256", ARGV[21], "state", ARGV[23],
       "error", ARGV[4])
     redis.call("ZADD", KEYS[8], ARGV[5], ARGV[18])

@@ -48,11 +48,13 @@ pub struct SessionUpdate<'a> {
 pub struct BackupWrite<'a> {
     /// The backup's id.
     pub id: &'a str,
-    /// The archive's file name.
+    /// An archive or a snapshot.
+    pub kind: crate::BackupKind,
+    /// The archive's file name, or the VolumeSnapshot's name.
     pub location: &'a str,
-    /// Its size in bytes.
+    /// Its size in bytes (a snapshot's `restoreSize`).
     pub size_bytes: u64,
-    /// Its lower-case hex SHA-256 (empty for a failed one).
+    /// Its lower-case hex SHA-256 (empty for a failed one and a snapshot).
     pub sha256: &'a str,
     /// [`crate::record::backup::STATE_SUCCEEDED`] or
     /// [`crate::record::backup::STATE_FAILED`] (then the job's error is its reason).
@@ -132,6 +134,7 @@ impl Finish<'_> {
             backup_write.map_or("", |b| b.sha256).into(),
             self.user_id.into(),
             backup_write.map_or("", |b| b.state).into(),
+            backup_write.map_or("", |b| b.kind.as_str()).into(),
         ];
         Invocation { keys, args }
     }
@@ -190,6 +193,7 @@ mod tests {
                 upstream: Some("10.0.0.7:8080"),
                 backup: Some(BackupWrite {
                     id: "abc-3",
+                    kind: crate::BackupKind::Snapshot,
                     location: "b.zip",
                     size_bytes: 12,
                     sha256: "ff",
@@ -206,8 +210,9 @@ mod tests {
         assert_eq!(inv.keys[8], "{sm}:backups:session:abc");
         assert_eq!(inv.keys[4], "{sm}:demand:abc");
         assert_eq!(inv.keys[5], "{sm}:user:u");
-        assert_eq!(inv.args.len(), 23);
+        assert_eq!(inv.args.len(), 24);
         assert_eq!(inv.args[22], b"succeeded");
+        assert_eq!(inv.args[23], b"snapshot");
         assert_eq!(inv.args[17], b"abc-3");
         assert_eq!(inv.args[19], b"12");
         assert_eq!(inv.args[5], b"1");

@@ -60,11 +60,13 @@ pub struct SessionSnapshot {
 pub struct RestoreSource {
     /// The backup's id.
     pub backup_id: String,
-    /// Its archive's file name on the backup volume.
+    /// An archive (restored by a Job) or a snapshot (the new volume's data source).
+    pub kind: crate::BackupKind,
+    /// Its archive's file name on the backup volume, or the VolumeSnapshot's name.
     pub location: String,
-    /// The archive's size in bytes.
+    /// The archive's size in bytes (a snapshot: its `restoreSize`).
     pub size_bytes: u64,
-    /// The archive's lower-case hex SHA-256.
+    /// The archive's lower-case hex SHA-256 (empty for a snapshot).
     pub sha256: String,
 }
 
@@ -94,7 +96,9 @@ impl StartReply {
             [tag, state] if tag == "terminal" => {
                 Ok(Self::Terminal { state: JobState::parse(state).map_err(|_| err())? })
             }
-            [tag, attempts, generation, desired, status, url, user, from, location, size, sha] if tag == "started" => {
+            [tag, attempts, generation, desired, status, url, user, from, location, size, sha, kind]
+                if tag == "started" =>
+            {
                 let desired = match desired.as_str() {
                     "" => None,
                     d => Some(DesiredState::parse(d).map_err(|_| err())?),
@@ -115,6 +119,11 @@ impl StartReply {
                             "" => None,
                             _ => Some(RestoreSource {
                                 backup_id: from.clone(),
+                                // Sessions created before snapshots existed carry no kind.
+                                kind: match kind.as_str() {
+                                    "" => crate::BackupKind::Archive,
+                                    k => crate::BackupKind::parse(k).map_err(|_| err())?,
+                                },
                                 location: location.clone(),
                                 size_bytes: size.parse().map_err(|_| err())?,
                                 sha256: sha.clone(),
@@ -143,7 +152,7 @@ mod tests {
             Ok(StartReply::Terminal { state: JobState::Succeeded })
         );
         assert_eq!(
-            StartReply::parse(&s(&["started", "2", "7", "sleeping", "running", "", "u", "", "", "", ""])),
+            StartReply::parse(&s(&["started", "2", "7", "sleeping", "running", "", "u", "", "", "", "", ""])),
             Ok(StartReply::Started {
                 attempts: 2,
                 session: SessionSnapshot {
@@ -156,20 +165,43 @@ mod tests {
                 }
             })
         );
-        let from =
-            StartReply::parse(&s(&["started", "1", "1", "running", "creating", "", "u", "b-g2", "a.zip", "9", "ff"]));
+        let from = StartReply::parse(&s(&[
+            "started", "1", "1", "running", "creating", "", "u", "b-g2", "a.zip", "9", "ff", "",
+        ]));
         let Ok(StartReply::Started { session, .. }) = from else { panic!("{from:?}") };
         assert_eq!(
             session.restore,
             Some(RestoreSource {
                 backup_id: "b-g2".into(),
+                kind: crate::BackupKind::Archive,
                 location: "a.zip".into(),
                 size_bytes: 9,
                 sha256: "ff".into()
             })
         );
-        assert!(StartReply::parse(&s(&["started", "1", "1", "", "", "", "u", "b", "a.zip", "x", ""])).is_err());
-        assert!(StartReply::parse(&s(&["started", "x", "7", "", "", "", "", "", "", "", ""])).is_err());
+        let snap = StartReply::parse(&s(&[
+            "started",
+            "1",
+            "1",
+            "running",
+            "creating",
+            "",
+            "u",
+            "b-g3",
+            "ws-b-snap-g3",
+            "5",
+            "",
+            "snapshot",
+        ]));
+        let Ok(StartReply::Started { session, .. }) = snap else { panic!("{snap:?}") };
+        assert_eq!(
+            session.restore.map(|r| (r.kind, r.location)),
+            Some((crate::BackupKind::Snapshot, "ws-b-snap-g3".into()))
+        );
+        let bad = ["started", "1", "1", "running", "creating", "", "u", "b-g3", "x", "5", "", "tape"];
+        assert!(StartReply::parse(&s(&bad)).is_err());
+        assert!(StartReply::parse(&s(&["started", "1", "1", "", "", "", "u", "b", "a.zip", "x", "", ""])).is_err());
+        assert!(StartReply::parse(&s(&["started", "x", "7", "", "", "", "", "", "", "", "", ""])).is_err());
         assert!(StartReply::parse(&s(&["terminal", "bogus"])).is_err());
     }
 

@@ -17,6 +17,26 @@ pub enum Routing {
     Ingress,
 }
 
+/// How a backup is taken (`BACKUP_MODE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum BackupMode {
+    /// A verified zip archive on the shared backup volume, written by a Job.
+    #[default]
+    Archive,
+    /// A CSI VolumeSnapshot of the session's volume (no Job, no shared volume).
+    Snapshot,
+}
+
+impl BackupMode {
+    /// The kind of backup this mode takes.
+    pub fn kind(self) -> proto_types::BackupKind {
+        match self {
+            Self::Archive => proto_types::BackupKind::Archive,
+            Self::Snapshot => proto_types::BackupKind::Snapshot,
+        }
+    }
+}
+
 /// Settings for the objects the worker creates per session and for how long
 /// it waits on them.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +74,11 @@ pub struct K8sConfig {
     pub backup_pvc: String,
     /// Image of the backup Job; must provide `python3` (`BACKUP_IMAGE`).
     pub backup_image: String,
+    /// Archive or snapshot (`BACKUP_MODE`).
+    pub backup_mode: BackupMode,
+    /// VolumeSnapshotClass of snapshot backups; empty: the cluster's default
+    /// class (`BACKUP_SNAPSHOT_CLASS`).
+    pub snapshot_class: String,
     /// Bound on waiting for the Deployment to become ready (`READY_TIMEOUT_SECS`).
     pub ready_timeout: Duration,
     /// Bound on waiting for the session's pods to go away (`POD_GONE_TIMEOUT_SECS`).
@@ -85,6 +110,8 @@ impl Default for K8sConfig {
             keda_trigger_auth: "workspace-redis".into(),
             backup_pvc: "backup-pvc".into(),
             backup_image: "python:3.13-alpine".into(),
+            backup_mode: BackupMode::Archive,
+            snapshot_class: "workspace-snapshots".into(),
             ready_timeout: Duration::from_secs(120),
             pod_gone_timeout: Duration::from_secs(120),
             backup_timeout: Duration::from_secs(600),

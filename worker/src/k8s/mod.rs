@@ -10,6 +10,7 @@
 //! | [`keda`] | the typed KEDA `ScaledObject` and why sleep uses `paused-replicas` |
 //! | [`backup`] | the backup Job builder, file name and outcome |
 //! | [`restore`] | the restore Job of a session created from a backup, and its failure reason |
+//! | [`snapshot`] | the typed CSI `VolumeSnapshot` of snapshot mode, its builder and readiness |
 //! | [`prune`] | the prune Job of backup retention (removes listed files from the backup volume) |
 //! | [`plan`] | `plan(desired, &Observed, Routing) -> Vec<Step>` (pure) |
 //! | [`error`] | Kubernetes errors as typed [`crate::executor::ExecError`]s (retryable or permanent, source kept) |
@@ -36,6 +37,7 @@ pub mod reconcile;
 pub mod render;
 pub mod restore;
 pub mod security;
+pub mod snapshot;
 pub mod telemetry;
 
 pub use k8s_config::K8sConfig;

@@ -7,6 +7,7 @@
 //! | Deployment, Service, Ingress, ScaledObject | `ws-{id}` |
 //! | PersistentVolumeClaim | `ws-{id}-data` |
 //! | backup Job | `ws-{id}-backup-g{generation}` |
+//! | backup VolumeSnapshot (snapshot mode) | `ws-{id}-snap-g{generation}` |
 //! | restore Job | `ws-{id}-restore` |
 //! | TLS Secret (cert-manager) | `ws-{id}-tls` |
 //!
@@ -54,6 +55,11 @@ pub fn pvc(id: &SessionId) -> String {
 /// Name of the backup Job of one delete request (one session generation).
 pub fn backup_job(id: &SessionId, generation: u64) -> String {
     format!("ws-{id}-backup-g{}", generation % 10_000_000_000)
+}
+
+/// Name of the VolumeSnapshot of one delete or backup request (snapshot mode).
+pub fn backup_snapshot(id: &SessionId, generation: u64) -> String {
+    format!("ws-{id}-snap-g{}", generation % 10_000_000_000)
 }
 
 /// Id of the backup a delete request (one session generation) takes.
@@ -122,7 +128,9 @@ mod tests {
     #[test]
     fn names_fit_dns_labels_for_the_longest_id() {
         let id = SessionId::parse(&"a".repeat(SessionId::MAX_LEN)).expect("valid");
-        for name in [workspace(&id), pvc(&id), backup_job(&id, u64::MAX), tls_secret(&id)] {
+        for name in
+            [workspace(&id), pvc(&id), backup_job(&id, u64::MAX), backup_snapshot(&id, u64::MAX), tls_secret(&id)]
+        {
             assert!(name.len() <= 63, "{name} is {} long", name.len());
         }
     }

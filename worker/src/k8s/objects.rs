@@ -12,7 +12,7 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy}
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, HTTPGetAction, PersistentVolumeClaim, PersistentVolumeClaimSpec,
     PersistentVolumeClaimVolumeSource, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Service, ServicePort,
-    ServiceSpec, Volume, VolumeMount, VolumeResourceRequirements,
+    ServiceSpec, TypedObjectReference, Volume, VolumeMount, VolumeResourceRequirements,
 };
 use k8s_openapi::api::networking::v1::{
     HTTPIngressPath, HTTPIngressRuleValue, Ingress, IngressBackend, IngressRule, IngressServiceBackend, IngressSpec,
@@ -54,6 +54,35 @@ pub fn pvc(config: &K8sConfig, id: &SessionId) -> PersistentVolumeClaim {
         }),
         status: None,
     }
+}
+
+/// The session's volume made from VolumeSnapshot `snapshot` (a restore in
+/// snapshot mode): [`pvc`] with `dataSourceRef` naming it, requesting at
+/// least the snapshot's `restore_size_bytes` (a restore into a smaller
+/// volume fails to provision). The apply keeps sending the same source,
+/// which Kubernetes never lets change.
+pub fn pvc_from_snapshot(
+    config: &K8sConfig,
+    id: &SessionId,
+    snapshot: &str,
+    restore_size_bytes: u64,
+) -> PersistentVolumeClaim {
+    let mut claim = pvc(config, id);
+    if let Some(spec) = claim.spec.as_mut() {
+        spec.data_source_ref = Some(TypedObjectReference {
+            api_group: Some(super::snapshot::GROUP.into()),
+            kind: super::snapshot::KIND.into(),
+            name: snapshot.into(),
+            namespace: None,
+        });
+        let configured = super::snapshot::quantity_bytes(&config.pvc_size).unwrap_or(0);
+        if restore_size_bytes > configured
+            && let Some(requests) = spec.resources.as_mut().and_then(|r| r.requests.as_mut())
+        {
+            requests.insert("storage".into(), Quantity(restore_size_bytes.to_string()));
+        }
+    }
+    claim
 }
 
 /// The workspace Deployment with `replicas` replicas.

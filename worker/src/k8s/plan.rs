@@ -20,7 +20,13 @@
 //!   *before* its Deployment: no workspace starts until the files are back
 //!   and verified, and a failed restore fails the session with its reason
 //!   (no Deployment is ever created then). The Deployment's existence is
-//!   what says the restore is done.
+//!   what says the restore is done. From a snapshot backup there is no
+//!   Job: the PVC, which names the snapshot in `dataSourceRef`, is applied
+//!   only once the snapshot is `readyToUse` (a missing one fails the
+//!   session), and the storage fills the volume before any pod mounts it;
+//! - in snapshot mode a backup is a VolumeSnapshot of the volume no pod
+//!   holds, taken at the same point as the archive, and nothing is deleted
+//!   before it is `readyToUse`.
 //!
 //! Existing objects written under an older lease ([`Stale`]) are written
 //! again, so after any job every object carries the newest token. A delete
@@ -35,7 +41,7 @@
 //! gateway proxies to.
 
 use crate::executor::{Archive, Outcome};
-use proto_types::{DesiredState, SessionState};
+use proto_types::{BackupKind, DesiredState, SessionState};
 
 use super::backup::{ArchiveReport, JobOutcome};
 use super::k8s_config::Routing;
@@ -49,29 +55,44 @@ pub struct DeploymentView {
     pub ready: i32,
 }
 
-/// The backup Job of the current request (a delete, or an on-demand
-/// backup) as observed.
+/// The backup of the current request (a delete, or an on-demand backup)
+/// as observed: its Job, or in snapshot mode its VolumeSnapshot (ready is
+/// `Succeeded` with a report of its `restoreSize`; not ready is `Running`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackupView {
     /// The backup's id (from the session and delete generation).
     pub id: String,
-    /// File named in the Job's annotation.
+    /// An archive or a snapshot.
+    pub kind: BackupKind,
+    /// File named in the Job's annotation, or the VolumeSnapshot's name.
     pub file: Option<String>,
-    /// Where the Job is.
+    /// Where the Job (or snapshot) is.
     pub outcome: JobOutcome,
     /// Once it succeeded: what its pod reported about the verified archive,
     /// or why there is no usable report.
     pub report: Option<Result<ArchiveReport, String>>,
+    /// The last error the snapshot controller reported while not ready.
+    pub error: Option<String>,
 }
 
-/// The restore Job of a session created from a backup, as observed.
+/// The restore of a session created from a backup, as observed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RestoreView {
     /// The backup restored from.
     pub backup_id: String,
-    /// The Job, once it exists: where it is (a failure carries the reason
-    /// its pod reported, if any).
-    pub job: Option<JobOutcome>,
+    /// How far it is.
+    pub progress: RestoreProgress,
+}
+
+/// How far a restore is, by the backup's kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestoreProgress {
+    /// An archive: the restore Job, once it exists (a failure carries the
+    /// reason its pod reported, if any).
+    Job(Option<JobOutcome>),
+    /// A snapshot: whether it is `readyToUse` (`None`: it does not exist).
+    /// Not read once the volume exists (it was made from the snapshot).
+    Snapshot(Option<bool>),
 }
 
 /// Which existing objects carry an older lease's fencing token than this
@@ -156,9 +177,10 @@ pub enum Step {
     ApplyIngress,
     /// Remove the paused-replicas annotation (merge patch with null).
     UnpauseScaledObject,
-    /// Create the backup Job of this delete request.
+    /// Create the backup of this delete or backup request: its Job, or in
+    /// snapshot mode its VolumeSnapshot.
     CreateBackup,
-    /// Create the restore Job of a session created from a backup.
+    /// Create the restore Job of a session created from an archive backup.
     CreateRestore,
     /// Delete the ScaledObject.
     DeleteScaledObject,
@@ -214,10 +236,22 @@ fn ingress_step(o: &Observed, routing: Routing) -> Option<Step> {
 
 /// The restore still to do before the Deployment may exist: `None` when
 /// there is nothing to restore or it is done (the Deployment exists, or the
-/// restore Job succeeded).
+/// restore Job succeeded), or, for a snapshot, when the volume may be made
+/// from it now (the PVC applied next names it in `dataSourceRef`) or was.
 fn restore_steps(o: &Observed) -> Option<Vec<Step>> {
     let r = o.restore.as_ref().filter(|_| o.deployment.is_none())?;
-    match &r.job {
+    let job = match &r.progress {
+        RestoreProgress::Snapshot(_) if o.pvc_uid.is_some() => return None,
+        RestoreProgress::Snapshot(Some(true)) => return None,
+        RestoreProgress::Snapshot(Some(false)) => return Some(vec![Step::Wait(Wait::Restore)]),
+        RestoreProgress::Snapshot(None) => {
+            return Some(vec![Step::Fail {
+                reason: format!("restore from backup {} failed: its VolumeSnapshot no longer exists", r.backup_id),
+            }]);
+        }
+        RestoreProgress::Job(job) => job,
+    };
+    match job {
         None => {
             let mut steps = Vec::new();
             if o.pvc_uid.is_none() || o.stale.pvc {
@@ -322,6 +356,7 @@ fn backup_steps(o: &Observed, then: &str) -> Result<Archive, Vec<Step>> {
         (JobOutcome::Failed(why), _) => Err(vec![Step::Fail { reason: format!("backup failed, {then}: {why}") }]),
         (JobOutcome::Succeeded, Some(Ok(r))) => Ok(Archive {
             id: b.id.clone(),
+            kind: b.kind,
             location: b.file.clone().unwrap_or_default(),
             size_bytes: r.size_bytes,
             sha256: r.sha256.clone(),

@@ -33,7 +33,14 @@ fn sleeping() -> Observed {
 
 fn backup(outcome: JobOutcome) -> Option<BackupView> {
     let report = (outcome == JobOutcome::Succeeded).then(|| Ok(report()));
-    Some(BackupView { id: "x-g2".into(), file: Some("app-x-20250101-000000.zip".into()), outcome, report })
+    Some(BackupView {
+        id: "x-g2".into(),
+        kind: BackupKind::Archive,
+        file: Some("app-x-20250101-000000.zip".into()),
+        outcome,
+        report,
+        error: None,
+    })
 }
 
 fn report() -> ArchiveReport {
@@ -42,8 +49,13 @@ fn report() -> ArchiveReport {
 
 /// Done; a delete that wrote `file` also reports its verified archive.
 fn done(status: SessionState, replicas: u32, file: Option<&str>) -> Step {
-    let archive =
-        file.map(|f| Archive { id: "x-g2".into(), location: f.into(), size_bytes: 42, sha256: "ab".repeat(32) });
+    let archive = file.map(|f| Archive {
+        id: "x-g2".into(),
+        kind: BackupKind::Archive,
+        location: f.into(),
+        size_bytes: 42,
+        sha256: "ab".repeat(32),
+    });
     Step::Done(Outcome { status, replicas, backup_file: file.map(str::to_owned), upstream: None, archive })
 }
 
@@ -234,6 +246,7 @@ fn an_on_demand_backup_waits_for_sleep_then_backs_up_and_stays_asleep() {
     let asked = |o: Observed| Observed { on_demand_backup: true, ..o };
     let archive = Archive {
         id: "x-g2".into(),
+        kind: BackupKind::Archive,
         location: "app-x-20250101-000000.zip".into(),
         size_bytes: 42,
         sha256: "ab".repeat(32),
@@ -309,6 +322,9 @@ fn every_plan_ends_in_wait_done_or_fail() {
         restore(Some(JobOutcome::Running)),
         restore(Some(JobOutcome::Succeeded)),
         restore(Some(JobOutcome::Failed("x".into()))),
+        from_snapshot(None),
+        from_snapshot(Some(false)),
+        from_snapshot(Some(true)),
     ];
     for (desired, r) in DesiredState::ALL.iter().flat_map(|d| restores.iter().map(move |r| (d, r))) {
         for pvc in bools {
@@ -342,10 +358,20 @@ fn every_plan_ends_in_wait_done_or_fail() {
                                         });
                                         assert!(!deletes_pvc || backed_up, "PVC deleted without backup: {o:?}");
                                     }
-                                    let restored = r.as_ref().is_none_or(|r| r.job == Some(JobOutcome::Succeeded));
-                                    if d.is_none() && !restored {
+                                    let restored = r.as_ref().is_none_or(|r| match &r.progress {
+                                        RestoreProgress::Job(j) => *j == Some(JobOutcome::Succeeded),
+                                        RestoreProgress::Snapshot(ready) => pvc || *ready == Some(true),
+                                    });
+                                    if d.is_none() && !restored && *desired != DesiredState::Deleted {
                                         let deploys = steps.iter().any(|s| matches!(s, Step::ApplyDeployment { .. }));
                                         assert!(!deploys, "a workspace before its restore: {o:?} -> {steps:?}");
+                                    }
+                                    let unready_snapshot = r.as_ref().is_some_and(|r| {
+                                        matches!(r.progress, RestoreProgress::Snapshot(ready) if ready != Some(true))
+                                    });
+                                    if !pvc && unready_snapshot && d.is_none() {
+                                        let applies = steps.contains(&Step::ApplyPvc);
+                                        assert!(!applies, "a volume from an unready snapshot: {o:?} -> {steps:?}");
                                     }
                                     if *desired == DesiredState::Deleted {
                                         assert!(
@@ -364,7 +390,65 @@ fn every_plan_ends_in_wait_done_or_fail() {
 }
 
 fn restore(job: Option<JobOutcome>) -> Option<RestoreView> {
-    Some(RestoreView { backup_id: "old-g3".into(), job })
+    Some(RestoreView { backup_id: "old-g3".into(), progress: RestoreProgress::Job(job) })
+}
+
+fn from_snapshot(ready: Option<bool>) -> Option<RestoreView> {
+    Some(RestoreView { backup_id: "old-g3".into(), progress: RestoreProgress::Snapshot(ready) })
+}
+
+#[test]
+fn a_session_restored_from_a_snapshot_gets_its_volume_once_the_snapshot_is_ready() {
+    for desired in [DesiredState::Running, DesiredState::Sleeping] {
+        let waiting = Observed { restore: from_snapshot(Some(false)), ..Observed::default() };
+        assert_eq!(plan(desired, &waiting, Routing::Gateway), [Step::Wait(Wait::Restore)], "{desired:?}");
+        let gone = Observed { restore: from_snapshot(None), ..Observed::default() };
+        assert_eq!(
+            plan(desired, &gone, Routing::Gateway),
+            [Step::Fail { reason: "restore from backup old-g3 failed: its VolumeSnapshot no longer exists".into() }]
+        );
+        // Ready: the ordinary plan, whose PVC names the snapshot; no Job.
+        let ready = Observed { restore: from_snapshot(Some(true)), ..Observed::default() };
+        let steps = plan(desired, &ready, Routing::Gateway);
+        assert_eq!(steps, plan(desired, &Observed::default(), Routing::Gateway));
+        assert_eq!(steps.first(), Some(&Step::ApplyPvc));
+        assert!(!steps.contains(&Step::CreateRestore));
+        // Once the volume exists the snapshot is not needed any more.
+        let made = Observed { pvc_uid: Some("u".into()), restore: from_snapshot(None), ..Observed::default() };
+        let plain = Observed { pvc_uid: Some("u".into()), ..Observed::default() };
+        assert_eq!(plan(desired, &made, Routing::Gateway), plan(desired, &plain, Routing::Gateway));
+    }
+}
+
+#[test]
+fn a_ready_snapshot_is_the_backup_of_a_delete() {
+    let snap = BackupView {
+        id: "x-g2".into(),
+        kind: BackupKind::Snapshot,
+        file: Some("ws-x-snap-g2".into()),
+        outcome: JobOutcome::Succeeded,
+        report: Some(Ok(ArchiveReport { size_bytes: 5 << 30, sha256: String::new() })),
+        error: None,
+    };
+    let o = Observed { backup: Some(snap.clone()), ..sleeping() };
+    let steps = plan(DesiredState::Deleted, &o, Routing::Gateway);
+    let Some(Step::Done(out)) = steps.last() else { panic!("{steps:?}") };
+    assert!(steps.contains(&Step::DeletePvc { uid: "uid-1".into() }), "{steps:?}");
+    assert_eq!(
+        out.archive,
+        Some(Archive {
+            id: "x-g2".into(),
+            kind: BackupKind::Snapshot,
+            location: "ws-x-snap-g2".into(),
+            size_bytes: 5 << 30,
+            sha256: String::new()
+        })
+    );
+    assert_eq!(out.backup_file.as_deref(), Some("ws-x-snap-g2"));
+    // Not ready yet: nothing is deleted.
+    let waiting = BackupView { outcome: JobOutcome::Running, report: None, ..snap };
+    let o = Observed { backup: Some(waiting), ..o };
+    assert_eq!(plan(DesiredState::Deleted, &o, Routing::Gateway), [Step::Wait(Wait::Backup)]);
 }
 
 #[test]

@@ -20,14 +20,17 @@ use k8s_openapi::api::networking::v1::Ingress;
 use kube::api::{Api, DeleteParams, ListParams};
 use kube::core::NamespaceResourceScope;
 use kube::{Client, Resource};
-use proto_types::{DesiredState, SessionState};
+use proto_types::scripts::start::RestoreSource;
+use proto_types::{BackupKind, DesiredState, SessionId, SessionState};
 use tokio::time::Instant;
 use tracing::Instrument;
 
 use super::call::{get_opt, traced};
+use super::k8s_config::BackupMode;
 use super::k8s_config::K8sConfig;
 use super::keda::{self, ScaledObject};
-use super::plan::{BackupView, DeploymentView, Observed, RestoreView, Stale, Step, Wait, plan};
+use super::plan::{BackupView, DeploymentView, Observed, RestoreProgress, RestoreView, Stale, Step, Wait, plan};
+use super::snapshot::{self, VolumeSnapshot};
 use super::{backup, gate, names, objects, restore};
 use crate::entitlement::CreatePurpose;
 use crate::executor::{ExecError, Executor, FailedBackup, Outcome, Target};
@@ -75,15 +78,28 @@ impl K8sExecutor {
             self.api::<ScaledObject>(),
         );
         let job_api = self.api::<Job>();
-        let restore_name = names::restore_job(id);
-        let (pvc, deploy, svc, ing, so, pods, job) = tokio::try_join!(
+        let snap_api = self.api::<VolumeSnapshot>();
+        let snap_name = names::backup_snapshot(id, target.generation);
+        let mode = self.config.backup_mode;
+        let (pvc, deploy, svc, ing, so, pods, job, snap) = tokio::try_join!(
             get_opt(&pvc_api, &pvc_name),
             get_opt(&deploy_api, &ws),
             get_opt(&svc_api, &ws),
             get_opt(&ing_api, &ws),
             get_opt(&so_api, &ws),
             traced("list", "Pod", &ws, async { self.api::<Pod>().list(&pods).await }),
-            async { if want_backup { get_opt(&job_api, &job_name).await } else { Ok(None) } },
+            async {
+                match want_backup && mode == BackupMode::Archive {
+                    true => get_opt(&job_api, &job_name).await,
+                    false => Ok(None),
+                }
+            },
+            async {
+                match want_backup && mode == BackupMode::Snapshot {
+                    true => get_opt(&snap_api, &snap_name).await,
+                    false => Ok(None),
+                }
+            },
         )?;
         let lease = &target.lease;
         let behind = |meta: Option<&kube::api::ObjectMeta>| meta.is_some_and(|m| gate::fence_of(m) < lease.token());
@@ -109,18 +125,17 @@ impl K8sExecutor {
             ingress: behind(ing.as_ref().map(Resource::meta)),
             scaled_object: behind(so.as_ref().map(Resource::meta)),
         };
-        let backup = match job {
-            None => None,
-            Some(j) => Some(self.backup_view(&j, names::backup_id(id, target.generation), &job_name).await?),
+        let backup_id = names::backup_id(id, target.generation);
+        let backup = match (job, snap) {
+            (Some(j), _) => Some(self.backup_view(&j, backup_id, &job_name).await?),
+            (None, Some(s)) => Some(snapshot_backup_view(&s, backup_id, &snap_name)),
+            (None, None) => None,
         };
         let restore = match &target.restore {
             None => None,
             Some(source) => Some(RestoreView {
                 backup_id: source.backup_id.clone(),
-                job: match get_opt(&job_api, &restore_name).await? {
-                    None => None,
-                    Some(j) => Some(self.restore_outcome(&j, &restore_name).await?),
-                },
+                progress: self.restore_progress(id, source, deploy.is_some(), pvc.is_some()).await?,
             }),
         };
         Ok(Observed {
@@ -150,7 +165,34 @@ impl K8sExecutor {
         } else {
             None
         };
-        Ok(BackupView { id, file: backup::file_of(job), outcome, report })
+        Ok(BackupView { id, kind: BackupKind::Archive, file: backup::file_of(job), outcome, report, error: None })
+    }
+
+    /// How far the restore from `source` is. Nothing is read once the
+    /// Deployment exists (the restore is done), nor a snapshot once the
+    /// volume exists (it was made from it).
+    async fn restore_progress(
+        &self,
+        id: &SessionId,
+        source: &RestoreSource,
+        deployed: bool,
+        volume: bool,
+    ) -> Result<RestoreProgress, ExecError> {
+        match source.kind {
+            BackupKind::Archive if deployed => Ok(RestoreProgress::Job(Some(backup::JobOutcome::Succeeded))),
+            BackupKind::Archive => {
+                let name = names::restore_job(id);
+                Ok(RestoreProgress::Job(match get_opt(&self.api::<Job>(), &name).await? {
+                    None => None,
+                    Some(j) => Some(self.restore_outcome(&j, &name).await?),
+                }))
+            }
+            BackupKind::Snapshot if deployed || volume => Ok(RestoreProgress::Snapshot(Some(true))),
+            BackupKind::Snapshot => {
+                let s = get_opt(&self.api::<VolumeSnapshot>(), &source.location).await?;
+                Ok(RestoreProgress::Snapshot(s.map(|s| snapshot::view(&s).ready)))
+            }
+        }
     }
 
     /// Where the restore Job is; a failure carries the reason its pod
@@ -172,7 +214,15 @@ impl K8sExecutor {
         // A delete never creates a workspace object: its steps only update existing ones.
         let create = (target.desired != DesiredState::Deleted).then_some(CreatePurpose::Workspace);
         match step {
-            Step::ApplyPvc => gate::apply(&self.api(), lease, &names::pvc(id), objects::pvc(cfg, id), create).await,
+            Step::ApplyPvc => {
+                let claim = match &target.restore {
+                    Some(r) if r.kind == BackupKind::Snapshot => {
+                        objects::pvc_from_snapshot(cfg, id, &r.location, r.size_bytes)
+                    }
+                    _ => objects::pvc(cfg, id),
+                };
+                gate::apply(&self.api(), lease, &names::pvc(id), claim, create).await
+            }
             Step::ApplyDeployment { replicas } => {
                 gate::apply(&self.api(), lease, &ws, objects::deployment(cfg, id, *replicas), create).await
             }
@@ -187,6 +237,11 @@ impl K8sExecutor {
             Step::UnpauseScaledObject => {
                 let patch = serde_json::json!({"metadata": {"annotations": {names::PAUSED_REPLICAS: null}}});
                 gate::merge(&self.api::<ScaledObject>(), lease, &ws, patch).await
+            }
+            Step::CreateBackup if cfg.backup_mode == BackupMode::Snapshot => {
+                let snap = snapshot::snapshot(cfg, id, target.generation);
+                let name = names::backup_snapshot(id, target.generation);
+                gate::create_once(&self.api(), lease, &name, snap, CreatePurpose::Backup).await
             }
             Step::CreateBackup => {
                 let now = jiff::Timestamp::now();
@@ -239,10 +294,12 @@ impl K8sExecutor {
             // Boxed: the observation's future is large, and a worker thread's stack is not.
             let observed = Box::pin(self.observe(target)).await?;
             let steps = plan(target.desired, &observed, self.config.routing);
-            let failed_backup = observed
-                .backup
-                .as_ref()
-                .map(|b| FailedBackup { id: b.id.clone(), location: b.file.clone().unwrap_or_default() });
+            let failed_backup = observed.backup.as_ref().map(|b| FailedBackup {
+                id: b.id.clone(),
+                kind: b.kind,
+                location: b.file.clone().unwrap_or_default(),
+            });
+            let snapshot_error = observed.backup.as_ref().and_then(|b| b.error.clone());
             tracing::debug!(?observed, ?steps, "planned");
             for step in steps {
                 match step {
@@ -261,7 +318,7 @@ impl K8sExecutor {
                         let since = *waiting_since.entry(wait).or_insert_with(Instant::now);
                         let bound = self.bound(wait);
                         if since.elapsed() > bound {
-                            let err = timed_out(wait, target, bound);
+                            let err = timed_out(wait, target, bound, self.config.backup_mode, snapshot_error);
                             return Err(match (wait, failed_backup) {
                                 (Wait::Backup, Some(b)) => err.with_failed_backup(b),
                                 _ => err,
@@ -292,6 +349,21 @@ impl Executor for K8sExecutor {
     }
 }
 
+/// A VolumeSnapshot as the planner sees a backup: ready is a succeeded
+/// backup reporting its `restoreSize` (no checksum), anything else is one
+/// still being taken (the snapshot controller retries its errors).
+fn snapshot_backup_view(s: &VolumeSnapshot, id: String, name: &str) -> BackupView {
+    let v = snapshot::view(s);
+    let (outcome, report) = match v.ready {
+        true => (
+            backup::JobOutcome::Succeeded,
+            Some(Ok(backup::ArchiveReport { size_bytes: v.size_bytes, sha256: String::new() })),
+        ),
+        false => (backup::JobOutcome::Running, None),
+    };
+    BackupView { id, kind: BackupKind::Snapshot, file: Some(name.to_owned()), outcome, report, error: v.error }
+}
+
 /// `clusterIP:port` of a Service (its first port), once it has a cluster
 /// IP; `None` for a headless Service or one not yet allocated.
 fn service_upstream(svc: &Service) -> Option<String> {
@@ -308,18 +380,32 @@ fn fail_status(target: &Target) -> SessionState {
     if target.on_demand_backup() { SessionState::Sleeping } else { SessionState::Failed }
 }
 
-fn timed_out(wait: Wait, target: &Target, bound: Duration) -> ExecError {
+fn timed_out(
+    wait: Wait,
+    target: &Target,
+    bound: Duration,
+    mode: BackupMode,
+    snapshot_error: Option<String>,
+) -> ExecError {
     let (id, generation) = (&target.session_id, target.generation);
     let secs = bound.as_secs_f64();
     let then =
         if target.on_demand_backup() { "the session stays asleep" } else { "volume kept, delete again to retry" };
-    let message = match wait {
-        Wait::Ready => format!("workspace {} did not become ready within {secs}s", names::workspace(id)),
-        Wait::PodsGone => format!("workspace pods of {} still exist after {secs}s", names::workspace(id)),
-        Wait::Backup => {
+    let last = snapshot_error.map(|e| format!(" (last error: {e})")).unwrap_or_default();
+    let message = match (wait, mode, &target.restore) {
+        (Wait::Ready, ..) => format!("workspace {} did not become ready within {secs}s", names::workspace(id)),
+        (Wait::PodsGone, ..) => format!("workspace pods of {} still exist after {secs}s", names::workspace(id)),
+        (Wait::Backup, BackupMode::Snapshot, _) => format!(
+            "volume snapshot {} was not ready to use within {secs}s{last}; {then}",
+            names::backup_snapshot(id, generation)
+        ),
+        (Wait::Backup, BackupMode::Archive, _) => {
             format!("backup job {} did not finish within {secs}s; {then}", names::backup_job(id, generation))
         }
-        Wait::Restore => format!("restore job {} did not finish within {secs}s", names::restore_job(id)),
+        (Wait::Restore, _, Some(r)) if r.kind == BackupKind::Snapshot => {
+            format!("volume snapshot {} of backup {} was not ready to use within {secs}s", r.location, r.backup_id)
+        }
+        (Wait::Restore, ..) => format!("restore job {} did not finish within {secs}s", names::restore_job(id)),
     };
     ExecError::permanent(message, fail_status(target))
 }

@@ -12,14 +12,16 @@ use super::keda;
 use super::objects;
 use super::prune;
 use super::restore;
+use super::snapshot;
 use proto_types::scripts::start::RestoreSource;
 
 /// Every object of a running session (PVC, Deployment, Service, Ingress,
 /// ScaledObject) plus the backup Job of a delete and the restore Job of a
-/// create from a backup, as JSON. The Ingress is
-/// rendered whatever `WORKSPACE_ROUTING` says, so `make deploy-check`
-/// validates what `ingress` routing would create too. Deterministic: the
-/// backup Job is rendered for generation 1 at the Unix epoch.
+/// create from a backup, then snapshot mode's VolumeSnapshot of a delete
+/// and the PVC of a create from it, as JSON. The Ingress and both backup
+/// modes are rendered whatever `WORKSPACE_ROUTING` and `BACKUP_MODE` say,
+/// so `make deploy-check` validates what every setting would create.
+/// Deterministic: backups are rendered for generation 1 at the Unix epoch.
 pub fn render_session_objects(config: &K8sConfig, id: &SessionId, workspace_url: Option<&str>) -> Vec<Value> {
     let file = backup::file_name(id, 1, jiff::Timestamp::UNIX_EPOCH);
     let values = [
@@ -34,11 +36,14 @@ pub fn render_session_objects(config: &K8sConfig, id: &SessionId, workspace_url:
             id,
             &RestoreSource {
                 backup_id: super::names::backup_id(id, 1),
+                kind: proto_types::BackupKind::Archive,
                 location: file.clone(),
                 size_bytes: 0,
                 sha256: "0".repeat(64),
             },
         )),
+        serde_json::to_value(snapshot::snapshot(config, id, 1)),
+        serde_json::to_value(objects::pvc_from_snapshot(config, id, &super::names::backup_snapshot(id, 1), 0)),
     ];
     values.into_iter().map(|v| v.expect("typed Kubernetes objects always serialize to JSON")).collect()
 }

@@ -150,6 +150,7 @@ mod tests {
     fn source() -> RestoreSource {
         RestoreSource {
             backup_id: "0fa6debc-g4".into(),
+            kind: proto_types::BackupKind::Archive,
             location: "app-0fa6debc-20261201-101010.zip".into(),
             size_bytes: 5_243_012,
             sha256: "ab".repeat(32),

@@ -323,6 +323,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
                 backup: match (&w.archive, &w.failed_backup) {
                     (Some(a), _) => Some(BackupWrite {
                         id: &a.id,
+                        kind: a.kind,
                         location: &a.location,
                         size_bytes: a.size_bytes,
                         sha256: &a.sha256,
@@ -330,6 +331,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
                     }),
                     (None, Some(f)) => Some(BackupWrite {
                         id: &f.id,
+                        kind: f.kind,
                         location: &f.location,
                         size_bytes: 0,
                         sha256: "",

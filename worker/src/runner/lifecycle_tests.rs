@@ -201,7 +201,13 @@ fn lease_then_read_then_converge_to_the_latest_desire() {
 
 #[test]
 fn the_executor_result_decides_the_one_finish() {
-    let archive = Archive { id: "abc-g2".into(), location: "b.zip".into(), size_bytes: 7, sha256: "ff".into() };
+    let archive = Archive {
+        id: "abc-g2".into(),
+        kind: proto_types::BackupKind::Archive,
+        location: "b.zip".into(),
+        size_bytes: 7,
+        sha256: "ff".into(),
+    };
     let deleted = Outcome {
         status: SessionState::Deleted,
         replicas: 0,
@@ -260,11 +266,18 @@ fn the_executor_result_decides_the_one_finish() {
         ),
         (
             "permanent over the delete's backup: recorded as a failed backup",
-            Err(ExecError::permanent("backup failed", SessionState::Failed)
-                .with_failed_backup(FailedBackup { id: "abc-g2".into(), location: "b.zip".into() })),
+            Err(ExecError::permanent("backup failed", SessionState::Failed).with_failed_backup(FailedBackup {
+                id: "abc-g2".into(),
+                kind: proto_types::BackupKind::Archive,
+                location: "b.zip".into(),
+            })),
             Step::Finish(Ending {
                 session: Some(SessionWrite {
-                    failed_backup: Some(Box::new(FailedBackup { id: "abc-g2".into(), location: "b.zip".into() })),
+                    failed_backup: Some(Box::new(FailedBackup {
+                        id: "abc-g2".into(),
+                        kind: proto_types::BackupKind::Archive,
+                        location: "b.zip".into(),
+                    })),
                     ..written(JobState::Failed, SessionState::Failed, Some("backup failed")).session.expect("write")
                 }),
                 ..written(JobState::Failed, SessionState::Failed, Some("backup failed"))

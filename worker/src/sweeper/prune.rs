@@ -10,7 +10,9 @@
 //! (`sm-backup-prune-{pass_ms}-{part}`), waits for it (polling every
 //! `K8S_POLL_INTERVAL_MS`, at most `BACKUP_TIMEOUT_SECS`), and only once it
 //! succeeded marks the part's records `deleted` with `deleted_reason` and
-//! `removed_at_ms`. A Job that fails or does not finish in time changes no
+//! `removed_at_ms`; a snapshot backup's VolumeSnapshot is deleted through
+//! the API first (404 counts as done; a failed delete leaves its record for
+//! the next pass). A Job that fails or does not finish in time changes no
 //! record; the next pass plans those records again (a removed file is then
 //! simply missing, which the Job accepts). A part with no file to remove
 //! is marked without a Job.
@@ -20,7 +22,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::batch::v1::Job;
-use kube::api::{Api, PostParams};
+use kube::api::{Api, DeleteParams, PostParams};
 use proto_types::keys;
 use tokio::sync::watch;
 
@@ -29,6 +31,7 @@ use super::retention_store::RetentionStore;
 use super::store::{Store, StoreError};
 use crate::clock::SharedClock;
 use crate::k8s::backup::{JobOutcome, outcome};
+use crate::k8s::snapshot::VolumeSnapshot;
 use crate::k8s::{K8sConfig, prune};
 
 /// How the pruner runs.
@@ -65,6 +68,10 @@ pub struct PruneReport {
     pub jobs: Vec<String>,
     /// Prune Jobs that failed or timed out, with the reason (their records unchanged).
     pub failed_jobs: Vec<(String, String)>,
+    /// VolumeSnapshots deleted (or found gone).
+    pub snapshots: Vec<String>,
+    /// VolumeSnapshots that could not be deleted, with the reason (their records unchanged).
+    pub failed_snapshots: Vec<(String, String)>,
     /// Records left alone because their location is not a plain file name.
     pub refused: Vec<String>,
 }
@@ -156,21 +163,48 @@ impl Pruner {
             }
             let now = self.clock.now_ms();
             for m in &batch.records_to_mark {
+                if let Some(snap) = &m.snapshot {
+                    match self.delete_snapshot(snap).await {
+                        Ok(()) => report.snapshots.push(snap.clone()),
+                        Err(why) => {
+                            tracing::warn!(
+                                snapshot = snap.as_str(),
+                                reason = why.as_str(),
+                                "retention: deleting the snapshot failed; record unchanged, next pass retries"
+                            );
+                            report.failed_snapshots.push((snap.clone(), why));
+                            continue;
+                        }
+                    }
+                }
                 if self.records.mark(&m.backup_id, m.reason.as_str(), now).await? {
                     report.marked.push((m.backup_id.clone(), m.reason));
                 }
             }
         }
-        if !report.marked.is_empty() || !report.failed_jobs.is_empty() {
+        if !report.marked.is_empty() || !report.failed_jobs.is_empty() || !report.failed_snapshots.is_empty() {
             tracing::info!(
                 read = report.read,
                 marked = report.marked.len(),
                 jobs = report.jobs.len(),
                 failed = report.failed_jobs.len(),
+                snapshots = report.snapshots.len(),
+                failed_snapshots = report.failed_snapshots.len(),
                 "backup retention pass"
             );
         }
         Ok(report)
+    }
+
+    /// Deletes VolumeSnapshot `name` of a snapshot backup (already gone
+    /// counts as done); the reason when it could not.
+    async fn delete_snapshot(&self, name: &str) -> Result<(), String> {
+        let api: Api<VolumeSnapshot> = Api::namespaced(self.kube.clone(), &self.k8s.namespace);
+        match api.delete(name, &DeleteParams::default()).await {
+            Ok(_) => Ok(()),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(()),
+            Err(e) => Err(format!("delete VolumeSnapshot/{name}: {e}")),
+        }
     }
 
     /// Creates prune Job `name` for `files` and waits for it; the reason

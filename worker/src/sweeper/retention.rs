@@ -14,8 +14,12 @@
 //!   `.{file}.partial` are removed (both normally absent).
 //! - `deleted` by a user and not yet removed: its file goes on the next
 //!   pass (`user`).
-//! - `pending`, unknown states, and records already removed
+//! - `pending`, unknown states and kinds, and records already removed
 //!   (`removed_at_ms` set): never touched.
+//!
+//! An archive's files are removed by a prune Job; a snapshot backup's
+//! VolumeSnapshot is deleted through the API (its class's
+//! `deletionPolicy` decides whether the storage snapshot goes with it).
 //!
 //! Age is `now - created_at_ms`; a record exactly `BACKUP_MAX_AGE_DAYS` old
 //! is kept. A limit of 0 switches its rule off (and with no age limit the
@@ -29,6 +33,8 @@
 //! ([`super::prune`]).
 
 use std::collections::{BTreeSet, HashMap};
+
+use proto_types::BackupKind;
 
 use crate::k8s::prune::safe_name;
 
@@ -90,7 +96,10 @@ pub struct StoredBackup {
     pub user_id: String,
     /// When it was recorded, ms.
     pub created_at_ms: u64,
-    /// The archive's file name on the backup volume.
+    /// Archive or snapshot; `None`: a kind this version does not know
+    /// (left alone). Records written before snapshots existed are archives.
+    pub kind: Option<BackupKind>,
+    /// The archive's file name on the backup volume, or the VolumeSnapshot's name.
     pub location: String,
     /// Its state.
     pub state: BackupState,
@@ -130,6 +139,8 @@ pub struct Mark {
     pub reason: Reason,
     /// The files to remove first (may be empty: nothing to remove).
     pub files: Vec<String>,
+    /// The VolumeSnapshot to delete first (a snapshot backup).
+    pub snapshot: Option<String>,
 }
 
 /// What one pass does.
@@ -163,7 +174,7 @@ impl Prune {
                 out.push(Vec::new());
                 files = 0;
             }
-            files += m.files.len();
+            files += m.files.len().max(usize::from(m.snapshot.is_some()));
             out.last_mut().expect("pushed above").push(m.clone());
         }
         out.into_iter().map(|marks| Prune::from_marks(marks, Vec::new())).collect()
@@ -240,7 +251,7 @@ pub fn plan(
     }
 
     let reason_of = |b: &StoredBackup| -> Option<Reason> {
-        if b.removed {
+        if b.removed || b.kind.is_none() {
             return None;
         }
         match b.state {
@@ -267,6 +278,11 @@ pub fn plan(
             refused.push(b.id.clone());
             continue;
         }
+        if b.kind == Some(BackupKind::Snapshot) {
+            let snapshot = Some(b.location.clone()).filter(|l| !l.is_empty() && !kept_files.contains(l.as_str()));
+            marks.push(Mark { backup_id: b.id.clone(), reason, files: Vec::new(), snapshot });
+            continue;
+        }
         let mut files = Vec::new();
         if !b.location.is_empty() {
             files.push(b.location.clone());
@@ -275,7 +291,7 @@ pub fn plan(
             }
         }
         files.retain(|f| !kept_files.contains(f.as_str()));
-        marks.push(Mark { backup_id: b.id.clone(), reason, files });
+        marks.push(Mark { backup_id: b.id.clone(), reason, files, snapshot: None });
     }
     Prune::from_marks(marks, refused)
 }

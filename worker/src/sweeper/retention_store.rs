@@ -74,6 +74,10 @@ fn parse_backup(map: &HashMap<String, String>) -> Option<StoredBackup> {
         session_id: text(f::SESSION),
         user_id: text(f::USER),
         created_at_ms: map.get(f::CREATED_AT).and_then(|v| v.parse().ok()).unwrap_or(0),
+        kind: match text(f::KIND).as_str() {
+            "" => Some(proto_types::BackupKind::Archive),
+            k => proto_types::BackupKind::parse(k).ok(),
+        },
         location: text(f::LOCATION),
         state: BackupState::parse(&text(f::STATE)),
         removed: map.contains_key(f::REMOVED_AT),

@@ -19,6 +19,7 @@ fn b(id: &str, user: &str, session: &str, age_ms: u64, state: BackupState) -> St
         session_id: session.into(),
         user_id: user.into(),
         created_at_ms: NOW - age_ms,
+        kind: Some(BackupKind::Archive),
         location: format!("{id}.zip"),
         state,
         removed: false,
@@ -280,4 +281,22 @@ fn a_sessions_delete_time_comes_from_its_record_or_its_newest_backup() {
     assert_eq!(deleted_at(SessionSeen::Deleted { at_ms: 42 }, &backups), Some(42));
     assert_eq!(deleted_at(SessionSeen::Gone, &backups), Some(NOW - 2 * HOUR), "the newest succeeded one");
     assert_eq!(deleted_at(SessionSeen::Gone, &backups[2..]), None, "no succeeded backup: nothing to protect");
+}
+
+#[test]
+fn a_snapshot_backup_is_pruned_by_deleting_its_snapshot_and_an_unknown_kind_is_left_alone() {
+    let old = 31 * DAY_MS;
+    let snap = StoredBackup {
+        kind: Some(BackupKind::Snapshot),
+        location: "ws-s1-snap-g2".into(),
+        ..ok("s1-g2", "u", "s1", old)
+    };
+    let tape = StoredBackup { kind: None, location: "t1".into(), ..ok("s2-g2", "u", "s2", old) };
+    let archive = ok("s3-g2", "u", "s3", old);
+    let p = plan(&[snap, tape, archive], &none(), NOW, &policy(10, 30));
+    assert_eq!(marks(&p), [("s1-g2", Reason::MaxAge), ("s3-g2", Reason::MaxAge)]);
+    assert_eq!(p.records_to_mark[0].snapshot.as_deref(), Some("ws-s1-snap-g2"));
+    assert!(p.records_to_mark[0].files.is_empty(), "a snapshot has no file on the backup volume");
+    assert_eq!(p.files_to_remove, ["s3-g2.zip"]);
+    assert_eq!(p.records_to_mark[1].snapshot, None);
 }
