@@ -129,7 +129,7 @@ def validate(rep: Report, step: str, paths: list[str], context: list[vo.Obj], cr
         rep.fail(step, f"{len(problems)} problem(s) in {len(objs)} objects", "\n".join(problems))
     else:
         kinds = sorted({o.kind for o in objs})
-        rep.ok(step, f"{len(objs)} objects valid against Kubernetes {', '.join(versions)} + KEDA CRDs "
+        rep.ok(step, f"{len(objs)} objects valid against Kubernetes {', '.join(versions)} + CRDs (KEDA, CSI snapshots) "
                      f"({', '.join(kinds)})")
 
 

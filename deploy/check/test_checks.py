@@ -199,6 +199,16 @@ class PolicyTest(unittest.TestCase):
         self.assertTrue(any("pinned tag" in e for e in errs), errs)
 
 
+    def test_only_namespaces_and_the_snapshot_class_may_be_cluster_scoped(self):
+        vsc = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+               "metadata": {"name": "workspace-snapshots"}, "driver": "pd.csi.storage.gke.io",
+               "deletionPolicy": "Delete"}
+        self.assertEqual(self.errors(vsc), [])
+        crb = {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+               "metadata": {"name": "x"}}
+        errs = self.errors(crb)
+        self.assertTrue(any("cluster-scoped ClusterRoleBinding" in e for e in errs), errs)
+
     def test_api_and_gateway_get_no_kubernetes_role_nor_token(self):
         for name in ("session-api", "session-gateway"):
             d = _deployment()
@@ -245,6 +255,19 @@ class SchemaTest(unittest.TestCase):
         so = copy.deepcopy(_scaled_object())
         so["spec"]["maxReplicaCount"] = "one"
         self.assertTrue(vo.schema_errors(vo.Obj(so, "t"), ["1.30.0"], self.crds))
+
+    def test_snapshot_kinds_are_checked_against_their_crds(self):
+        vs = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot",
+              "metadata": {"name": "s", "namespace": "workspaces"},
+              "spec": {"source": {"persistentVolumeClaimName": "ws-x-data"},
+                       "volumeSnapshotClassName": "workspace-snapshots"}}
+        self.assertEqual(vo.schema_errors(vo.Obj(vs, "t"), ["1.30.0"], self.crds), [])
+        del vs["spec"]["source"]
+        self.assertTrue(vo.schema_errors(vo.Obj(vs, "t"), ["1.30.0"], self.crds))
+        vsc = {"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshotClass",
+               "metadata": {"name": "c"}, "driver": "pd.csi.storage.gke.io", "deletionPolicy": "Keep"}
+        errs = vo.schema_errors(vo.Obj(vsc, "t"), ["1.30.0"], self.crds)
+        self.assertTrue(any("deletionPolicy" in e for e in errs), errs)
 
     def test_kind_without_schema_fails(self):
         obj = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w", "namespace": "workspaces"}}

@@ -43,7 +43,11 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CRD_DIR = REPO_ROOT.parent / "shared" / "k8s-schemas"
 MIN_K8S_VERSION = "1.30.0"
 NAMESPACES = {"session-manager", "workspaces"}
-CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition"}
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "CustomResourceDefinition", "VolumeSnapshotClass"}
+# Cluster-scoped kinds the deployment may bring: its namespaces, and the
+# class of snapshot-mode backups (it grants nothing; a class only names the
+# CSI driver and what deleting a snapshot does).
+CLUSTER_SCOPED_ALLOWED = {"Namespace", "VolumeSnapshotClass"}
 POD_TEMPLATE_PATHS = {
     "Deployment": ("spec", "template", "spec"),
     "StatefulSet": ("spec", "template", "spec"),
@@ -335,7 +339,7 @@ def policy_errors(obj: Obj, context: list[Obj]) -> list[str]:
     kind = obj.kind
     if kind not in CLUSTER_SCOPED and obj.namespace not in NAMESPACES:
         errs.append(f"namespace {obj.namespace!r} is not one of {sorted(NAMESPACES)}")
-    if kind in CLUSTER_SCOPED - {"Namespace"}:
+    if kind in CLUSTER_SCOPED - CLUSTER_SCOPED_ALLOWED:
         errs.append(f"cluster-scoped {kind} is not part of this deployment")
 
     spec = pod_spec(obj)
@@ -459,7 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     problems = validate(objs, versions, crds, context)
     for p in problems:
         print(f"ERROR {p}")
-    print(f"validated {len(objs)} objects against Kubernetes {', '.join(versions)} and KEDA CRDs: "
+    print(f"validated {len(objs)} objects against Kubernetes {', '.join(versions)} and CRDs (KEDA, CSI snapshots): "
           f"{len(problems)} problem(s)")
     return 1 if problems else 0
 

@@ -12,30 +12,21 @@
 //! objects): these tests failed there.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::stack::{Stack, StackConfig, wait_until};
+use testkit::stack::{Stack, StackConfig, calls_file, wait_until};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 const NS: &str = "/namespaces/workspaces";
 /// Longer than W1's lease (`WORKER_LEASE_MS`).
 const LEASE_EXPIRED: Duration = Duration::from_secs(3);
 
-fn calls_file(name: &str) -> PathBuf {
-    let dir = testkit::stack::bin_dir().parent().expect("target/<profile> has a parent").join("k8s-calls");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.txt"));
-    std::fs::write(&path, "").unwrap();
-    path
-}
-
 fn stack(calls: &str) -> Stack {
     let env = |k: &str, v: &str| (k.to_owned(), v.to_owned());
     Stack::start(StackConfig {
         workers: 1,
-        record_calls: Some(calls_file(calls)),
+        record_calls: Some(calls_file(calls).unwrap()),
         worker_env: vec![env("WORKER_LEASE_MS", "2000"), env("WORKER_RECLAIM_INTERVAL_MS", "500")],
         standin_env: vec![env("STANDIN_POD_READY_DELAY_MS", "4000")],
         ..Default::default()

@@ -6,23 +6,13 @@
 //! worker's Role (every call allowed, every grant used).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use testkit::stack::{Stack, StackConfig, wait_until};
+use testkit::stack::{Stack, StackConfig, calls_file, wait_until};
 
 const JOB_TIMEOUT: Duration = Duration::from_secs(90);
 const NS: &str = "/namespaces/workspaces";
-
-/// A fresh calls file under `target/k8s-calls/` (truncated first: stale lines would be false evidence).
-fn calls_file(name: &str) -> PathBuf {
-    let dir = testkit::stack::bin_dir().parent().expect("target/<profile> has a parent").join("k8s-calls");
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join(format!("{name}.txt"));
-    std::fs::write(&path, "").unwrap();
-    path
-}
 
 fn command(stack: &Stack, id: &str, action: &str) -> String {
     let r = if action == "delete" {
@@ -72,7 +62,7 @@ fn assert_succeeded(stack: &Stack, job: &str) -> Value {
 fn lifecycle_create_sleep_wake_delete_through_the_api() {
     let stack = Stack::start(StackConfig {
         workers: 1,
-        record_calls: Some(calls_file("e2e-lifecycle")),
+        record_calls: Some(calls_file("e2e-lifecycle").unwrap()),
         worker_env: vec![("WORKSPACE_ROUTING".to_owned(), "ingress".to_owned())],
         ..Default::default()
     })
@@ -145,9 +135,12 @@ fn lifecycle_create_sleep_wake_delete_through_the_api() {
 
 #[test]
 fn two_workers_converge_fifty_interleaved_sessions_to_their_last_request() {
-    let stack =
-        Stack::start(StackConfig { workers: 2, record_calls: Some(calls_file("e2e-fifty")), ..Default::default() })
-            .unwrap();
+    let stack = Stack::start(StackConfig {
+        workers: 2,
+        record_calls: Some(calls_file("e2e-fifty").unwrap()),
+        ..Default::default()
+    })
+    .unwrap();
 
     let created: Vec<(String, String)> = (0..50).map(|i| create(&stack, &format!("user{i}@example.com"))).collect();
     // Interleave commands across sessions without waiting: each session gets

@@ -9,74 +9,13 @@
 
 mod e2e_support;
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
-
-use e2e_support::{JOB_TIMEOUT, get, hex, run};
+use e2e_support::{create, get, hex, run, tree, volume, write_files};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use testkit::stack::{Stack, StackConfig};
 
 const NS: &str = "workspaces";
 const USER: &str = "restore@example.com";
-
-/// The top-level names this test writes (code-server keeps its own state in the volume too,
-/// and it changes while it runs).
-const OURS: [&str; 5] = ["src", "big.bin", "empty-dir", "link-inside", "link-outside"];
-
-/// What a tree holds under [`OURS`]: per relative path, a file's bytes or a symlink's target.
-#[derive(Debug, PartialEq, Eq)]
-enum Entry {
-    Dir,
-    File(Vec<u8>),
-    Link(PathBuf),
-}
-
-fn tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
-    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Entry>) {
-        for e in std::fs::read_dir(dir).unwrap() {
-            let path = e.unwrap().path();
-            let rel = path.strip_prefix(root).unwrap().to_path_buf();
-            let meta = std::fs::symlink_metadata(&path).unwrap();
-            if meta.file_type().is_symlink() {
-                out.insert(rel, Entry::Link(std::fs::read_link(&path).unwrap()));
-            } else if meta.is_dir() {
-                out.insert(rel, Entry::Dir);
-                walk(root, &path, out);
-            } else if meta.is_file() {
-                out.insert(rel, Entry::File(std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(root, root, &mut out);
-    out.retain(|p, _| OURS.iter().any(|top| p.starts_with(top)));
-    out
-}
-
-/// 5 MiB that do not compress away (xorshift).
-fn five_mb() -> Vec<u8> {
-    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
-    (0..5 * 1024 * 1024 / 8)
-        .flat_map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x.to_le_bytes()
-        })
-        .collect()
-}
-
-fn volume(dir: &Path, id: &str) -> PathBuf {
-    dir.join("volumes").join(NS).join(format!("ws-{id}-data"))
-}
-
-fn create(stack: &Stack, body: serde_json::Value) -> (String, serde_json::Value) {
-    let r = stack.api("POST", "/session/create", Some(&body)).unwrap();
-    assert_eq!(r.status, 202, "{}", r.text());
-    let id = r.json()["uuid"].as_str().unwrap().to_owned();
-    (id, stack.wait_job(r.json()["job_id"].as_str().unwrap(), JOB_TIMEOUT).unwrap())
-}
 
 #[test]
 fn a_deleted_sessions_files_come_back_byte_for_byte_and_a_truncated_archive_fails_the_create() {
@@ -86,15 +25,7 @@ fn a_deleted_sessions_files_come_back_byte_for_byte_and_a_truncated_archive_fail
     // 1. A session with real files.
     let (old, created) = create(&stack, json!({ "user_id": USER }));
     assert_eq!(created["state"], "succeeded", "{created}\n{}", stack.logs());
-    let vol = volume(dir.path(), &old);
-    std::fs::create_dir_all(vol.join("src/deep/er")).unwrap();
-    std::fs::write(vol.join("src/deep/er/main.rs"), b"fn main() {}\n").unwrap();
-    std::fs::write(vol.join("big.bin"), five_mb()).unwrap();
-    std::fs::create_dir_all(vol.join("empty-dir")).unwrap();
-    std::os::unix::fs::symlink("src/deep/er/main.rs", vol.join("link-inside")).unwrap();
-    std::os::unix::fs::symlink("/etc/hostname", vol.join("link-outside")).unwrap();
-    let before = tree(&vol);
-    assert_eq!(before.len(), 8, "{:?}", before.keys().collect::<Vec<_>>());
+    let before = write_files(&volume(dir.path(), &old));
 
     // 2. Delete it: a verified archive.
     let deleted = run(&stack, "DELETE", &format!("/session/{old}"), None);

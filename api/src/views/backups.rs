@@ -18,14 +18,14 @@ pub struct Backup {
     pub user_id: String,
     /// When it was recorded (the old timestamp format).
     pub created_at: String,
-    /// `archive`.
+    /// `archive` or `snapshot`.
     pub kind: String,
-    /// The archive's file name on the backup volume.
+    /// The archive's file name on the backup volume, or the VolumeSnapshot's name.
     pub location: String,
-    /// Size of the archive in bytes.
+    /// Size of the archive in bytes (a snapshot: its `restoreSize`).
     pub size_bytes: u64,
     /// Lower-case hex SHA-256 of the archive, as the backup Job verified it
-    /// (empty for a failed backup).
+    /// (empty for a failed backup and for a snapshot).
     pub sha256: String,
     /// `pending`, `succeeded`, `failed` or `deleted`.
     pub state: String,

@@ -285,6 +285,18 @@ impl Stack {
         )
     }
 
+    /// A raw DELETE against the stand-in cluster, as an observer (an operator's
+    /// `kubectl delete`, not a worker call).
+    pub fn kube_delete(&self, path: &str) -> io::Result<Response> {
+        http::request(
+            self.standin_addr,
+            "DELETE",
+            path,
+            &[("Authorization", "Bearer standin"), ("X-Standin-Observer", "1")],
+            None,
+        )
+    }
+
     /// Polls `GET /jobs/{id}` until the job is terminal; returns its JSON.
     pub fn wait_job(&self, job_id: &str, timeout: Duration) -> io::Result<serde_json::Value> {
         let terminal = ["succeeded", "failed", "superseded", "dead"];
@@ -305,6 +317,17 @@ impl Stack {
         names.extend((0..self.workers.len()).map(|n| format!("worker-{n}")));
         names.iter().map(|n| format!("--- {n} ---\n{}", tail(&read_log(self.dir.path(), n), 4000))).collect()
     }
+}
+
+/// A fresh file for the stand-in's call record (`StackConfig::record_calls`) under
+/// `target/k8s-calls/`, which the RBAC check reads; truncated first, since stale lines
+/// would be false evidence.
+pub fn calls_file(name: &str) -> io::Result<PathBuf> {
+    let dir = bin_dir().parent().map(|p| p.join("k8s-calls")).ok_or_else(|| io::Error::other("no target dir"))?;
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(format!("{name}.txt"));
+    std::fs::write(&path, "")?;
+    Ok(path)
 }
 
 /// Starts `kube-standin` on `addr` with the stack's settings; waits until it listens.
