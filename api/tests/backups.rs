@@ -129,3 +129,37 @@ async fn a_failed_backup_is_listed_with_its_reason() {
     assert_eq!(api.get("/backups/bbb-g2").await.json()["error"], serde_json::Value::Null);
     api.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_backup_is_listed_but_cannot_be_deleted_yet() {
+    let (redis, api) = setup().await;
+    // As the worker records it right before it creates the backup Job.
+    let _: () = redis::cmd("HSET")
+        .arg(keys::backup("aaa-g2"))
+        .arg(&[
+            (field::ID, "aaa-g2"),
+            (field::SESSION, "aaa"),
+            (field::USER, "u@example.com"),
+            (field::CREATED_AT, "1763643920001"),
+            (field::KIND, field::KIND_SNAPSHOT),
+            (field::LOCATION, ""),
+            (field::SIZE_BYTES, "0"),
+            (field::SHA256, ""),
+            (field::STATE, field::STATE_PENDING),
+        ])
+        .query(&mut redis_conn(&redis))
+        .unwrap();
+    let _: () = redis::cmd("ZADD")
+        .arg(keys::user_backups("u@example.com"))
+        .arg(1)
+        .arg("aaa-g2")
+        .query(&mut redis_conn(&redis))
+        .unwrap();
+    let listed = api.get("/backups?user_id=u%40example.com").await.json();
+    let b = &listed["backups"][0];
+    assert_eq!((b["state"].as_str(), b["kind"].as_str()), (Some("pending"), Some("snapshot")), "{b}");
+    let r = api.delete("/backups/aaa-g2").await;
+    assert_eq!(r.error(409), "backup_in_progress");
+    assert_eq!(api.get("/backups/aaa-g2").await.json()["state"], "pending", "left as it is");
+    api.stop().await;
+}

@@ -107,7 +107,9 @@ pub mod backup {
     pub const SIZE_BYTES: &str = "size_bytes";
     /// Lower-case hex SHA-256 of the archive (empty for a snapshot).
     pub const SHA256: &str = "sha256";
-    /// One of [`STATE_PENDING`], [`STATE_SUCCEEDED`], [`STATE_FAILED`], [`STATE_DELETED`].
+    /// One of [`STATE_PENDING`] (written by the worker right before it
+    /// creates the backup Job or VolumeSnapshot), [`STATE_SUCCEEDED`],
+    /// [`STATE_FAILED`], [`STATE_DELETED`].
     pub const STATE: &str = "state";
     /// Why it failed (empty otherwise).
     pub const ERROR: &str = "error";
@@ -118,6 +120,12 @@ pub mod backup {
     /// When the worker's backup retention removed its file (ms); absent
     /// until then. Records are kept after that, as history.
     pub const REMOVED_AT: &str = "removed_at_ms";
+
+    /// The id of the backup that request `generation` (a delete or an
+    /// on-demand backup) of session `session_id` takes.
+    pub fn id(session_id: &str, generation: u64) -> String {
+        format!("{session_id}-g{generation}")
+    }
 
     /// Kind of a zip archive written by the backup Job.
     pub const KIND_ARCHIVE: &str = "archive";

@@ -75,7 +75,6 @@ async fn acquire(conn: &mut MultiplexedConnection, session: &str, owner: &str) -
     AcquireReply::parse(&run(conn, lease::ACQUIRE_SOURCE, &inv).await.unwrap()).unwrap()
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn finish(
     conn: &mut MultiplexedConnection,
     job: &Job,
@@ -83,6 +82,19 @@ async fn finish(
     state: JobState,
     update: Option<SessionUpdate<'_>>,
     error: Option<&str>,
+) -> FinishReply {
+    finish_pending(conn, job, entry, state, update, error, None).await
+}
+
+/// [`finish`] of a job that may have recorded backup `pending` as pending.
+async fn finish_pending(
+    conn: &mut MultiplexedConnection,
+    job: &Job,
+    entry: &str,
+    state: JobState,
+    update: Option<SessionUpdate<'_>>,
+    error: Option<&str>,
+    pending: Option<&str>,
 ) -> FinishReply {
     let ev = event(job, state, update.as_ref().map_or(SessionState::Running, |u| u.status));
     let inv = Finish {
@@ -94,6 +106,7 @@ async fn finish(
         state,
         error,
         session: update,
+        pending_backup: pending,
         event: &ev,
         now_ms: 200,
     }
@@ -386,6 +399,80 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
         let ids: Vec<String> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
         assert_eq!(ids, ["abc-1"], "{index}");
     }
+}
+
+/// Seeds a backup record as the entitled script writes it `pending`, indexed.
+async fn seed_pending(conn: &mut MultiplexedConnection, id: &str, session: &str) {
+    let _: () = redis::cmd("HSET")
+        .arg(keys::backup(id))
+        .arg(&[("id", id), ("session_id", session), ("user_id", "user@example.com"), ("state", "pending")])
+        .query_async(conn)
+        .await
+        .unwrap();
+    for index in [keys::user_backups("user@example.com"), keys::session_backups(session)] {
+        let _: () = redis::cmd("ZADD").arg(index).arg(1).arg(id).query_async(conn).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_pending_backup_is_settled_by_its_jobs_finish() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
+    let entries = deliver(&mut conn, "c1", 10).await;
+
+    // Failed without a backup written: the pending one fails with the job's error.
+    seed_pending(&mut conn, "abc-2", "abc").await;
+    let why = "create Job ws-abc-backup-g2: 403 Forbidden";
+    let up = update(1, SessionState::Failed, 0);
+    let reply = finish_pending(&mut conn, &del, &entries[1], JobState::Failed, up, Some(why), Some("abc-2")).await;
+    assert_eq!(reply, FinishReply::Finished);
+    let bk = keys::backup("abc-2");
+    assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some("failed"));
+    assert_eq!(hget(&mut conn, &bk, record::backup::ERROR).await.as_deref(), Some(why));
+
+    // Ended otherwise with no backup (e.g. superseded): the pending record goes, index entries too.
+    let (again, _) = enqueue(&mut conn, "abc", Command::Delete, 2, 3).await;
+    let entries = deliver(&mut conn, "c1", 10).await;
+    seed_pending(&mut conn, "abc-3", "abc").await;
+    let reply = finish_pending(&mut conn, &again, &entries[0], JobState::Superseded, None, None, Some("abc-3")).await;
+    assert_eq!(reply, FinishReply::Finished);
+    let exists: bool = redis::cmd("EXISTS").arg(keys::backup("abc-3")).query_async(&mut conn).await.unwrap();
+    assert!(!exists, "no backup was taken");
+    for index in [keys::user_backups("user@example.com"), keys::session_backups("abc")] {
+        let ids: Vec<String> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
+        assert_eq!(ids, ["abc-2"], "{index}");
+    }
+    // A record no longer pending is never touched by a finish without a backup.
+    assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some("failed"));
+}
+
+#[tokio::test]
+async fn a_dead_jobs_pending_backup_fails_with_the_reason() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    group(&mut conn).await;
+    enqueue(&mut conn, "abc", Command::Create, 0, 1).await;
+    let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
+    let entries = deliver(&mut conn, "c1", 10).await;
+    seed_pending(&mut conn, &record::backup::id("abc", del.generation), "abc").await;
+    let payload = del.encode().unwrap();
+    let ev = event(&del, JobState::Dead, SessionState::Failed);
+    let dl = DeadLetter {
+        entry_id: &entries[1],
+        group: GROUP,
+        payload: &payload,
+        reason: "delivered 6 times (limit 5)",
+        deliveries: 6,
+        job: Some(DeadJob { job_id: del.job_id.as_str(), session_id: "abc", generation: del.generation, event: &ev }),
+        now_ms: 7,
+    };
+    dead_letter::parse(&run(&mut conn, dead_letter::SOURCE, &dl.invocation()).await.unwrap()).unwrap();
+    let bk = keys::backup(&record::backup::id("abc", del.generation));
+    assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some("failed"));
+    assert_eq!(hget(&mut conn, &bk, record::backup::ERROR).await.as_deref(), Some("delivered 6 times (limit 5)"));
 }
 
 #[tokio::test]

@@ -75,8 +75,10 @@ pub enum CreatePurpose {
     /// A workspace object (PVC, Deployment, Service, Ingress, ScaledObject):
     /// refused when the session's desired state is `deleted`.
     Workspace,
-    /// The backup Job of the delete itself.
-    Backup,
+    /// The backup of the request itself (its Job, or in snapshot mode its
+    /// VolumeSnapshot): allowed while desired is `deleted`; the runner's
+    /// check records it `pending` as it allows it.
+    Backup(proto_types::BackupKind),
 }
 
 /// The check run right before each create (the `entitled` Redis script).

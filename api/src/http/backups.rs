@@ -14,6 +14,7 @@ use crate::http::error::ApiError;
 use crate::http::response::{HttpResponse, json_response};
 use crate::http::state::AppState;
 use crate::http::validate;
+use crate::store::backups::MarkDeleted;
 use crate::views::backups as view;
 
 fn backup_id(param: Option<&str>) -> Result<&str, ApiError> {
@@ -27,11 +28,13 @@ pub async fn get(state: &AppState, param: Option<&str>) -> Result<HttpResponse, 
     Ok(json_response(StatusCode::OK, &view::backup(&rec)))
 }
 
-/// `DELETE /backups/{backup_id}`: marks it `deleted`.
+/// `DELETE /backups/{backup_id}`: marks it `deleted` (409 while `pending`).
 pub async fn delete(state: &AppState, param: Option<&str>) -> Result<HttpResponse, ApiError> {
     let id = backup_id(param)?;
-    if !state.store.mark_backup_deleted(id).await? {
-        return Err(ApiError::BackupNotFound(id.to_owned()));
+    match state.store.mark_backup_deleted(id).await? {
+        MarkDeleted::Marked => {}
+        MarkDeleted::NotFound => return Err(ApiError::BackupNotFound(id.to_owned())),
+        MarkDeleted::Pending => return Err(ApiError::BackupInProgress(id.to_owned())),
     }
     let rec = state.store.backup(id).await?.ok_or_else(|| ApiError::BackupNotFound(id.to_owned()))?;
     tracing::info!(backup.id = id, "backup marked deleted");

@@ -77,6 +77,9 @@ pub enum ApiError {
     /// The backup to restore from was deleted.
     #[error("backup {0} was deleted; its files can no longer be restored")]
     BackupDeleted(String),
+    /// The backup is still being taken: it cannot be deleted yet.
+    #[error("backup {0} is still being taken; delete it once its job has finished")]
+    BackupInProgress(String),
     /// The backup to restore from holds nothing to restore.
     #[error("backup {id} is {state}; only a succeeded backup can be restored")]
     BackupNotRestorable {
@@ -133,9 +136,10 @@ impl ApiError {
             ApiError::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            ApiError::InvalidState { .. } | ApiError::SessionLimit { .. } | ApiError::BackupNotRestorable { .. } => {
-                StatusCode::CONFLICT
-            }
+            ApiError::InvalidState { .. }
+            | ApiError::SessionLimit { .. }
+            | ApiError::BackupNotRestorable { .. }
+            | ApiError::BackupInProgress(_) => StatusCode::CONFLICT,
             ApiError::BackupDeleted(_) => StatusCode::GONE,
             ApiError::IdempotencyMismatch { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::StoreUnavailable | ApiError::Timeout => StatusCode::SERVICE_UNAVAILABLE,
@@ -160,6 +164,7 @@ impl ApiError {
             ApiError::BackupNotFound(_) => "backup_not_found",
             ApiError::BackupDeleted(_) => "backup_deleted",
             ApiError::BackupNotRestorable { .. } => "backup_not_restorable",
+            ApiError::BackupInProgress(_) => "backup_in_progress",
             ApiError::InvalidState { .. } => "invalid_state",
             ApiError::SessionLimit { .. } => "session_limit_reached",
             ApiError::IdempotencyMismatch { .. } => "idempotency_key_reused",

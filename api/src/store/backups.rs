@@ -75,10 +75,23 @@ pub struct BackupPage {
 
 /// Marks a backup deleted, if it exists; replies 1, or 0 when there is none.
 const MARK_DELETED: &str = r#"
-if redis.call("EXISTS", KEYS[1]) == 0 then return 0 end
+local state = redis.call("HGET", KEYS[1], "state")
+if not state then return 0 end
+if state == ARGV[2] then return -1 end
 redis.call("HSET", KEYS[1], "state", ARGV[1])
 return 1
 "#;
+
+/// What marking a backup deleted did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkDeleted {
+    /// It is (now) `deleted`.
+    Marked,
+    /// There is no such backup.
+    NotFound,
+    /// It is still `pending` (its job is taking it): left as it is.
+    Pending,
+}
 
 impl Store {
     /// Reads one backup.
@@ -110,14 +123,19 @@ impl Store {
         Ok(BackupPage { backups, next_cursor })
     }
 
-    /// Marks a backup deleted; `false` when there is no such backup.
-    pub async fn mark_backup_deleted(&self, id: &str) -> Result<bool, StoreError> {
+    /// Marks a backup deleted, unless it is missing or still pending.
+    pub async fn mark_backup_deleted(&self, id: &str) -> Result<MarkDeleted, StoreError> {
         let n: i64 = redis::Script::new(MARK_DELETED)
             .key(keys::backup(id))
             .arg(field::STATE_DELETED)
+            .arg(field::STATE_PENDING)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(n == 1)
+        Ok(match n {
+            1 => MarkDeleted::Marked,
+            -1 => MarkDeleted::Pending,
+            _ => MarkDeleted::NotFound,
+        })
     }
 }
 

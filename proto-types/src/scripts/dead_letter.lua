@@ -1,6 +1,7 @@
 -- Move one stream entry to the dead-letter stream atomically
 -- (see proto_types::scripts::dead_letter).
--- KEYS: 1 jobs stream, 2 dead stream, 3 job hash, 4 session hash, 5 events stream
+-- KEYS: 1 jobs stream, 2 dead stream, 3 job hash, 4 session hash, 5 events stream,
+--       6 hash of the backup the job's generation takes (a delete's or backup's)
 -- ARGV: 1 stream entry id, 2 group, 3 raw payload, 4 reason, 5 delivery count,
 --       6 payload decoded ("1"/"0"), 7 now_ms, 8 job ttl secs,
 --       9 encoded event ("" for none), 10 events maxlen, 11 job generation,
@@ -8,7 +9,8 @@
 -- Replies: {"dead", dead_entry_id}
 -- When the payload decoded: the job hash becomes "dead" (unless already
 -- terminal), the session records last_error, and, when the job was the
--- session's latest, its status becomes "failed".
+-- session's latest, its status becomes "failed", and a backup the job left
+-- `pending` becomes `failed` with the reason.
 
 local function is_terminal(state)
   return state and string.find(" " .. ARGV[12] .. " ", " " .. state .. " ", 1, true) ~= nil
@@ -34,6 +36,9 @@ if ARGV[6] == "1" then
     end
     if ARGV[9] ~= "" then
       redis.call("XADD", KEYS[5], "MAXLEN", "~", ARGV[10], "*", "event", ARGV[9])
+    end
+    if redis.call("HGET", KEYS[6], "state") == "pending" then
+      redis.call("HSET", KEYS[6], "state", "failed", "error", ARGV[4])
     end
   end
 end

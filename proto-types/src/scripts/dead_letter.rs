@@ -50,9 +50,16 @@ pub struct DeadLetter<'a> {
 impl DeadLetter<'_> {
     /// Keys and arguments, in the order `dead_letter.lua` documents.
     pub fn invocation(&self) -> Invocation {
-        let (job_key, session_key, decoded, event, generation) = match &self.job {
-            Some(j) => (keys::job(j.job_id), keys::session(j.session_id), "1", j.event, j.generation),
-            None => (keys::job(""), keys::session(""), "0", &b""[..], 0),
+        let (job_key, session_key, decoded, event, generation, backup_key) = match &self.job {
+            Some(j) => (
+                keys::job(j.job_id),
+                keys::session(j.session_id),
+                "1",
+                j.event,
+                j.generation,
+                keys::backup(&crate::record::backup::id(j.session_id, j.generation)),
+            ),
+            None => (keys::job(""), keys::session(""), "0", &b""[..], 0, keys::backup("")),
         };
         let keys = vec![
             keys::JOBS_STREAM.to_owned(),
@@ -60,6 +67,7 @@ impl DeadLetter<'_> {
             job_key,
             session_key,
             keys::EVENTS_STREAM.to_owned(),
+            backup_key,
         ];
         let args: Vec<Vec<u8>> = vec![
             self.entry_id.into(),

@@ -12,7 +12,12 @@
 --          other status, or "", removes the field)
 --       18 backup id ("" for none), 19 location, 20 size bytes, 21 sha256,
 --       22 user id, 23 backup state ("succeeded" | "failed"; a failed one
---          keeps the job's error as its reason), 24 backup kind ("archive" | "snapshot")
+--          keeps the job's error as its reason), 24 backup kind ("archive" | "snapshot"),
+--       25 the id of the backup this job may have recorded `pending` ("" for
+--          none; KEYS[7] is then its hash when 18 is ""): with no backup
+--          written, a still-pending one becomes `failed` with the job's error
+--          if the job failed, and is removed (record and index entries)
+--          otherwise: no backup was taken; 26 the job state `failed` (JobState::Failed)
 -- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
 -- A "fenced" reply means nothing was written and nothing acknowledged.
 
@@ -78,6 +83,16 @@ if apply then
   if status == "deleted" then
     redis.call("SREM", KEYS[6], ARGV[12])
     redis.call("EXPIRE", KEYS[2], ARGV[14])
+  end
+end
+
+if ARGV[18] == "" and ARGV[25] ~= "" and redis.call("HGET", KEYS[7], "state") == "pending" then
+  if ARGV[3] == ARGV[26] then
+    redis.call("HSET", KEYS[7], "state", "failed", "error", ARGV[4])
+  else
+    redis.call("DEL", KEYS[7])
+    redis.call("ZREM", KEYS[8], ARGV[25])
+    redis.call("ZREM", KEYS[9], ARGV[25])
   end
 end
 

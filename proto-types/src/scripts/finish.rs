@@ -80,6 +80,10 @@ pub struct Finish<'a> {
     pub error: Option<&'a str>,
     /// Session write; `None` for superseded or orphaned jobs.
     pub session: Option<SessionUpdate<'a>>,
+    /// The backup a delete or backup job may have recorded `pending` (its
+    /// id): settled when the job writes no backup (`failed` if the job
+    /// failed, else removed).
+    pub pending_backup: Option<&'a str>,
     /// Encoded [`crate::Event`].
     pub event: &'a [u8],
     /// Now, in ms since the epoch.
@@ -99,8 +103,9 @@ impl Finish<'_> {
         ];
         let backup_write = self.session.as_ref().and_then(|u| u.backup.as_ref());
         let backup_id = backup_write.map_or("", |b| b.id);
+        let pending = self.pending_backup.unwrap_or("");
         keys.extend([
-            keys::backup(backup_id),
+            keys::backup(if backup_id.is_empty() { pending } else { backup_id }),
             keys::user_backups(self.user_id),
             keys::session_backups(self.session_id),
         ]);
@@ -135,6 +140,8 @@ impl Finish<'_> {
             self.user_id.into(),
             backup_write.map_or("", |b| b.state).into(),
             backup_write.map_or("", |b| b.kind.as_str()).into(),
+            pending.into(),
+            JobState::Failed.as_str().into(),
         ];
         Invocation { keys, args }
     }
@@ -200,6 +207,7 @@ mod tests {
                     state: "succeeded",
                 }),
             }),
+            pending_backup: Some("abc-3"),
             event: b"ev",
             now_ms: 9,
         }
@@ -210,9 +218,10 @@ mod tests {
         assert_eq!(inv.keys[8], "{sm}:backups:session:abc");
         assert_eq!(inv.keys[4], "{sm}:demand:abc");
         assert_eq!(inv.keys[5], "{sm}:user:u");
-        assert_eq!(inv.args.len(), 24);
+        assert_eq!(inv.args.len(), 26);
         assert_eq!(inv.args[22], b"succeeded");
         assert_eq!(inv.args[23], b"snapshot");
+        assert_eq!(inv.args[24], b"abc-3");
         assert_eq!(inv.args[17], b"abc-3");
         assert_eq!(inv.args[19], b"12");
         assert_eq!(inv.args[5], b"1");

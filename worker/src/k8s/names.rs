@@ -64,7 +64,7 @@ pub fn backup_snapshot(id: &SessionId, generation: u64) -> String {
 
 /// Id of the backup a delete request (one session generation) takes.
 pub fn backup_id(id: &SessionId, generation: u64) -> String {
-    format!("{id}-g{generation}")
+    proto_types::record::backup::id(id.as_str(), generation)
 }
 
 /// Name of the restore Job of a session created from a backup.

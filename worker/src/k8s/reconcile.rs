@@ -241,14 +241,16 @@ impl K8sExecutor {
             Step::CreateBackup if cfg.backup_mode == BackupMode::Snapshot => {
                 let snap = snapshot::snapshot(cfg, id, target.generation);
                 let name = names::backup_snapshot(id, target.generation);
-                gate::create_once(&self.api(), lease, &name, snap, CreatePurpose::Backup).await
+                let purpose = CreatePurpose::Backup(BackupKind::Snapshot);
+                gate::create_once(&self.api(), lease, &name, snap, purpose).await
             }
             Step::CreateBackup => {
                 let now = jiff::Timestamp::now();
                 let file = backup::file_name(id, target.generation, now);
                 let job = backup::job(cfg, id, target.generation, &file);
                 let name = names::backup_job(id, target.generation);
-                gate::create_once(&self.api(), lease, &name, job, CreatePurpose::Backup).await
+                let purpose = CreatePurpose::Backup(BackupKind::Archive);
+                gate::create_once(&self.api(), lease, &name, job, purpose).await
             }
             Step::CreateRestore => {
                 let Some(source) = &target.restore else {

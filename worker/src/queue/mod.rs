@@ -20,7 +20,7 @@ mod scripts;
 use std::time::Duration;
 
 use proto_types::scripts::dead_letter::DeadLetter;
-use proto_types::scripts::entitled::EntitledReply;
+use proto_types::scripts::entitled::{EntitledReply, PendingBackup};
 use proto_types::scripts::finish::{Finish, FinishReply};
 use proto_types::scripts::lease::{AcquireReply, Lease};
 use proto_types::scripts::start::{SessionSnapshot, StartReply};
@@ -240,9 +240,16 @@ impl Queue {
         self.scripts.touch(entry_id).await
     }
 
-    /// The check right before a Kubernetes create (the entitled script).
-    pub async fn entitled(&self, lease: &Lease, generation: u64, backup: bool) -> Result<EntitledReply, QueueError> {
-        self.scripts.entitled(lease, generation, backup).await
+    /// The check right before a Kubernetes create (the entitled script);
+    /// for the request's backup, `pending` is recorded once entitled.
+    pub async fn entitled(
+        &self,
+        lease: &Lease,
+        generation: u64,
+        backup: bool,
+        pending: Option<&PendingBackup<'_>>,
+    ) -> Result<EntitledReply, QueueError> {
+        self.scripts.entitled(lease, generation, backup, pending).await
     }
 }
 

@@ -122,8 +122,9 @@ impl Scripts {
         lease: &Lease,
         generation: u64,
         backup: bool,
+        pending: Option<&entitled::PendingBackup<'_>>,
     ) -> Result<EntitledReply, QueueError> {
-        let inv = entitled::invocation(lease, generation, backup);
+        let inv = entitled::invocation(lease, generation, backup, pending);
         Ok(EntitledReply::parse(&self.run("entitled", &self.loaded.entitled, &inv).await?)?)
     }
 }

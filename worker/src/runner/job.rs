@@ -20,11 +20,11 @@
 use std::sync::Arc;
 
 use proto_types::scripts::dead_letter::{DeadJob, DeadLetter};
-use proto_types::scripts::entitled::EntitledReply;
+use proto_types::scripts::entitled::{EntitledReply, PendingBackup};
 use proto_types::scripts::finish::{BackupWrite, Finish, FinishReply, SessionUpdate};
 use proto_types::scripts::lease::Lease;
 use proto_types::scripts::start::{SessionSnapshot, StartReply};
-use proto_types::{DesiredState, Event, Job, JobState, SessionState};
+use proto_types::{Command, DesiredState, Event, Job, JobState, SessionState};
 use sm_telemetry::attrs;
 use tokio::sync::watch;
 use tokio::time::Instant;
@@ -67,6 +67,7 @@ pub(crate) async fn handle<E: Executor>(ctx: Arc<Ctx<E>>, entry: Entry, deliveri
         lease: None,
         lease_sent_ms: 0,
         started: Instant::now(),
+        converged_generation: None,
     };
     delivery.run().instrument(span).await
 }
@@ -120,6 +121,8 @@ struct Delivery<'a, E> {
     lease_sent_ms: u64,
     /// When this delivery started (job duration metric).
     started: Instant,
+    /// The session generation the executor converged at, once it ran.
+    converged_generation: Option<u64>,
 }
 
 impl<'a, E: Executor> Delivery<'a, E> {
@@ -237,6 +240,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
         let job = self.job();
         let lease = self.lease.as_ref().expect("the lifecycle converges only under the lease");
         let guard = self.guard(lease, generation);
+        self.converged_generation = Some(generation);
         let target = Target {
             session_id: job.session_id.clone(),
             desired,
@@ -266,11 +270,19 @@ impl<'a, E: Executor> Delivery<'a, E> {
     fn guard(&self, lease: &Lease, generation: u64) -> LeaseGuard {
         let queue = self.ctx.queue.clone();
         let held = lease.clone();
+        let clock = Arc::clone(&self.ctx.clock);
+        let user: Arc<str> = self.snapshot().and_then(|s| s.user_id.as_deref()).unwrap_or_default().into();
         let check: CreateCheck = Arc::new(move |purpose| {
-            let (queue, lease) = (queue.clone(), held.clone());
+            let (queue, lease, clock, user) = (queue.clone(), held.clone(), Arc::clone(&clock), Arc::clone(&user));
             Box::pin(async move {
-                let backup = purpose == CreatePurpose::Backup;
-                let reply = queue.entitled(&lease, generation, backup).await;
+                let reply = match purpose {
+                    CreatePurpose::Workspace => queue.entitled(&lease, generation, false, None).await,
+                    CreatePurpose::Backup(kind) => {
+                        let id = proto_types::record::backup::id(&lease.session_id, generation);
+                        let pending = PendingBackup { id: &id, kind, user_id: &user, now_ms: clock.now_ms() };
+                        queue.entitled(&lease, generation, true, Some(&pending)).await
+                    }
+                };
                 let why = match reply.map_err(|e| CreateCheckError::Unavailable(e.to_string()))? {
                     EntitledReply::Entitled => return Ok(()),
                     EntitledReply::Lost => "the session lease is no longer ours".to_owned(),
@@ -306,6 +318,13 @@ impl<'a, E: Executor> Delivery<'a, E> {
     async fn finish(&mut self, ending: &Ending) -> Result<(), QueueError> {
         let job = self.job();
         let event = self.event(ending.state, ending.event_status, ending.error.as_deref());
+        // A delete or backup that converged may have recorded its backup `pending`.
+        let pending = match (job.command, self.converged_generation) {
+            (Command::Delete | Command::Backup, Some(g)) => {
+                Some(proto_types::record::backup::id(job.session_id.as_str(), g))
+            }
+            _ => None,
+        };
         let finish = Finish {
             job_id: job.job_id.as_str(),
             session_id: job.session_id.as_str(),
@@ -340,6 +359,7 @@ impl<'a, E: Executor> Delivery<'a, E> {
                     (None, None) => None,
                 },
             }),
+            pending_backup: pending.as_deref(),
             event: &event,
             now_ms: self.ctx.clock.now_ms(),
         };

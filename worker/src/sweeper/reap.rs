@@ -127,7 +127,7 @@ impl Reaper {
                 .unwrap_or(jiff::Timestamp::UNIX_EPOCH);
             let mut job = backup::job(&self.config, id, 0, &backup::file_name(id, 0, at));
             job.metadata.name = Some(job_name.clone());
-            gate::create_once(&jobs, &guard, &job_name, job, CreatePurpose::Backup)
+            gate::create_once(&jobs, &guard, &job_name, job, CreatePurpose::Backup(proto_types::BackupKind::Archive))
                 .await
                 .map_err(|source| ReapError::Write { what: format!("create Job/{job_name}"), source })?;
             reaped.backup_started = true;

@@ -8,12 +8,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use proto_types::{Command, DesiredState, Job, SessionId, SessionState, keys};
+use proto_types::{BackupKind, Command, DesiredState, Job, SessionId, SessionState, keys};
 use redis::aio::MultiplexedConnection;
 use sm_redis::{EnqueueClient, EnqueueError, EnqueueOutcome, EnqueueRequest};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use worker::executor::{ExecError, Executor, Outcome, Target};
+use worker::entitlement::CreatePurpose;
+use worker::executor::{Archive, ExecError, Executor, Outcome, Target};
 use worker::runner::{RetryPolicy, Runner, RunnerConfig, Stats};
 
 /// What the fake executor does for one session.
@@ -29,6 +30,12 @@ pub struct Plan {
     pub permanent: Option<String>,
     /// Never return (a hung call).
     pub hang: bool,
+    /// Take a backup of this kind for a delete, as the Kubernetes executor
+    /// does: the check right before its create, then (after `hold`) a
+    /// verified backup in the outcome.
+    pub backup: Option<BackupKind>,
+    /// Wait for this before going on after the backup's check.
+    pub hold: Option<Arc<tokio::sync::Notify>>,
 }
 
 #[derive(Default)]
@@ -97,6 +104,15 @@ impl Executor for FakeExecutor {
         if plan.hang {
             std::future::pending::<()>().await;
         }
+        let backup = plan.backup.filter(|_| target.desired == DesiredState::Deleted);
+        if let Some(kind) = backup {
+            if let Err(e) = target.lease.check_create(CreatePurpose::Backup(kind)).await {
+                return Err(ExecError::retryable(e.to_string()));
+            }
+            if let Some(hold) = &plan.hold {
+                hold.notified().await;
+            }
+        }
         tokio::time::sleep(plan.delay).await;
         if let Some(message) = plan.permanent {
             return Err(ExecError::permanent(message, SessionState::Failed));
@@ -128,7 +144,13 @@ impl Executor for FakeExecutor {
                 replicas: 0,
                 backup_file: Some(format!("app-{session}.zip")),
                 upstream: None,
-                archive: None,
+                archive: backup.map(|kind| Archive {
+                    id: proto_types::record::backup::id(&session, target.generation),
+                    kind,
+                    location: format!("app-{session}.zip"),
+                    size_bytes: 42,
+                    sha256: "ab".repeat(32),
+                }),
             },
         })
     }
