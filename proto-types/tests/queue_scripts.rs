@@ -401,6 +401,27 @@ async fn finish_delete_tombstones_the_session_and_frees_the_user_slot() {
     }
 }
 
+/// Dead-letters the delivered `entry` of a decoded `job` (delivered 6 times) for `reason`.
+async fn dead_letter_job(conn: &mut MultiplexedConnection, job: &Job, entry: &str, reason: &str) {
+    let payload = job.encode().unwrap();
+    let ev = event(job, JobState::Dead, SessionState::Failed);
+    let dl = DeadLetter {
+        entry_id: entry,
+        group: GROUP,
+        payload: &payload,
+        reason,
+        deliveries: 6,
+        job: Some(DeadJob {
+            job_id: job.job_id.as_str(),
+            session_id: job.session_id.as_str(),
+            generation: job.generation,
+            event: &ev,
+        }),
+        now_ms: 7,
+    };
+    dead_letter::parse(&run(conn, dead_letter::SOURCE, &dl.invocation()).await.unwrap()).unwrap();
+}
+
 /// Seeds a backup record as the entitled script writes it `pending`, indexed.
 async fn seed_pending(conn: &mut MultiplexedConnection, id: &str, session: &str) {
     let _: () = redis::cmd("HSET")
@@ -458,18 +479,7 @@ async fn a_dead_jobs_pending_backup_fails_with_the_reason() {
     let (del, _) = enqueue(&mut conn, "abc", Command::Delete, 1, 2).await;
     let entries = deliver(&mut conn, "c1", 10).await;
     seed_pending(&mut conn, &record::backup::id("abc", del.generation), "abc").await;
-    let payload = del.encode().unwrap();
-    let ev = event(&del, JobState::Dead, SessionState::Failed);
-    let dl = DeadLetter {
-        entry_id: &entries[1],
-        group: GROUP,
-        payload: &payload,
-        reason: "delivered 6 times (limit 5)",
-        deliveries: 6,
-        job: Some(DeadJob { job_id: del.job_id.as_str(), session_id: "abc", generation: del.generation, event: &ev }),
-        now_ms: 7,
-    };
-    dead_letter::parse(&run(&mut conn, dead_letter::SOURCE, &dl.invocation()).await.unwrap()).unwrap();
+    dead_letter_job(&mut conn, &del, &entries[1], "delivered 6 times (limit 5)").await;
     let bk = keys::backup(&record::backup::id("abc", del.generation));
     assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some("failed"));
     assert_eq!(hget(&mut conn, &bk, record::backup::ERROR).await.as_deref(), Some("delivered 6 times (limit 5)"));
@@ -490,18 +500,7 @@ async fn dead_letter_keeps_the_entry_and_marks_the_job() {
         .await
         .unwrap();
     let entries = deliver(&mut conn, "c1", 10).await;
-    let payload = job.encode().unwrap();
-    let ev = event(&job, JobState::Dead, SessionState::Failed);
-    let dl = DeadLetter {
-        entry_id: &entries[0],
-        group: GROUP,
-        payload: &payload,
-        reason: "delivered 6 times (limit 5)",
-        deliveries: 6,
-        job: Some(DeadJob { job_id: job.job_id.as_str(), session_id: "abc", generation: 1, event: &ev }),
-        now_ms: 7,
-    };
-    dead_letter::parse(&run(&mut conn, dead_letter::SOURCE, &dl.invocation()).await.unwrap()).unwrap();
+    dead_letter_job(&mut conn, &job, &entries[0], "delivered 6 times (limit 5)").await;
     let poison = DeadLetter {
         entry_id: &entries[1],
         group: GROUP,

@@ -165,3 +165,38 @@ async fn sleep_waits_until_the_pod_is_gone() {
     c.start_kubelet();
     assert_eq!(c.converge(&target(&id, DesiredState::Sleeping, 2)).await.unwrap().status, SessionState::Sleeping);
 }
+
+/// `BACKUP_MODE=snapshot`: a delete takes a VolumeSnapshot (no Job), deletes nothing until it
+/// is ready, and a snapshot that never becomes ready fails the delete with the volume kept;
+/// deleting again once the snapshot controller works finishes with the snapshot as backup.
+#[tokio::test]
+async fn snapshot_mode_deletes_only_after_a_ready_snapshot() {
+    use worker::k8s::k8s_config::BackupMode;
+    use worker::k8s::snapshot::VolumeSnapshot;
+    let cfg = K8sConfig { backup_mode: BackupMode::Snapshot, backup_timeout: Duration::from_millis(300), ..config() };
+    let mut c = Cluster::with(None, cfg, true).await;
+    let id = sid("0fa6debc");
+    c.converge(&target(&id, DesiredState::Running, 1)).await.unwrap();
+    c.converge(&target(&id, DesiredState::Sleeping, 2)).await.unwrap();
+
+    // No snapshot controller: never ready.
+    c.kubelet_stop();
+    let err = c.converge(&target(&id, DesiredState::Deleted, 3)).await.unwrap_err();
+    let snap = names::backup_snapshot(&id, 3);
+    assert!(err.to_string().contains(&format!("volume snapshot {snap} was not ready to use within 0.3s")), "{err}");
+    let ExecError::Permanent { backup: Some(failed), .. } = &err else { panic!("not a failed backup: {err:?}") };
+    assert_eq!((failed.kind, failed.location.as_str()), (proto_types::BackupKind::Snapshot, snap.as_str()));
+    assert!(c.api::<PersistentVolumeClaim>().get_opt(&names::pvc(&id)).await.unwrap().is_some(), "volume kept");
+    let s = c.api::<VolumeSnapshot>().get(&snap).await.unwrap();
+    assert_eq!(s.spec.source.persistent_volume_claim_name.as_deref(), Some(names::pvc(&id).as_str()));
+    assert!(c.api::<Job>().list(&ListParams::default()).await.unwrap().items.is_empty(), "no backup Job");
+
+    c.start_kubelet();
+    let out = c.converge(&target(&id, DesiredState::Deleted, 3)).await.unwrap();
+    assert_eq!(out.status, SessionState::Deleted);
+    let archive = out.archive.expect("the ready snapshot is the backup");
+    assert_eq!((archive.kind, archive.location.as_str()), (proto_types::BackupKind::Snapshot, snap.as_str()));
+    assert_eq!(archive.size_bytes, 5 << 30, "its restoreSize: the claim's 5Gi");
+    assert!(c.api::<PersistentVolumeClaim>().get_opt(&names::pvc(&id)).await.unwrap().is_none());
+    assert!(c.api::<VolumeSnapshot>().get_opt(&snap).await.unwrap().is_some(), "the snapshot outlives the volume");
+}

@@ -1,6 +1,7 @@
 //! The KEDA `ScaledObject` (`keda.sh/v1alpha1`) of a session: a small typed
-//! struct implementing [`kube::Resource`] by hand (no CRD derive, so the
-//! production worker does not pull schemars), and its pure builder.
+//! struct implementing [`kube::Resource`] through `resource.rs`'s macro (no
+//! CRD derive, so the production worker does not pull schemars), and its
+//! pure builder.
 //!
 //! # Sleep, wake and KEDA
 //! The ScaledObject scales the workspace between 0 and 1 replicas on the
@@ -17,7 +18,6 @@
 //! but the local stand-in cluster does not remove dropped fields, and the
 //! merge patch is correct on both.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
@@ -115,29 +115,7 @@ pub struct AuthenticationRef {
     pub name: String,
 }
 
-impl kube::Resource for ScaledObject {
-    type DynamicType = ();
-    type Scope = kube::core::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("ScaledObject")
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(GROUP)
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(VERSION)
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("scaledobjects")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+super::resource::namespaced_resource!(ScaledObject, group: GROUP, version: VERSION, kind: "ScaledObject", plural: "scaledobjects");
 
 /// The session's ScaledObject; `paused` adds the paused-replicas annotation
 /// pinning the workspace to zero replicas.

@@ -7,6 +7,7 @@
 //! | [`names`] | object names, labels, annotations derived from the session id |
 //! | [`security`] | `restricted` Pod Security Standard contexts |
 //! | [`objects`] | PVC, Deployment, Service, Ingress builders (pure) |
+//! | `resource.rs` | `kube::Resource` for the hand-typed custom kinds (a macro) |
 //! | [`keda`] | the typed KEDA `ScaledObject` and why sleep uses `paused-replicas` |
 //! | [`backup`] | the backup Job builder, file name and outcome |
 //! | [`restore`] | the restore Job of a session created from a backup, and its failure reason |
@@ -35,6 +36,7 @@ pub mod plan;
 pub mod prune;
 pub mod reconcile;
 pub mod render;
+mod resource;
 pub mod restore;
 pub mod security;
 pub mod snapshot;

@@ -1,8 +1,8 @@
 //! Snapshot mode (`BACKUP_MODE=snapshot`): a CSI `VolumeSnapshot`
 //! (`snapshot.storage.k8s.io/v1`) of the session's volume instead of an
-//! archive. A small typed struct implementing [`kube::Resource`] by hand
-//! (as [`super::keda`] does), its pure builder, and what the planner reads
-//! from it.
+//! archive. A small typed struct implementing [`kube::Resource`] through
+//! `resource.rs`'s macro (as [`super::keda`]'s does), its pure builder, and
+//! what the planner reads from it.
 //!
 //! The snapshot names the session's PVC as its source and the configured
 //! VolumeSnapshotClass (`BACKUP_SNAPSHOT_CLASS`), whose `deletionPolicy`
@@ -15,8 +15,6 @@
 //! naming the snapshot ([`super::objects::pvc`]); no Job and no shared
 //! volume take part. The snapshot lives in the workspace namespace, so it
 //! outlives the deleted session's PVC.
-
-use std::borrow::Cow;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use proto_types::SessionId;
@@ -101,29 +99,7 @@ pub struct SnapshotError {
     pub message: Option<String>,
 }
 
-impl kube::Resource for VolumeSnapshot {
-    type DynamicType = ();
-    type Scope = kube::core::NamespaceResourceScope;
-
-    fn kind(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(KIND)
-    }
-    fn group(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(GROUP)
-    }
-    fn version(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed(VERSION)
-    }
-    fn plural(_: &()) -> Cow<'_, str> {
-        Cow::Borrowed("volumesnapshots")
-    }
-    fn meta(&self) -> &ObjectMeta {
-        &self.metadata
-    }
-    fn meta_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.metadata
-    }
-}
+super::resource::namespaced_resource!(VolumeSnapshot, group: GROUP, version: VERSION, kind: KIND, plural: "volumesnapshots");
 
 /// The snapshot of request `generation` (a delete or an on-demand backup)
 /// of the session's volume, in `config.snapshot_class`.

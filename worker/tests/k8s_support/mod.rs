@@ -144,6 +144,7 @@ pub fn config() -> K8sConfig {
 pub async fn fake(interceptors: Option<interceptor::Funcs>) -> Client {
     let mut b = ClientBuilder::new()
         .with_resource::<ScaledObject>()
+        .with_resource::<worker::k8s::snapshot::VolumeSnapshot>()
         .with_status_subresource::<Deployment>()
         .with_status_subresource::<Job>();
     if let Some(f) = interceptors {
