@@ -7,7 +7,8 @@
 //! Layout (each module depends only on those listed before it, never on one that uses it):
 //! - `config`: clap flags and the validated [`Config`];
 //! - `route` (pure): request → [`route::Route`], RBAC verbs;
-//! - `keda`, `snapshot`: the custom kinds served (`snapshot` also decides a snapshot's status);
+//! - `resource`: `kube::Resource` for hand-typed kinds (a macro); `keda`, `snapshot`: the
+//!   custom kinds served (`snapshot` also decides a snapshot's status);
 //! - `discovery` (pure): the discovery documents;
 //! - `cluster`: builds the fake cluster; `namespaces`: the namespace store; `persist`: the
 //!   objects on disk across restarts;
@@ -41,6 +42,7 @@ pub mod pod_logs;
 pub mod pod_process;
 pub mod process_kubelet;
 pub mod recorder;
+mod resource;
 pub mod respond;
 pub mod route;
 mod scale;

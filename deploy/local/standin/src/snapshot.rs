@@ -6,11 +6,11 @@
 //! Spec, status and a class's fields are kept as free JSON: the stand-in stores what it is
 //! given; schema checks against the CRDs belong to the worker's tests.
 
+use crate::resource::resource_impl;
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use std::borrow::Cow;
 
 /// The CSI snapshot API group.
 pub const GROUP: &str = "snapshot.storage.k8s.io";
@@ -19,34 +19,6 @@ pub const VERSION: &str = "v1";
 
 fn api_version() -> String {
     format!("{GROUP}/{VERSION}")
-}
-
-macro_rules! resource_impl {
-    ($ty:ident, $kind:literal, $plural:literal, $scope:ty) => {
-        impl kube::Resource for $ty {
-            type DynamicType = ();
-            type Scope = $scope;
-
-            fn kind(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($kind)
-            }
-            fn group(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed(GROUP)
-            }
-            fn version(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed(VERSION)
-            }
-            fn plural(_: &()) -> Cow<'_, str> {
-                Cow::Borrowed($plural)
-            }
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-            fn meta_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.metadata
-            }
-        }
-    };
 }
 
 /// A point-in-time copy of a PersistentVolumeClaim (`spec.source.persistentVolumeClaimName`).
@@ -100,7 +72,14 @@ impl VolumeSnapshot {
     }
 }
 
-resource_impl!(VolumeSnapshot, "VolumeSnapshot", "volumesnapshots", k8s_openapi::NamespaceResourceScope);
+resource_impl!(
+    VolumeSnapshot,
+    GROUP,
+    VERSION,
+    "VolumeSnapshot",
+    "volumesnapshots",
+    k8s_openapi::NamespaceResourceScope
+);
 
 /// A class of snapshots (`driver`, `deletionPolicy`, `parameters` at the top level).
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -126,7 +105,14 @@ pub struct VolumeSnapshotClass {
     pub parameters: Value,
 }
 
-resource_impl!(VolumeSnapshotClass, "VolumeSnapshotClass", "volumesnapshotclasses", k8s_openapi::ClusterResourceScope);
+resource_impl!(
+    VolumeSnapshotClass,
+    GROUP,
+    VERSION,
+    "VolumeSnapshotClass",
+    "volumesnapshotclasses",
+    k8s_openapi::ClusterResourceScope
+);
 
 /// One custom kind: `(kind, plural, singular, short names, namespaced)`.
 pub type KindRow = (&'static str, &'static str, &'static str, &'static [&'static str], bool);
