@@ -78,6 +78,8 @@ const READ: &[u16] = &[200, 400, 401, 404, 429, 500, 503];
 const ACTIVITY: &[u16] = &[200, 400, 401, 404, 408, 413, 415, 429, 500, 503];
 const LIST: &[u16] = &[200, 400, 401, 429, 500, 503];
 const ACCESS: &[u16] = &[200, 400, 401, 404, 408, 413, 415, 429, 500, 503];
+/// `DELETE /backups/{id}`: a read's answers, and 409 while the backup is still pending.
+const DELETE_BACKUP: &[u16] = &[200, 400, 401, 404, 409, 429, 500, 503];
 
 const fn route(
     id: RouteId,
@@ -113,7 +115,7 @@ pub const ROUTES: &[RouteSpec] = &[
     route(RouteId::SessionBackups, "GET", "/session/{uuid}/backups", true, READ),
     route(RouteId::ListBackups, "GET", "/backups", true, LIST),
     route(RouteId::GetBackup, "GET", "/backups/{backup_id}", true, READ),
-    route(RouteId::DeleteBackup, "DELETE", "/backups/{backup_id}", true, READ),
+    route(RouteId::DeleteBackup, "DELETE", "/backups/{backup_id}", true, DELETE_BACKUP),
 ];
 
 /// A request matched to a route, with its one path parameter (if any).
