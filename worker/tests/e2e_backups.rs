@@ -7,9 +7,12 @@
 //! Needs the pinned code-server that `make test` installs first.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod e2e_support;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use e2e_support::{get, hex};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use testkit::stack::{Stack, StackConfig};
@@ -18,21 +21,6 @@ const JOB_TIMEOUT: Duration = Duration::from_secs(120);
 const NS: &str = "workspaces";
 const USER: &str = "backups@example.com";
 
-fn stack(dir: &Path) -> Stack {
-    let code_server = testkit::code_server();
-    let env = |k: &str, v: &Path| (k.to_owned(), v.display().to_string());
-    let standin_env = vec![
-        ("STANDIN_KUBELET".to_owned(), "process".to_owned()),
-        env("STANDIN_CODE_SERVER", &code_server),
-        env("STANDIN_VOLUMES_DIR", &dir.join("volumes")),
-        env("STANDIN_POD_LOGS_DIR", &dir.join("logs")),
-        env("STANDIN_PODS_DIR", &dir.join("pods")),
-        env("STANDIN_STATE_FILE", &dir.join("state.json")),
-    ];
-    let worker_env = vec![("WORKSPACE_IMAGE".to_owned(), "codercom/code-server:4.139.1".to_owned())];
-    Stack::start(StackConfig { workers: 1, standin_env, worker_env, ..Default::default() }).unwrap()
-}
-
 fn run(stack: &Stack, method: &str, path: &str, body: Option<&Value>) -> Value {
     let r = stack.api(method, path, body).unwrap();
     assert_eq!(r.status, 202, "{method} {path}: {}", r.text());
@@ -40,16 +28,6 @@ fn run(stack: &Stack, method: &str, path: &str, body: Option<&Value>) -> Value {
     let v = stack.wait_job(&job, JOB_TIMEOUT).unwrap();
     assert_eq!(v["state"], "succeeded", "{method} {path}: {v}\n{}", stack.logs());
     r.json()
-}
-
-fn get(stack: &Stack, path: &str) -> Value {
-    let r = stack.api("GET", path, None).unwrap();
-    assert_eq!(r.status, 200, "GET {path}: {}", r.text());
-    r.json()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every entry of the zip at `zip`, read with Python's `zipfile`: name, whether it is a
@@ -78,7 +56,7 @@ fn entry<'a>(all: &'a [(String, bool, Vec<u8>)], name: &str) -> &'a (String, boo
 #[test]
 fn a_deleted_session_lists_its_verified_backup_with_the_archives_size_and_checksum() {
     let dir = tempfile::tempdir().unwrap();
-    let stack = stack(dir.path());
+    let stack = Stack::start(StackConfig::real_workspaces(dir.path())).unwrap();
     let created = run(&stack, "POST", "/session/create", Some(&json!({ "user_id": USER })));
     let id = created["uuid"].as_str().unwrap().to_owned();
 
