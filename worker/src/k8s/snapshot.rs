@@ -12,7 +12,7 @@
 //! checksum: the storage system keeps the data). Being ready is all the
 //! verification there is: CSI drivers cut the snapshot from the volume
 //! itself. A restore creates the new session's PVC with `dataSourceRef`
-//! naming the snapshot ([`super::objects::pvc`]); no Job and no shared
+//! naming the snapshot ([`super::objects::pvc_from_snapshot`]); no Job and no shared
 //! volume take part. The snapshot lives in the workspace namespace, so it
 //! outlives the deleted session's PVC.
 
