@@ -454,17 +454,33 @@ async fn a_pending_backup_is_settled_by_its_jobs_finish() {
     assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some("failed"));
     assert_eq!(hget(&mut conn, &bk, record::backup::ERROR).await.as_deref(), Some(why));
 
-    // Ended otherwise with no backup (e.g. superseded): the pending record goes, index entries too.
+    // Superseded with its backup still pending: failed too (a backup Job may have left a
+    // file, which retention removes once the record is old enough).
     let (again, _) = enqueue(&mut conn, "abc", Command::Delete, 2, 3).await;
     let entries = deliver(&mut conn, "c1", 10).await;
     seed_pending(&mut conn, "abc-3", "abc").await;
     let reply = finish_pending(&mut conn, &again, &entries[0], JobState::Superseded, None, None, Some("abc-3")).await;
     assert_eq!(reply, FinishReply::Finished);
-    let exists: bool = redis::cmd("EXISTS").arg(keys::backup("abc-3")).query_async(&mut conn).await.unwrap();
+    let bk3 = keys::backup("abc-3");
+    assert_eq!(hget(&mut conn, &bk3, record::backup::STATE).await.as_deref(), Some("failed"));
+    assert_eq!(
+        hget(&mut conn, &bk3, record::backup::ERROR).await.as_deref(),
+        Some("the superseded job recorded no backup")
+    );
+
+    // Succeeded without taking a backup (nothing to back up): the pending record goes,
+    // index entries too.
+    let (last, _) = enqueue(&mut conn, "abc", Command::Delete, 3, 4).await;
+    let entries = deliver(&mut conn, "c1", 10).await;
+    seed_pending(&mut conn, "abc-4", "abc").await;
+    let up = update(1, SessionState::Deleted, 0);
+    let reply = finish_pending(&mut conn, &last, &entries[0], JobState::Succeeded, up, None, Some("abc-4")).await;
+    assert_eq!(reply, FinishReply::Finished);
+    let exists: bool = redis::cmd("EXISTS").arg(keys::backup("abc-4")).query_async(&mut conn).await.unwrap();
     assert!(!exists, "no backup was taken");
     for index in [keys::user_backups("user@example.com"), keys::session_backups("abc")] {
         let ids: Vec<String> = redis::cmd("ZRANGE").arg(&index).arg(0).arg(-1).query_async(&mut conn).await.unwrap();
-        assert_eq!(ids, ["abc-2"], "{index}");
+        assert_eq!(ids, ["abc-2", "abc-3"], "{index}");
     }
     // A record no longer pending is never touched by a finish without a backup.
     assert_eq!(hget(&mut conn, &bk, record::backup::STATE).await.as_deref(), Some("failed"));

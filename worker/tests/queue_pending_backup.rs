@@ -73,3 +73,32 @@ async fn a_pending_backup_of_a_failed_job_is_failed_with_its_error() {
     assert_eq!(hget(&mut conn, &keys::backup(&id), record::backup::ERROR).await.as_deref(), Some(why));
     runner.shutdown().await;
 }
+
+/// A delivery that recorded the backup `pending` and then crashed, redelivered after a newer
+/// delete superseded it: the superseded job's finish fails the pending backup (a Job may have
+/// left a file; retention removes it with the record) instead of leaving it pending forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_superseded_jobs_pending_backup_is_failed() {
+    let server = testkit::RedisServer::start().unwrap();
+    let mut conn = connect(&server).await;
+    let exec = FakeExecutor::default();
+    exec.plan("abc", Plan { backup: Some(BackupKind::Archive), ..Plan::default() });
+    enqueue(&mut conn, "abc", Command::Create).await.unwrap();
+    let first = enqueue(&mut conn, "abc", Command::Delete).await.unwrap();
+    let id = record::backup::id("abc", first.generation);
+    // What the crashed delivery's entitled check wrote.
+    let _: () = redis::cmd("HSET")
+        .arg(keys::backup(&id))
+        .arg(&[("id", id.as_str()), ("session_id", "abc"), ("user_id", "user@example.com"), ("state", "pending")])
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    let second = enqueue(&mut conn, "abc", Command::Delete).await.unwrap();
+    let runner = spawn(&server, &exec, config("a"));
+    until_state(&server, &second, "succeeded", WAIT).await;
+    assert_eq!(job_state(&mut conn, &first).await.as_deref(), Some("superseded"));
+    assert_eq!(backup_state(&mut conn, &id).await.as_deref(), Some(record::backup::STATE_FAILED));
+    let second_id = record::backup::id("abc", second.generation);
+    assert_eq!(backup_state(&mut conn, &second_id).await.as_deref(), Some(record::backup::STATE_SUCCEEDED));
+    runner.shutdown().await;
+}

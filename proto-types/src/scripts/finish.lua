@@ -15,9 +15,13 @@
 --          keeps the job's error as its reason), 24 backup kind ("archive" | "snapshot"),
 --       25 the id of the backup this job may have recorded `pending` ("" for
 --          none; KEYS[7] is then its hash when 18 is ""): with no backup
---          written, a still-pending one becomes `failed` with the job's error
---          if the job failed, and is removed (record and index entries)
---          otherwise: no backup was taken; 26 the job state `failed` (JobState::Failed)
+--          written, a still-pending one becomes `failed` if the job ended in
+--          one of ARGV 26 (its error, or that it was superseded, is the
+--          reason: a backup Job may have left a file, which retention then
+--          removes), and is removed (record and index entries) otherwise: the
+--          job succeeded without taking a backup;
+--       26 job states that fail a pending backup (space-separated:
+--          JobState::Failed and JobState::Superseded)
 -- Replies: {"finished"} | {"already", job_state} | {"fenced", session_fence}
 -- A "fenced" reply means nothing was written and nothing acknowledged.
 
@@ -87,8 +91,12 @@ if apply then
 end
 
 if ARGV[18] == "" and ARGV[25] ~= "" and redis.call("HGET", KEYS[7], "state") == "pending" then
-  if ARGV[3] == ARGV[26] then
-    redis.call("HSET", KEYS[7], "state", "failed", "error", ARGV[4])
+  if string.find(" " .. ARGV[26] .. " ", " " .. ARGV[3] .. " ", 1, true) then
+    local why = ARGV[4]
+    if why == "" then
+      why = "the " .. ARGV[3] .. " job recorded no backup"
+    end
+    redis.call("HSET", KEYS[7], "state", "failed", "error", why)
   else
     redis.call("DEL", KEYS[7])
     redis.call("ZREM", KEYS[8], ARGV[25])

@@ -82,7 +82,7 @@ pub struct Finish<'a> {
     pub session: Option<SessionUpdate<'a>>,
     /// The backup a delete or backup job may have recorded `pending` (its
     /// id): settled when the job writes no backup (`failed` if the job
-    /// failed, else removed).
+    /// failed or was superseded, else removed).
     pub pending_backup: Option<&'a str>,
     /// Encoded [`crate::Event`].
     pub event: &'a [u8],
@@ -141,7 +141,7 @@ impl Finish<'_> {
             backup_write.map_or("", |b| b.state).into(),
             backup_write.map_or("", |b| b.kind.as_str()).into(),
             pending.into(),
-            JobState::Failed.as_str().into(),
+            format!("{} {}", JobState::Failed.as_str(), JobState::Superseded.as_str()).into(),
         ];
         Invocation { keys, args }
     }

@@ -318,10 +318,12 @@ impl<'a, E: Executor> Delivery<'a, E> {
     async fn finish(&mut self, ending: &Ending) -> Result<(), QueueError> {
         let job = self.job();
         let event = self.event(ending.state, ending.event_status, ending.error.as_deref());
-        // A delete or backup that converged may have recorded its backup `pending`.
-        let pending = match (job.command, self.converged_generation) {
-            (Command::Delete | Command::Backup, Some(g)) => {
-                Some(proto_types::record::backup::id(job.session_id.as_str(), g))
+        // A delete or backup may have recorded its backup `pending`: in this
+        // delivery's converge, or in an earlier one that crashed.
+        let pending = match job.command {
+            Command::Delete | Command::Backup => {
+                let generation = self.converged_generation.unwrap_or(job.generation);
+                Some(proto_types::record::backup::id(job.session_id.as_str(), generation))
             }
             _ => None,
         };
