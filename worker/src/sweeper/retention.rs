@@ -174,7 +174,7 @@ impl Prune {
                 out.push(Vec::new());
                 files = 0;
             }
-            files += m.files.len().max(usize::from(m.snapshot.is_some()));
+            files += m.files.len();
             out.last_mut().expect("pushed above").push(m.clone());
         }
         out.into_iter().map(|marks| Prune::from_marks(marks, Vec::new())).collect()
